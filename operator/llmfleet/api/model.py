@@ -1,0 +1,114 @@
+"""``LLMModel``: a served model, its runtime and its measured performance per GPU type."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from llmfleet.api.base import ApiModel, Name, Rule, StatusBase, map_list, set_list
+from llmfleet.api.region import GPU_TYPE_PATTERN
+from llmfleet.api.resource import AGE_COLUMN, VALID_COLUMN, KindInfo, PrinterColumn, Resource
+
+DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
+
+
+class EnvVar(ApiModel):
+    """An environment variable of the serving container."""
+
+    name: str = Field(max_length=256)
+    """Variable name."""
+    value: str = Field(default="", max_length=4096)
+    """Variable value."""
+
+
+class ServingRuntime(ApiModel):
+    """The container that serves the model."""
+
+    image: str = Field(default=DEFAULT_VLLM_IMAGE, max_length=512)
+    """Container image; the vLLM OpenAI-compatible server by default."""
+    args: list[str] = Field(default_factory=list, max_length=64)
+    """Extra arguments after the model name (e.g. ``--max-model-len=8192``)."""
+    env: list[EnvVar] = map_list(max_items=64)
+    """Environment variables of the serving container."""
+    port: int = Field(default=8000, ge=1, le=65535)
+    """Port of the OpenAI-compatible HTTP API."""
+
+
+class GPUProfile(ApiModel):
+    """How one replica of the model performs on one GPU type (measured, e.g. with vLLM's
+    benchmark_serving)."""
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.decodeTokensPerSecond <= self.prefillTokensPerSecond",
+            message="decodeTokensPerSecond must be <= prefillTokensPerSecond",
+            check=lambda s: s.decode_tokens_per_second <= s.prefill_tokens_per_second,
+            field_path=".decodeTokensPerSecond",
+        ),
+    )
+
+    gpu_type: str = Field(max_length=63, pattern=GPU_TYPE_PATTERN)
+    """GPU SKU this profile is for; must match a pool's gpuType in some Region."""
+    gpus_per_replica: int = Field(ge=1, le=64)
+    """GPUs one replica needs (tensor-parallel size)."""
+    prefill_tokens_per_second: float = Field(gt=0, le=10_000_000)
+    """Prompt tokens one replica processes per second at full batch, tokens/s."""
+    decode_tokens_per_second: float = Field(gt=0, le=1_000_000)
+    """Output tokens one replica generates per second at full batch, tokens/s (all
+    sequences together)."""
+    max_concurrent_sequences: int = Field(default=256, ge=1, le=4096)
+    """Most sequences one replica serves at once (vLLM ``--max-num-seqs``)."""
+    load_seconds: float = Field(default=120, ge=0, le=7200)
+    """Seconds from pod start until the replica serves (image pull + weight load)."""
+
+
+class LLMModelSpec(ApiModel):
+    """Desired state of an LLMModel."""
+
+    served_model_name: str = Field(max_length=256)
+    """Name clients send in the OpenAI ``model`` field, e.g. ``meta-llama/Llama-3.1-8B-Instruct``."""
+    runtime: ServingRuntime = Field(default_factory=ServingRuntime)
+    """Serving container."""
+    profiles: list[GPUProfile] = map_list(key="gpuType", max_items=16, min_length=1)
+    """Performance per GPU type; the model runs only on GPU types listed here."""
+    allowed_regions: list[Name] = set_list(max_items=64)
+    """Regions the model may run in; empty means every Region."""
+    min_replicas_per_region: int = Field(default=0, ge=0, le=1000)
+    """Replicas kept in every allowed region whatever the demand (availability floor)."""
+    quality: float = Field(default=0.5, ge=0, le=1)
+    """Relative answer quality (0..1), used by quality-aware routing."""
+
+
+class LLMModelStatus(StatusBase):
+    """Observed state of an LLMModel."""
+
+    replicas: int | None = Field(default=None, ge=0)
+    """Ready replicas across all regions."""
+    desired_replicas: int | None = Field(default=None, ge=0)
+    """Replicas the last applied plan asks for across all regions."""
+
+
+class LLMModel(Resource):
+    """A served LLM: runtime, performance per GPU type and placement limits."""
+
+    info: ClassVar[KindInfo] = KindInfo(
+        kind="LLMModel",
+        plural="llmmodels",
+        singular="llmmodel",
+        scope="Namespaced",
+        short_names=("llmm",),
+        printer_columns=(
+            PrinterColumn("Served-Name", ".spec.servedModelName"),
+            PrinterColumn("GPU-Types", ".spec.profiles[*].gpuType"),
+            PrinterColumn("Replicas", ".status.replicas", "integer"),
+            PrinterColumn("Desired", ".status.desiredReplicas", "integer"),
+            VALID_COLUMN,
+            AGE_COLUMN,
+        ),
+    )
+
+    kind: Literal["LLMModel"] = "LLMModel"
+    spec: LLMModelSpec
+    status: LLMModelStatus | None = None
+

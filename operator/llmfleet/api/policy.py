@@ -1,0 +1,216 @@
+"""``FleetPolicy``: how and when the controller plans and actuates the fleet."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from llmfleet.api.base import ApiModel, Rule, StatusBase
+from llmfleet.api.resource import AGE_COLUMN, VALID_COLUMN, KindInfo, PrinterColumn, Resource
+
+Mode = Literal["plan-only", "apply"]
+ForecastMethod = Literal["auto", "arima", "seasonal", "naive"]
+
+
+class Horizon(ApiModel):
+    """The planning horizon: ``steps`` steps of ``stepSeconds`` each."""
+
+    step_seconds: int = Field(default=3600, ge=300, le=3600)
+    """Length of one planning step, seconds (5 to 60 minutes)."""
+    steps: int = Field(default=24, ge=1, le=336)
+    """Number of steps planned ahead; only the first is executed, the rest shape it."""
+
+
+class ForecastSettings(ApiModel):
+    """How demand is forecast from history."""
+
+    method: ForecastMethod = "auto"
+    """``auto`` picks per series by rolling backtest among ``arima`` (SageServe's method),
+    ``seasonal`` (daily and weekly seasonality) and ``naive`` (last value)."""
+    upper_quantile: float = Field(default=0.9, ge=0.5, le=0.999)
+    """Quantile of the forecast that interactive tiers are provisioned for."""
+    history_seconds: int = Field(default=14 * 86400, ge=3600, le=90 * 86400)
+    """How much demand history to read, seconds."""
+    backtest_folds: int = Field(default=4, ge=1, le=50)
+    """Rolling-origin backtest folds used to pick a method and report its error."""
+
+
+class ObjectiveWeights(ApiModel):
+    """Relative weights of the planner's objective terms (dimensionless multipliers)."""
+
+    gpu_cost: float = Field(default=1.0, ge=0, le=1000)
+    """Weight of the USD cost of node-hours."""
+    scaling_overhead: float = Field(default=1.0, ge=0, le=1000)
+    """Weight of the cost of GPU time spent provisioning nodes and loading replicas."""
+    sla_risk: float = Field(default=1.0, ge=0, le=1000)
+    """Weight of the SLA penalty on unmet demand."""
+
+
+class SolverSettings(ApiModel):
+    """Limits of one solve."""
+
+    time_limit_seconds: float = Field(default=30, gt=0, le=600)
+    """Wall-clock limit of one solve, seconds; the best plan found by then is used."""
+    relative_gap: float = Field(default=0.01, ge=0, le=1)
+    """Stop once the plan is within this fraction of the best bound."""
+
+
+class PrometheusQueries(ApiModel):
+    """PromQL templates for reading demand. ``$window`` is replaced by the step length
+    (e.g. ``5m``); results must carry the labels ``model_name``, ``region`` and ``tier``."""
+
+    prompt_tokens: str = Field(
+        default="sum by (model_name, region, tier) (rate(vllm:prompt_tokens_total[$window]))",
+        max_length=4096,
+    )
+    """Prompt tokens per second."""
+    generation_tokens: str = Field(
+        default="sum by (model_name, region, tier) (rate(vllm:generation_tokens_total[$window]))",
+        max_length=4096,
+    )
+    """Generated tokens per second."""
+    requests: str = Field(
+        default="sum by (model_name, region, tier) "
+        "(rate(vllm:e2e_request_latency_seconds_count[$window]))",
+        max_length=4096,
+    )
+    """Completed requests per second."""
+    running: str = Field(
+        default="sum by (model_name, region) (vllm:num_requests_running)", max_length=4096
+    )
+    """Requests being served now."""
+    waiting: str = Field(
+        default="sum by (model_name, region) (vllm:num_requests_waiting)", max_length=4096
+    )
+    """Requests queued now."""
+
+
+class PrometheusSource(ApiModel):
+    """Where demand history is read from."""
+
+    url: str = Field(
+        default="http://prometheus-operated.monitoring.svc:9090",
+        max_length=2048,
+        pattern=r"^https?://",
+    )
+    """Base URL of the Prometheus HTTP API."""
+    timeout_seconds: float = Field(default=10, gt=0, le=300)
+    """Timeout of one query, seconds."""
+    max_data_age_seconds: int = Field(default=900, ge=30, le=86400)
+    """Demand data older than this is stale: the controller keeps the last plan and never
+    scales down on it."""
+    queries: PrometheusQueries = Field(default_factory=PrometheusQueries)
+    """Query templates."""
+
+
+class ParentRef(ApiModel):
+    """A Gateway API parentRef the generated HTTPRoutes attach to."""
+
+    group: str = Field(default="gateway.networking.k8s.io", max_length=253)
+    """API group of the parent."""
+    kind: str = Field(default="Gateway", max_length=63)
+    """Kind of the parent."""
+    name: str = Field(max_length=253)
+    """Name of the parent."""
+    namespace: str | None = Field(default=None, max_length=63)
+    """Namespace of the parent; the policy's namespace when absent."""
+    section_name: str | None = Field(default=None, max_length=253)
+    """Listener name on the parent."""
+
+
+class IngressTarget(ApiModel):
+    """Where routing and throttling policies are published."""
+
+    parent_refs: list[ParentRef] = Field(default_factory=list, max_length=32)
+    """Gateways the HTTPRoutes attach to; none means only the ConfigMaps are written."""
+    routing_config_map: str = Field(default="llmfleet-routing", max_length=253)
+    """ConfigMap holding the whole routing policy as JSON."""
+    throttling_config_map: str = Field(default="llmfleet-throttling", max_length=253)
+    """ConfigMap holding the per-tenant throttling table as JSON."""
+    tenant_header: str = Field(default="x-llmfleet-tenant", max_length=256)
+    """HTTP header carrying the tenant id."""
+    tier_header: str = Field(default="x-llmfleet-tier", max_length=256)
+    """HTTP header carrying the SLA tier."""
+
+
+class FleetPolicySpec(ApiModel):
+    """Desired state of a FleetPolicy."""
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.intervalSeconds <= self.horizon.stepSeconds * self.horizon.steps",
+            message="intervalSeconds must not exceed the horizon (steps x stepSeconds)",
+            check=lambda s: s.interval_seconds <= s.horizon.step_seconds * s.horizon.steps,
+            field_path=".intervalSeconds",
+        ),
+    )
+
+    mode: Mode = "plan-only"
+    """``plan-only``: write FleetPlans and change nothing else (dry run).
+    ``apply``: actuate every plan."""
+    interval_seconds: int = Field(default=3600, ge=30, le=86400)
+    """How often the controller plans, seconds."""
+    horizon: Horizon = Field(default_factory=Horizon)
+    """What the planner looks ahead at."""
+    forecast: ForecastSettings = Field(default_factory=ForecastSettings)
+    """Demand forecasting."""
+    objective: ObjectiveWeights = Field(default_factory=ObjectiveWeights)
+    """Objective weights."""
+    max_changes_per_cycle: int = Field(default=100, ge=0, le=100000)
+    """Most node and replica additions plus removals one cycle may make."""
+    max_interactive_spot_fraction: float = Field(default=0.3, ge=0, le=1)
+    """Fleet-wide cap on the share of interactive load served from spot pools (a tier's
+    own maxSpotFraction may be lower)."""
+    solver: SolverSettings = Field(default_factory=SolverSettings)
+    """Solver limits."""
+    prometheus: PrometheusSource = Field(default_factory=PrometheusSource)
+    """Demand history source."""
+    ingress: IngressTarget = Field(default_factory=IngressTarget)
+    """Where routing and throttling go."""
+    plans_to_keep: int = Field(default=10, ge=1, le=1000)
+    """How many FleetPlans to keep; older ones are deleted."""
+
+
+class FleetPolicyStatus(StatusBase):
+    """Observed state of a FleetPolicy."""
+
+    last_plan: str | None = Field(default=None, max_length=253)
+    """Name of the newest FleetPlan."""
+    last_applied_plan: str | None = Field(default=None, max_length=253)
+    """Name of the newest FleetPlan that was actuated."""
+    cost_per_hour: float | None = Field(default=None, ge=0)
+    """USD per hour of the newest plan's first step."""
+    gap: float | None = Field(default=None, ge=0)
+    """Relative gap of the newest plan to the solver's bound."""
+    last_run_time: datetime | None = None
+    """When the controller last planned."""
+    next_run_time: datetime | None = None
+    """When the controller plans next."""
+
+
+class FleetPolicy(Resource):
+    """How the fleet is planned and actuated."""
+
+    info: ClassVar[KindInfo] = KindInfo(
+        kind="FleetPolicy",
+        plural="fleetpolicies",
+        singular="fleetpolicy",
+        scope="Namespaced",
+        short_names=("fpol",),
+        printer_columns=(
+            PrinterColumn("Mode", ".spec.mode"),
+            PrinterColumn("Interval", ".spec.intervalSeconds", "integer"),
+            PrinterColumn("Last-Plan", ".status.lastPlan"),
+            PrinterColumn("USD/h", ".status.costPerHour", "number"),
+            PrinterColumn("Gap", ".status.gap", "number"),
+            PrinterColumn("Next-Run", ".status.nextRunTime", "date"),
+            VALID_COLUMN,
+            AGE_COLUMN,
+        ),
+    )
+
+    kind: Literal["FleetPolicy"] = "FleetPolicy"
+    spec: FleetPolicySpec
+    status: FleetPolicyStatus | None = None

@@ -1,0 +1,99 @@
+"""The envelope every llmfleet object shares and the CRD facts each kind declares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Self
+
+from pydantic import BaseModel, ConfigDict
+
+from llmfleet.api.base import API_VERSION, ObjectMeta, StatusBase, camel
+
+
+@dataclass(frozen=True)
+class PrinterColumn:
+    """An ``additionalPrinterColumns`` entry: what ``kubectl get`` shows."""
+
+    name: str
+    json_path: str
+    type: Literal["string", "integer", "number", "boolean", "date"] = "string"
+    description: str = ""
+    priority: int = 0
+    format: str | None = None
+
+    def as_schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type, "jsonPath": self.json_path}
+        if self.description:
+            out["description"] = self.description
+        if self.priority:
+            out["priority"] = self.priority
+        if self.format:
+            out["format"] = self.format
+        return out
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    """CRD names and presentation of one kind."""
+
+    kind: str
+    plural: str
+    singular: str
+    scope: Literal["Namespaced", "Cluster"]
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ("llmfleet",)
+    printer_columns: tuple[PrinterColumn, ...] = field(default_factory=tuple)
+
+
+VALID_COLUMN = PrinterColumn(
+    "Valid", '.status.conditions[?(@.type=="Valid")].status', description="References check out"
+)
+AGE_COLUMN = PrinterColumn("Age", ".metadata.creationTimestamp", "date")
+
+
+class Resource(BaseModel):
+    """A whole Kubernetes object of an llmfleet kind: apiVersion, kind, metadata, spec, status.
+
+    Subclasses set ``spec``/``status`` types and the ``info`` class variable.
+    """
+
+    model_config = ConfigDict(alias_generator=camel, populate_by_name=True, extra="ignore")
+
+    info: ClassVar[KindInfo]
+
+    api_version: Literal["llmfleet.dev/v1alpha1"] = API_VERSION
+    kind: str
+    metadata: ObjectMeta
+    spec: Any
+    status: StatusBase | None = None
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str | None:
+        return self.metadata.namespace
+
+    @classmethod
+    def new(cls, name: str, spec: Any, namespace: str | None = None, **meta: Any) -> Self:
+        """Build an object, e.g. ``Region.new("eu-west", RegionSpec(...))``."""
+        if cls.info.scope == "Cluster":
+            namespace = None
+        return cls(
+            kind=cls.info.kind,
+            metadata=ObjectMeta(name=name, namespace=namespace, **meta),
+            spec=spec,
+        )
+
+    def to_wire(self, *, with_status: bool = False) -> dict[str, Any]:
+        """The JSON to send to the apiserver: camelCase, no nulls, status only on request."""
+        exclude = None if with_status else {"status"}
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=exclude)
+
+    @classmethod
+    def from_wire(cls, obj: dict[str, Any]) -> Self:
+        """Parse an object as the apiserver returns it (extra metadata is kept, ignored)."""
+        return cls.model_validate(obj)
+
+

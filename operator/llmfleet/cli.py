@@ -1,0 +1,185 @@
+"""``llmfleet`` command line.
+
+    llmfleet crds [--out crds] [--check]     generate CRDs from the types (or check drift)
+    llmfleet validate PATH...                 check manifests offline (schema, rules, references)
+    llmfleet install [--samples]              apply CRDs (and samples) to a cluster
+    llmfleet get [KIND...]                    what ``kubectl get llmfleet`` shows
+    llmfleet operator                         run the controller
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from llmfleet.api.crdgen import drift, generate
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CRDS = REPO_ROOT / "crds"
+DEFAULT_SAMPLES = DEFAULT_CRDS / "samples"
+
+
+def _cmd_crds(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if args.check:
+        stale = drift(out)
+        if stale:
+            print(f"CRDs in {out} are out of date with the types: {', '.join(stale)}", file=sys.stderr)
+            print("run: llmfleet crds", file=sys.stderr)
+            return 1
+        print(f"CRDs in {out} match the types")
+        return 0
+    for path in generate(out):
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from llmfleet.api.loading import ManifestError, load_manifests, snapshot_of
+    from llmfleet.api.references import check_references
+
+    try:
+        objs = load_manifests([Path(p) for p in args.paths], namespace=args.namespace)
+    except ManifestError as err:
+        print(f"invalid: {err}", file=sys.stderr)
+        return 1
+    problems = check_references(snapshot_of(objs))
+    bad = 0
+    for key, probs in sorted(problems.items()):
+        for p in probs:
+            bad += 1
+            print(f"{key}: {p.reason}: {p.message}", file=sys.stderr)
+    print(f"{len(objs)} objects, {bad} problems")
+    return 1 if bad else 0
+
+
+def _connect(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from llmfleet.kube.client import Cluster
+
+    return Cluster.connect(Path(args.kubeconfig) if args.kubeconfig else None, args.context)
+
+
+def _cmd_install(args: argparse.Namespace) -> int:
+    from llmfleet.api.crdgen import crd_for
+    from llmfleet.api.kinds import KINDS
+    from llmfleet.api.loading import load_manifests
+    from llmfleet.kube.client import KubeError
+
+    cluster = _connect(args)
+    try:
+        crds = [crd_for(k) for k in KINDS]
+        cluster.apply_all(crds)
+        cluster.wait_crds_established([c["metadata"]["name"] for c in crds])
+        print(f"installed {len(crds)} CRDs")
+        if args.samples:
+            cluster.ensure_namespace(args.namespace)
+            objs = load_manifests([Path(args.samples)], namespace=args.namespace)
+            cluster.apply_all(o.to_wire() for o in objs)
+            print(f"applied {len(objs)} sample objects into namespace {args.namespace}")
+    except KubeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        cluster.close()
+    return 0
+
+
+def _cmd_get(args: argparse.Namespace) -> int:
+    from llmfleet.api.base import API_VERSION
+    from llmfleet.api.kinds import BY_KIND, KINDS
+    from llmfleet.kube.client import KubeError, format_table
+
+    kinds = list(KINDS)
+    if args.kinds:
+        lookup = {**{k.lower(): v for k, v in BY_KIND.items()}}
+        lookup.update({v.info.plural: v for v in KINDS})
+        lookup.update({s: v for v in KINDS for s in v.info.short_names})
+        try:
+            kinds = [lookup[k.lower()] for k in args.kinds]
+        except KeyError as err:
+            print(f"unknown kind {err}; known: {', '.join(sorted(lookup))}", file=sys.stderr)
+            return 2
+    cluster = _connect(args)
+    try:
+        blocks = []
+        for kind in kinds:
+            ns = None if kind.info.scope == "Cluster" else args.namespace
+            table = cluster.table(API_VERSION, kind.info.plural, ns)
+            if table.get("rows"):
+                blocks.append(format_table(table, with_kind=f"{kind.info.singular}.{API_VERSION.split('/')[0]}"))
+        print("\n\n".join(blocks) if blocks else "No resources found.")
+    except KubeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        cluster.close()
+    return 0
+
+
+def _cmd_operator(args: argparse.Namespace) -> int:
+    import os
+
+    from llmfleet.controller.operator import OperatorConfig, run
+    from llmfleet.controller.validation import ValidationSettings
+
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    cfg = OperatorConfig(
+        namespaces=tuple(args.namespace or ()),
+        validation=ValidationSettings(recheck_seconds=args.recheck_seconds),
+        liveness_endpoint=args.liveness,
+        peering=args.peering,
+    )
+    run(cfg)
+    return 0
+
+
+def _add_cluster_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+    p.add_argument("--context", help="kubeconfig context")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmfleet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("crds", help="generate CRDs from the API types")
+    p.add_argument("--out", default=str(DEFAULT_CRDS), help="directory (default: %(default)s)")
+    p.add_argument("--check", action="store_true", help="fail if the files differ from the types")
+    p.set_defaults(func=_cmd_crds)
+
+    p = sub.add_parser("validate", help="check manifests offline: schema, rules, references")
+    p.add_argument("paths", nargs="+", help="YAML files or directories")
+    p.add_argument("-n", "--namespace", default="default")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("install", help="apply the CRDs (and optionally samples) to a cluster")
+    _add_cluster_args(p)
+    p.add_argument("--samples", nargs="?", const=str(DEFAULT_SAMPLES), help="also apply samples (default dir: crds/samples)")
+    p.add_argument("-n", "--namespace", default="llmfleet")
+    p.set_defaults(func=_cmd_install)
+
+    p = sub.add_parser("get", help="list llmfleet objects like `kubectl get llmfleet`")
+    _add_cluster_args(p)
+    p.add_argument("kinds", nargs="*", help="kinds, plurals or short names (default: all)")
+    p.add_argument("-n", "--namespace", default="llmfleet")
+    p.set_defaults(func=_cmd_get)
+
+    p = sub.add_parser("operator", help="run the controller")
+    _add_cluster_args(p)
+    p.add_argument("-n", "--namespace", action="append", help="namespace to watch (repeatable; default: all)")
+    p.add_argument("--recheck-seconds", type=float, default=30.0, help="re-validation period (default: %(default)s)")
+    p.add_argument("--liveness", help="health endpoint URL, e.g. http://0.0.0.0:8080/healthz")
+    p.add_argument("--peering", help="kopf peering name for HA (default: standalone)")
+    p.set_defaults(func=_cmd_operator)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

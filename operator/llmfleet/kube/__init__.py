@@ -1,0 +1,1 @@
+"""The only I/O layer: Kubernetes clients and appliers, the Prometheus reader."""

@@ -1,0 +1,242 @@
+"""Thin, explicit access to one Kubernetes cluster.
+
+Everything here takes a :class:`Cluster` (no module-level client, no global config) and
+every request carries a timeout. Writes are server-side apply with field manager
+``llmfleet`` so repeated applies are idempotent and ownership of fields is visible.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+FIELD_MANAGER = "llmfleet"
+DEFAULT_TIMEOUT = 15.0
+
+
+class KubeError(RuntimeError):
+    """A Kubernetes request failed; the message says which object and why."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def explain_api_exception(err: ApiException) -> str:
+    """The apiserver's own message (it names the field for validation errors)."""
+    try:
+        body = json.loads(err.body or "{}")
+    except (TypeError, ValueError):
+        return f"{err.status} {err.reason}"
+    return str(body.get("message") or f"{err.status} {err.reason}")
+
+
+@dataclass
+class Cluster:
+    """One cluster reached through a kubeconfig (or in-cluster credentials)."""
+
+    api: client.ApiClient
+    timeout: float = DEFAULT_TIMEOUT
+    name: str = "local"
+
+    @classmethod
+    def connect(
+        cls,
+        kubeconfig: Path | None = None,
+        context: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        name: str = "local",
+    ) -> Cluster:
+        """From a kubeconfig file; in-cluster credentials when ``kubeconfig`` is None and
+        no ``KUBECONFIG``/``~/.kube/config`` exists."""
+        try:
+            api = config.new_client_from_config(
+                config_file=str(kubeconfig) if kubeconfig else None, context=context
+            )
+        except config.ConfigException:
+            if kubeconfig is not None:
+                raise
+            cfg = client.Configuration()
+            config.load_incluster_config(client_configuration=cfg)
+            api = client.ApiClient(cfg)
+        return cls(api=api, timeout=timeout, name=name)
+
+    @classmethod
+    def from_kubeconfig_dict(cls, kubeconfig: dict[str, Any], name: str, timeout: float = DEFAULT_TIMEOUT) -> Cluster:
+        """From a kubeconfig held in memory (e.g. read from a Secret)."""
+        cfg = client.Configuration()
+        loader = config.kube_config.KubeConfigLoader(config_dict=kubeconfig)
+        loader.load_and_set(cfg)
+        return cls(api=client.ApiClient(cfg), timeout=timeout, name=name)
+
+    def close(self) -> None:
+        self.api.close()
+
+    @property
+    def dynamic(self) -> DynamicClient:
+        dyn = getattr(self, "_dynamic", None)
+        if dyn is None:
+            dyn = DynamicClient(self.api)
+            self._dynamic = dyn
+        return dyn
+
+    def resource(self, api_version: str, kind: str) -> Any:
+        try:
+            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            # discovery is cached; a CRD installed a moment ago needs a refresh
+            self.dynamic.resources.invalidate_cache()
+            try:
+                return self.dynamic.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                raise KubeError(f"{self.name}: the API {api_version} {kind} is not served (CRD missing?)") from None
+
+    # ------------------------------------------------------------------ writes
+
+    def apply(self, obj: dict[str, Any], *, force: bool = True, dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply of one object (field manager ``llmfleet``)."""
+        meta = obj.get("metadata", {})
+        res = self.resource(obj["apiVersion"], obj["kind"])
+        kwargs: dict[str, Any] = {
+            "body": obj,
+            "name": meta["name"],
+            "field_manager": FIELD_MANAGER,
+            "force_conflicts": force,
+            "_request_timeout": self.timeout,
+        }
+        if res.namespaced:
+            kwargs["namespace"] = meta.get("namespace") or "default"
+        if dry_run:
+            kwargs["dry_run"] = "All"
+        try:
+            out = res.server_side_apply(**kwargs)
+        except ApiException as err:
+            raise KubeError(f"{self.name}: apply {obj['kind']} {meta.get('name')}: {explain_api_exception(err)}", err.status) from None
+        return out.to_dict()  # type: ignore[no-any-return]
+
+    def apply_all(self, objs: Iterable[dict[str, Any]], **kwargs: Any) -> list[dict[str, Any]]:
+        return [self.apply(o, **kwargs) for o in objs]
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Plain create (used where an apply would mask a rejection, e.g. tests of bad CRs)."""
+        meta = obj.get("metadata", {})
+        res = self.resource(obj["apiVersion"], obj["kind"])
+        kwargs: dict[str, Any] = {"body": obj, "_request_timeout": self.timeout}
+        if res.namespaced:
+            kwargs["namespace"] = meta.get("namespace") or "default"
+        try:
+            return res.create(**kwargs).to_dict()  # type: ignore[no-any-return]
+        except ApiException as err:
+            raise KubeError(f"{self.name}: create {obj['kind']} {meta.get('name')}: {explain_api_exception(err)}", err.status) from None
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        """Delete; False when it was already gone."""
+        res = self.resource(api_version, kind)
+        try:
+            res.delete(name=name, namespace=namespace if res.namespaced else None, _request_timeout=self.timeout)
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise KubeError(f"{self.name}: delete {kind} {name}: {explain_api_exception(err)}", err.status) from None
+        return True
+
+    def ensure_namespace(self, name: str) -> None:
+        self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        res = self.resource(api_version, kind)
+        try:
+            out = res.get(name=name, namespace=namespace if res.namespaced else None, _request_timeout=self.timeout)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise KubeError(f"{self.name}: get {kind} {name}: {explain_api_exception(err)}", err.status) from None
+        return out.to_dict()  # type: ignore[no-any-return]
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None) -> list[dict[str, Any]]:
+        res = self.resource(api_version, kind)
+        kwargs: dict[str, Any] = {"_request_timeout": self.timeout}
+        if res.namespaced and namespace:
+            kwargs["namespace"] = namespace
+        if label_selector:
+            kwargs["label_selector"] = label_selector
+        try:
+            out = res.get(**kwargs)
+        except ApiException as err:
+            raise KubeError(f"{self.name}: list {kind}: {explain_api_exception(err)}", err.status) from None
+        return [i.to_dict() for i in out.items]
+
+    def raw_get(self, path: str, accept: str = "application/json") -> Any:
+        """GET an API path and decode the JSON (for Tables, discovery, /version)."""
+        try:
+            resp = self.api.call_api(
+                path, "GET", header_params={"Accept": accept}, auth_settings=["BearerToken"],
+                _preload_content=False, _request_timeout=self.timeout,
+            )
+        except ApiException as err:
+            raise KubeError(f"{self.name}: GET {path}: {explain_api_exception(err)}", err.status) from None
+        return json.loads(resp[0].data)
+
+    def table(self, group_version: str, plural: str, namespace: str | None = None) -> dict[str, Any]:
+        """The server-side Table ``kubectl get`` prints (with the CRD's printer columns)."""
+        base = f"/apis/{group_version}" if "/" in group_version else f"/api/{group_version}"
+        path = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
+        return self.raw_get(path, accept="application/json;as=Table;v=v1;g=meta.k8s.io")  # type: ignore[no-any-return]
+
+    def version(self) -> dict[str, Any]:
+        return self.raw_get("/version")  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ CRDs
+
+    def wait_crds_established(self, names: Iterable[str], timeout: float = 60.0) -> None:
+        """Block until every CRD reports Established (or raise after ``timeout``)."""
+        ext = client.ApiextensionsV1Api(self.api)
+        deadline = time.monotonic() + timeout
+        pending = set(names)
+        while pending:
+            for name in sorted(pending):
+                try:
+                    crd = ext.read_custom_resource_definition(name, _request_timeout=self.timeout)
+                except ApiException as err:
+                    if err.status != 404:
+                        raise KubeError(f"{self.name}: read CRD {name}: {explain_api_exception(err)}", err.status) from None
+                    continue
+                conds = {c.type: c.status for c in (crd.status.conditions or [])}
+                if conds.get("Established") == "True":
+                    pending.discard(name)
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                raise KubeError(f"{self.name}: CRDs not established after {timeout:.0f}s: {sorted(pending)}")
+            time.sleep(0.2)
+        self.dynamic.resources.invalidate_cache()
+
+
+def format_table(table: dict[str, Any], *, with_kind: str | None = None) -> str:
+    """Render a server-side Table like ``kubectl get`` does (priority-0 columns)."""
+    cols = [(i, c) for i, c in enumerate(table.get("columnDefinitions", [])) if c.get("priority", 0) == 0]
+    header = [c["name"].upper() for _, c in cols]
+    rows = []
+    for row in table.get("rows", []):
+        cells = []
+        for i, c in cols:
+            v = row["cells"][i]
+            if i == 0 and with_kind:
+                v = f"{with_kind}/{v}"
+            cells.append("<none>" if v in (None, "") else str(v))
+        rows.append(cells)
+    widths = [max(len(h), *(len(r[j]) for r in rows)) if rows else len(h) for j, h in enumerate(header)]
+    lines = ["   ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines += ["   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
