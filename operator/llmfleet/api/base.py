@@ -80,6 +80,11 @@ class ApiModel(BaseModel):
 
     @model_validator(mode="after")
     def _check_rules(self) -> Self:
+        for name, info in type(self).model_fields.items():
+            extra = info.json_schema_extra
+            keys = extra.get("x-kubernetes-list-map-keys") if isinstance(extra, dict) else None
+            if keys:
+                _check_unique_keys(info.alias or name, getattr(self, name), [str(k) for k in keys])  # type: ignore[union-attr]
         for rule in type(self).__rules__:
             if not rule.check(self):
                 where = f" ({rule.field_path.lstrip('.')})" if rule.field_path else ""
@@ -89,6 +94,18 @@ class ApiModel(BaseModel):
     def to_wire(self) -> dict[str, Any]:
         """The JSON the apiserver stores: camelCase, no nulls."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _check_unique_keys(field: str, items: list[Any], keys: list[str]) -> None:
+    """The apiserver rejects duplicate keys in a map-list; so does pydantic."""
+    seen: set[tuple[Any, ...]] = set()
+    for item in items:
+        wire = item.to_wire() if isinstance(item, ApiModel) else item
+        key = tuple(wire.get(k) for k in keys)
+        if key in seen:
+            shown = ", ".join(f"{k}={v}" for k, v in zip(keys, key, strict=True))
+            raise ValueError(f"{field}: duplicate entry {shown}")
+        seen.add(key)
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
