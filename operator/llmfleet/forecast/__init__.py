@@ -1,0 +1,1 @@
+"""Demand forecasting: history in, point + upper-quantile forecast out (pure)."""
