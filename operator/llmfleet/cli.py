@@ -1,10 +1,10 @@
 """``llmfleet`` command line.
 
-    llmfleet crds [--out crds] [--check]     generate CRDs from the types (or check drift)
-    llmfleet validate PATH...                 check manifests offline (schema, rules, references)
-    llmfleet install [--samples]              apply CRDs (and samples) to a cluster
-    llmfleet get [KIND...]                    what ``kubectl get llmfleet`` shows
-    llmfleet operator                         run the controller
+llmfleet crds [--out crds] [--check]     generate CRDs from the types (or check drift)
+llmfleet validate PATH...                 check manifests offline (schema, rules, references)
+llmfleet install [--samples]              apply CRDs (and samples) to a cluster
+llmfleet get [KIND...]                    what ``kubectl get llmfleet`` shows
+llmfleet operator                         run the controller
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ def _cmd_crds(args: argparse.Namespace) -> int:
     if args.check:
         stale = drift(out)
         if stale:
-            print(f"CRDs in {out} are out of date with the types: {', '.join(stale)}", file=sys.stderr)
+            print(
+                f"CRDs in {out} are out of date with the types: {', '.join(stale)}", file=sys.stderr
+            )
             print("run: llmfleet crds", file=sys.stderr)
             return 1
         print(f"CRDs in {out} match the types")
@@ -107,7 +109,11 @@ def _cmd_get(args: argparse.Namespace) -> int:
             ns = None if kind.info.scope == "Cluster" else args.namespace
             table = cluster.table(API_VERSION, kind.info.plural, ns)
             if table.get("rows"):
-                blocks.append(format_table(table, with_kind=f"{kind.info.singular}.{API_VERSION.split('/')[0]}"))
+                blocks.append(
+                    format_table(
+                        table, with_kind=f"{kind.info.singular}.{API_VERSION.split('/')[0]}"
+                    )
+                )
         print("\n\n".join(blocks) if blocks else "No resources found.")
     except KubeError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -136,12 +142,16 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
 
 def _add_cluster_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+    p.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)"
+    )
     p.add_argument("--context", help="kubeconfig context")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmfleet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="llmfleet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("crds", help="generate CRDs from the API types")
@@ -156,7 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("install", help="apply the CRDs (and optionally samples) to a cluster")
     _add_cluster_args(p)
-    p.add_argument("--samples", nargs="?", const=str(DEFAULT_SAMPLES), help="also apply samples (default dir: crds/samples)")
+    p.add_argument(
+        "--samples",
+        nargs="?",
+        const=str(DEFAULT_SAMPLES),
+        help="also apply samples (default dir: crds/samples)",
+    )
     p.add_argument("-n", "--namespace", default="llmfleet")
     p.set_defaults(func=_cmd_install)
 
@@ -168,8 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("operator", help="run the controller")
     _add_cluster_args(p)
-    p.add_argument("-n", "--namespace", action="append", help="namespace to watch (repeatable; default: all)")
-    p.add_argument("--recheck-seconds", type=float, default=30.0, help="re-validation period (default: %(default)s)")
+    p.add_argument(
+        "-n", "--namespace", action="append", help="namespace to watch (repeatable; default: all)"
+    )
+    p.add_argument(
+        "--recheck-seconds",
+        type=float,
+        default=30.0,
+        help="re-validation period (default: %(default)s)",
+    )
     p.add_argument("--liveness", help="health endpoint URL, e.g. http://0.0.0.0:8080/healthz")
     p.add_argument("--peering", help="kopf peering name for HA (default: standalone)")
     p.set_defaults(func=_cmd_operator)

@@ -39,7 +39,10 @@ def all_samples() -> list[dict[str, Any]]:
 
 def renamed(doc: dict[str, Any], name: str) -> dict[str, Any]:
     doc = copy.deepcopy(doc)
-    doc["metadata"] = {"name": name, **({"namespace": doc["metadata"]["namespace"]} if "namespace" in doc["metadata"] else {})}
+    doc["metadata"] = {
+        "name": name,
+        **({"namespace": doc["metadata"]["namespace"]} if "namespace" in doc["metadata"] else {}),
+    }
     return doc
 
 
@@ -104,27 +107,111 @@ def _min_gt_max(doc: dict[str, Any]) -> None:
 BAD_CASES: list[BadCase] = [
     BadCase("negative-gpus", "Region", _set("spec.pools.0.gpusPerNode", -1), "gpusPerNode", "1"),
     BadCase("min-gt-max", "Region", _min_gt_max, "minNodes", "minNodes must be <= maxNodes"),
-    BadCase("unknown-capacity-type", "Region", _set("spec.pools.0.capacityType", "preemptible"), "capacityType", "on-demand"),
+    BadCase(
+        "unknown-capacity-type",
+        "Region",
+        _set("spec.pools.0.capacityType", "preemptible"),
+        "capacityType",
+        "on-demand",
+    ),
     BadCase("missing-gpu-type", "Region", _delete("spec.pools.0.gpuType"), "gpuType", "required"),
-    BadCase("spot-without-rate", "Region", _spot_no_rate, "spotInterruptionRatePerHour", "spot pool needs spotInterruptionRatePerHour"),
-    BadCase("negative-price", "Region", _set("spec.pools.0.pricePerNodeHour", -3.5), "pricePerNodeHour", "0"),
+    BadCase(
+        "spot-without-rate",
+        "Region",
+        _spot_no_rate,
+        "spotInterruptionRatePerHour",
+        "spot pool needs spotInterruptionRatePerHour",
+    ),
+    BadCase(
+        "negative-price",
+        "Region",
+        _set("spec.pools.0.pricePerNodeHour", -3.5),
+        "pricePerNodeHour",
+        "0",
+    ),
     BadCase("bad-pool-name", "Region", _set("spec.pools.0.name", "H100_OD"), "name", "[a-z0-9]"),
     BadCase("duplicate-pool", "Region", _dup_pool, "pools", "duplicate"),
     BadCase("no-pools", "Region", _set("spec.pools", []), "pools", "1"),
-    BadCase("kubeconfig-without-secret", "Region", _set("spec.cluster.mode", "kubeconfig"), "kubeconfigSecretRef", "mode kubeconfig needs kubeconfigSecretRef"),
-    BadCase("capi-without-ref", "Region", _set("spec.pools.0.provider.type", "clusterAPI"), "machineDeploymentRef", "provider clusterAPI needs machineDeploymentRef"),
-    BadCase("decode-above-prefill", "LLMModel", _set("spec.profiles.0.decodeTokensPerSecond", 999999), "decodeTokensPerSecond", "decodeTokensPerSecond must be <= prefillTokensPerSecond"),
-    BadCase("zero-gpus-per-replica", "LLMModel", _set("spec.profiles.0.gpusPerReplica", 0), "gpusPerReplica", "1"),
+    BadCase(
+        "kubeconfig-without-secret",
+        "Region",
+        _set("spec.cluster.mode", "kubeconfig"),
+        "kubeconfigSecretRef",
+        "mode kubeconfig needs kubeconfigSecretRef",
+    ),
+    BadCase(
+        "capi-without-ref",
+        "Region",
+        _set("spec.pools.0.provider.type", "clusterAPI"),
+        "machineDeploymentRef",
+        "provider clusterAPI needs machineDeploymentRef",
+    ),
+    BadCase(
+        "decode-above-prefill",
+        "LLMModel",
+        _set("spec.profiles.0.decodeTokensPerSecond", 999999),
+        "decodeTokensPerSecond",
+        "decodeTokensPerSecond must be <= prefillTokensPerSecond",
+    ),
+    BadCase(
+        "zero-gpus-per-replica",
+        "LLMModel",
+        _set("spec.profiles.0.gpusPerReplica", 0),
+        "gpusPerReplica",
+        "1",
+    ),
     BadCase("no-profiles", "LLMModel", _set("spec.profiles", []), "profiles", "1"),
-    BadCase("interactive-without-ttft", "SLATier", _delete("spec.interactive.ttftP95Seconds"), "interactive", "an interactive tier needs interactive.ttftP95Seconds"),
-    BadCase("deadline-without-deadline", "SLATier", _delete("spec.deadline"), "deadline", "a deadline tier needs deadline.completionSeconds", sample_name="batch"),
+    BadCase(
+        "interactive-without-ttft",
+        "SLATier",
+        _delete("spec.interactive.ttftP95Seconds"),
+        "interactive",
+        "an interactive tier needs interactive.ttftP95Seconds",
+    ),
+    BadCase(
+        "deadline-without-deadline",
+        "SLATier",
+        _delete("spec.deadline"),
+        "deadline",
+        "a deadline tier needs deadline.completionSeconds",
+        sample_name="batch",
+    ),
     BadCase("unknown-tier-type", "SLATier", _set("spec.type", "realtime"), "type", "interactive"),
-    BadCase("spot-fraction-without-spot", "SLATier", _set("spec.maxSpotFraction", 0.5), "maxSpotFraction", "maxSpotFraction must be 0 when spotAllowed is false", sample_name="interactive-fast"),
-    BadCase("origins-not-summing", "TenantQuota", _set("spec.origins.0.fraction", 0.2), "origins", "origins fractions must sum to 1", sample_name="acme-chat"),
-    BadCase("guarantee-above-budget", "TenantQuota", _set("spec.budgets.guaranteedTokensPerMinute", 10**11), "guaranteedTokensPerMinute", "guaranteedTokensPerMinute must be <= tokensPerMinute", sample_name="acme-chat"),
+    BadCase(
+        "spot-fraction-without-spot",
+        "SLATier",
+        _set("spec.maxSpotFraction", 0.5),
+        "maxSpotFraction",
+        "maxSpotFraction must be 0 when spotAllowed is false",
+        sample_name="interactive-fast",
+    ),
+    BadCase(
+        "origins-not-summing",
+        "TenantQuota",
+        _set("spec.origins.0.fraction", 0.2),
+        "origins",
+        "origins fractions must sum to 1",
+        sample_name="acme-chat",
+    ),
+    BadCase(
+        "guarantee-above-budget",
+        "TenantQuota",
+        _set("spec.budgets.guaranteedTokensPerMinute", 10**11),
+        "guaranteedTokensPerMinute",
+        "guaranteedTokensPerMinute must be <= tokensPerMinute",
+        sample_name="acme-chat",
+    ),
     BadCase("zero-weight", "TenantQuota", _set("spec.weight", 0), "weight", "0"),
     BadCase("missing-tier", "TenantQuota", _delete("spec.tier"), "tier", "required"),
-    BadCase("interval-beyond-horizon", "FleetPolicy", _set("spec.horizon", {"stepSeconds": 600, "steps": 1}), "intervalSeconds", "intervalSeconds must not exceed the horizon"),
+    BadCase(
+        "interval-beyond-horizon",
+        "FleetPolicy",
+        _set("spec.horizon", {"stepSeconds": 600, "steps": 1}),
+        "intervalSeconds",
+        "intervalSeconds must not exceed the horizon",
+    ),
     BadCase("unknown-mode", "FleetPolicy", _set("spec.mode", "yolo"), "mode", "plan-only"),
-    BadCase("step-too-short", "FleetPolicy", _set("spec.horizon.stepSeconds", 10), "stepSeconds", "300"),
+    BadCase(
+        "step-too-short", "FleetPolicy", _set("spec.horizon.stepSeconds", 10), "stepSeconds", "300"
+    ),
 ]

@@ -5,16 +5,18 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.builders import BAD_CASES, BadCase, all_samples, sample
 
 from llmfleet.api import BY_KIND, Region
 from llmfleet.api.loading import ManifestError, parse_object
+from support.builders import BAD_CASES, BadCase, all_samples, sample
 
 
 def contains(big, small) -> bool:
     """Every key of ``small`` is in ``big`` with the same value (defaults may add keys)."""
     if isinstance(small, dict):
-        return isinstance(big, dict) and all(k in big and contains(big[k], v) for k, v in small.items())
+        return isinstance(big, dict) and all(
+            k in big and contains(big[k], v) for k, v in small.items()
+        )
     if isinstance(small, list):
         return isinstance(big, list) and len(big) == len(small) and all(map(contains, big, small))
     return bool(big == small)
@@ -44,7 +46,7 @@ def test_unknown_kind_and_api_version_are_named():
         parse_object(doc)
     doc = sample("Region")
     doc["apiVersion"] = "llmfleet.dev/v1"
-    with pytest.raises(ManifestError, match="apiVersion must be llmfleet.dev/v1alpha1"):
+    with pytest.raises(ManifestError, match=r"apiVersion must be llmfleet\.dev/v1alpha1"):
         parse_object(doc)
 
 
@@ -74,8 +76,13 @@ prices = st.floats(min_value=0, max_value=1000, allow_nan=False)
 def test_region_round_trip_property(gpus, lo, extra, price, spot, rate):
     doc = sample("Region")
     pool = doc["spec"]["pools"][0]
-    pool.update(gpusPerNode=gpus, minNodes=lo, maxNodes=lo + extra, pricePerNodeHour=price,
-                capacityType="spot" if spot else "on-demand")
+    pool.update(
+        gpusPerNode=gpus,
+        minNodes=lo,
+        maxNodes=lo + extra,
+        pricePerNodeHour=price,
+        capacityType="spot" if spot else "on-demand",
+    )
     pool["spotInterruptionRatePerHour"] = rate
     region = Region.from_wire(doc)
     again = Region.from_wire(region.to_wire())

@@ -50,7 +50,9 @@ def test_schema_is_structural_and_documented(kind):
 def test_cel_rules_and_printer_columns_are_rendered():
     text = (CRDS / "llmfleet.dev_regions.yaml").read_text()
     crd = yaml.safe_load(text)
-    pool = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["pools"]["items"]
+    pool = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "properties"
+    ]["pools"]["items"]
     rules = {r["message"]: r for r in pool["x-kubernetes-validations"]}
     assert rules["minNodes must be <= maxNodes"]["rule"] == "self.minNodes <= self.maxNodes"
     assert rules["minNodes must be <= maxNodes"]["fieldPath"] == ".minNodes"
@@ -61,6 +63,8 @@ def test_cel_rules_and_printer_columns_are_rendered():
 
 def test_numeric_exclusive_bounds_are_openapi_v3_booleans():
     crd = crd_for(next(k for k in KINDS if k.info.kind == "LLMModel"))
-    prof = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["profiles"]["items"]
+    prof = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "properties"
+    ]["profiles"]["items"]
     prefill = prof["properties"]["prefillTokensPerSecond"]
     assert prefill["minimum"] == 0 and prefill["exclusiveMinimum"] is True

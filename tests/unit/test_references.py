@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from support.builders import all_samples, sample
-
 from llmfleet.api.loading import parse_object, snapshot_of
 from llmfleet.api.references import ObjectKey, check_references
+from support.builders import all_samples, sample
 
 
 def _snapshot(docs, namespace="llmfleet"):
@@ -38,8 +37,14 @@ def test_tenant_naming_unknown_tier_model_and_region():
 def test_model_profile_for_gpu_type_no_region_has():
     docs = all_samples()
     m = next(d for d in docs if d["metadata"]["name"] == "llama-3-1-8b")
-    m["spec"]["profiles"].append({"gpuType": "B200", "gpusPerReplica": 1,
-                                  "prefillTokensPerSecond": 50000, "decodeTokensPerSecond": 9000})
+    m["spec"]["profiles"].append(
+        {
+            "gpuType": "B200",
+            "gpusPerReplica": 1,
+            "prefillTokensPerSecond": 50000,
+            "decodeTokensPerSecond": 9000,
+        }
+    )
     probs = _problems(docs, "LLMModel", "llama-3-1-8b")
     assert [p.reason for p in probs] == ["UnknownGPUType"]
     assert "B200" in probs[0].message
@@ -47,9 +52,18 @@ def test_model_profile_for_gpu_type_no_region_has():
 
 def test_model_that_fits_nowhere_is_unplaceable():
     docs = [sample("Region"), sample("LLMModel")]
-    docs[1]["spec"]["profiles"] = [{"gpuType": "L4", "gpusPerReplica": 1,
-                                    "prefillTokensPerSecond": 5000, "decodeTokensPerSecond": 900}]
-    assert {p.reason for p in _problems(docs, "LLMModel", docs[1]["metadata"]["name"])} == {"UnknownGPUType", "Unplaceable"}
+    docs[1]["spec"]["profiles"] = [
+        {
+            "gpuType": "L4",
+            "gpusPerReplica": 1,
+            "prefillTokensPerSecond": 5000,
+            "decodeTokensPerSecond": 900,
+        }
+    ]
+    assert {p.reason for p in _problems(docs, "LLMModel", docs[1]["metadata"]["name"])} == {
+        "UnknownGPUType",
+        "Unplaceable",
+    }
 
 
 def test_references_are_namespaced():

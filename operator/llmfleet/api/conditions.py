@@ -32,7 +32,9 @@ def upsert_condition(
         observed_generation=observed_generation,
     ).to_wire()
     if old is not None:
-        same = all(old.get(k) == new.get(k) for k in ("status", "reason", "message", "observedGeneration"))
+        same = all(
+            old.get(k) == new.get(k) for k in ("status", "reason", "message", "observedGeneration")
+        )
         if same:
             return conditions, False
     rest = [c for c in conditions if c.get("type") != type_]

@@ -14,6 +14,7 @@ comes from a field declaration.
 from __future__ import annotations
 
 import copy
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -105,8 +106,6 @@ def _attach_rules(schema: dict[str, Any], model: type[ApiModel] | None) -> None:
 
 
 def _model_classes(annotation: Any) -> list[type[ApiModel]]:
-    import typing
-
     found: list[type[ApiModel]] = []
     if isinstance(annotation, type) and issubclass(annotation, ApiModel):
         return [annotation]

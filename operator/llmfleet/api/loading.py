@@ -36,7 +36,9 @@ def parse_object(doc: dict[str, Any], namespace: str | None = None, where: str =
     if not isinstance(doc, dict):
         raise ManifestError(f"{prefix}expected a mapping, got {type(doc).__name__}")
     if doc.get("apiVersion") != API_VERSION:
-        raise ManifestError(f"{prefix}apiVersion must be {API_VERSION}, got {doc.get('apiVersion')!r}")
+        raise ManifestError(
+            f"{prefix}apiVersion must be {API_VERSION}, got {doc.get('apiVersion')!r}"
+        )
     kind = BY_KIND.get(doc.get("kind", ""))
     if kind is None:
         known = ", ".join(sorted(BY_KIND))
@@ -45,7 +47,9 @@ def parse_object(doc: dict[str, Any], namespace: str | None = None, where: str =
         obj = kind.from_wire(doc)
     except ValidationError as err:
         name = (doc.get("metadata") or {}).get("name", "?")
-        raise ManifestError(f"{prefix}{kind.info.kind} {name}: {describe_validation_error(err)}") from None
+        raise ManifestError(
+            f"{prefix}{kind.info.kind} {name}: {describe_validation_error(err)}"
+        ) from None
     if kind.info.scope == "Namespaced" and obj.metadata.namespace is None:
         obj.metadata.namespace = namespace
     return obj

@@ -111,4 +111,3 @@ class LLMModel(Resource):
     kind: Literal["LLMModel"] = "LLMModel"
     spec: LLMModelSpec
     status: LLMModelStatus | None = None
-

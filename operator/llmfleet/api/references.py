@@ -69,8 +69,9 @@ class FleetSnapshot:
         return out
 
 
-def _names(objs: list[Resource] | list[SLATier] | list[LLMModel] | list[FleetPolicy],
-           ) -> dict[str | None, set[str]]:
+def _names(
+    objs: list[Resource] | list[SLATier] | list[LLMModel] | list[FleetPolicy],
+) -> dict[str | None, set[str]]:
     by_ns: dict[str | None, set[str]] = defaultdict(set)
     for o in objs:
         by_ns[o.namespace].add(o.name)
@@ -96,9 +97,7 @@ def check_references(snap: FleetSnapshot) -> dict[ObjectKey, list[Problem]]:
     models = _names(snap.models)
     tiers = _names(snap.tiers)
     policies = _names(snap.policies)
-    gpu_types_by_region = {
-        r.name: {p.gpu_type for p in r.spec.pools} for r in snap.regions
-    }
+    gpu_types_by_region = {r.name: {p.gpu_type for p in r.spec.pools} for r in snap.regions}
     out: dict[ObjectKey, list[Problem]] = {ObjectKey.of(o): [] for o in snap.all()}
 
     for r in snap.regions:

@@ -94,7 +94,9 @@ class NodePool(ApiModel):
         Rule(
             cel="self.capacityType != 'spot' || has(self.spotInterruptionRatePerHour)",
             message="a spot pool needs spotInterruptionRatePerHour",
-            check=lambda s: s.capacity_type != "spot" or s.spot_interruption_rate_per_hour is not None,
+            check=lambda s: (
+                s.capacity_type != "spot" or s.spot_interruption_rate_per_hour is not None
+            ),
             field_path=".spotInterruptionRatePerHour",
         ),
     )

@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict
 
-from llmfleet.api.base import API_VERSION, ObjectMeta, StatusBase, camel
+from llmfleet.api.base import ObjectMeta, StatusBase, camel
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Resource(BaseModel):
 
     info: ClassVar[KindInfo]
 
-    api_version: Literal["llmfleet.dev/v1alpha1"] = API_VERSION
+    api_version: Literal["llmfleet.dev/v1alpha1"] = "llmfleet.dev/v1alpha1"
     kind: str
     metadata: ObjectMeta
     spec: Any
@@ -95,5 +95,3 @@ class Resource(BaseModel):
     def from_wire(cls, obj: dict[str, Any]) -> Self:
         """Parse an object as the apiserver returns it (extra metadata is kept, ignored)."""
         return cls.model_validate(obj)
-
-

@@ -18,9 +18,11 @@ class Budgets(ApiModel):
             cel="!has(self.guaranteedTokensPerMinute) || !has(self.tokensPerMinute) || "
             "self.guaranteedTokensPerMinute <= self.tokensPerMinute",
             message="guaranteedTokensPerMinute must be <= tokensPerMinute",
-            check=lambda s: s.guaranteed_tokens_per_minute is None
-            or s.tokens_per_minute is None
-            or s.guaranteed_tokens_per_minute <= s.tokens_per_minute,
+            check=lambda s: (
+                s.guaranteed_tokens_per_minute is None
+                or s.tokens_per_minute is None
+                or s.guaranteed_tokens_per_minute <= s.tokens_per_minute
+            ),
             field_path=".guaranteedTokensPerMinute",
         ),
     )
@@ -136,4 +138,3 @@ class TenantQuota(Resource):
     kind: Literal["TenantQuota"] = "TenantQuota"
     spec: TenantQuotaSpec
     status: TenantQuotaStatus | None = None
-

@@ -38,8 +38,10 @@ class SLATierSpec(ApiModel):
             cel="self.type != 'interactive' || "
             "(has(self.interactive) && has(self.interactive.ttftP95Seconds))",
             message="an interactive tier needs interactive.ttftP95Seconds",
-            check=lambda s: s.type != "interactive"
-            or (s.interactive is not None and s.interactive.ttft_p95_seconds is not None),
+            check=lambda s: (
+                s.type != "interactive"
+                or (s.interactive is not None and s.interactive.ttft_p95_seconds is not None)
+            ),
             field_path=".interactive",
         ),
         Rule(

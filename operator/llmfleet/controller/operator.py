@@ -10,6 +10,7 @@ from typing import Any
 
 import kopf
 
+from llmfleet.api.base import GROUP
 from llmfleet.controller import validation
 
 
@@ -33,9 +34,9 @@ def build_registry(cfg: OperatorConfig) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Progress and diff-base in annotations of our own prefix: statuses stay ours.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=validation.GROUP)
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=validation.GROUP, key="last-handled-configuration"
+            prefix=GROUP, key="last-handled-configuration"
         )
         # Only warnings and errors become Events by themselves; the rest are posted on purpose.
         settings.posting.level = logging.WARNING
@@ -45,6 +46,11 @@ def build_registry(cfg: OperatorConfig) -> kopf.OperatorRegistry:
         settings.watching.client_timeout = 330
         settings.networking.request_timeout = 30
         settings.execution.max_workers = 4
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # kopf's own readers: in-cluster service account first, else $KUBECONFIG.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
     validation.register(registry, cfg.validation)
     return registry

@@ -19,7 +19,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from llmfleet.api.base import GROUP, VERSION
+from llmfleet.api.base import GROUP, VERSION, ConditionStatus
 from llmfleet.api.conditions import upsert_condition
 from llmfleet.api.kinds import KINDS
 from llmfleet.api.loading import describe_validation_error, snapshot_of
@@ -39,8 +39,12 @@ class ValidationSettings:
 
 
 def _parse(kind: type[Resource], body: kopf.Body) -> tuple[Resource | None, list[Problem]]:
-    raw = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
-           "metadata": dict(body.metadata), "spec": dict(body.spec)}
+    raw = {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": dict(body.metadata),
+        "spec": dict(body.spec),
+    }
     try:
         return kind.from_wire(raw), []
     except ValidationError as err:
@@ -79,7 +83,9 @@ def _index_name(kind: type[Resource]) -> str:
     return f"idx_{kind.info.plural}"
 
 
-def _register_kind(registry: kopf.OperatorRegistry, settings: ValidationSettings, kind: type[Resource]) -> None:
+def _register_kind(
+    registry: kopf.OperatorRegistry, settings: ValidationSettings, kind: type[Resource]
+) -> None:
     plural = kind.info.plural
     index_name = _index_name(kind)
 
@@ -90,7 +96,13 @@ def _register_kind(registry: kopf.OperatorRegistry, settings: ValidationSettings
     index_fn.__name__ = index_name
     kopf.index(GROUP, VERSION, plural, registry=registry, id=index_name)(index_fn)
 
-    def validate(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, logger: logging.Logger, **kwargs: Any) -> None:
+    def validate(
+        body: kopf.Body,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        logger: logging.Logger,
+        **kwargs: Any,
+    ) -> None:
         obj, problems = _parse(kind, body)
         if obj is not None:
             objects: list[Resource] = []
@@ -101,14 +113,20 @@ def _register_kind(registry: kopf.OperatorRegistry, settings: ValidationSettings
             key = ObjectKey.of(obj)
             objects = [o for o in objects if ObjectKey.of(o) != key] + [obj]
             problems = check_references(snapshot_of(objects)).get(key, [])
+        state: ConditionStatus
         if problems:
             state, reason = "False", problems[0].reason
             message = "; ".join(p.message for p in problems)
         else:
             state, reason, message = "True", "ReferencesResolved", "every reference resolves"
         conditions, changed = upsert_condition(
-            list(status.get("conditions") or []), VALID, state, reason, message,
-            datetime.now(UTC), body.metadata.get("generation"),
+            list(status.get("conditions") or []),
+            VALID,
+            state,
+            reason,
+            message,
+            datetime.now(UTC),
+            body.metadata.get("generation"),
         )
         extra: dict[str, Any] = {}
         if isinstance(obj, Region):
@@ -119,16 +137,30 @@ def _register_kind(registry: kopf.OperatorRegistry, settings: ValidationSettings
             patch.status["conditions"] = conditions
         if changed or status.get("observedGeneration") != generation:
             patch.status["observedGeneration"] = generation
-        for k, v in extra.items():
-            patch.status[k] = v
+        for field, value in extra.items():
+            patch.status[field] = value
         if changed:
             logger.info("Valid=%s: %s", state, message)
-            kopf.event(body, type="Warning" if problems else "Normal", reason=reason, message=message[:1000])
+            kopf.event(
+                body,
+                type="Warning" if problems else "Normal",
+                reason=reason,
+                message=message[:1000],
+            )
 
     validate.__name__ = f"validate_{plural}"
+    # kopf's handler protocols spell out every kwarg; ours names only what it uses.
+    handler: Any = validate
     for decorator in (kopf.on.create, kopf.on.update, kopf.on.resume):
-        decorator(GROUP, VERSION, plural, registry=registry, id=f"validate-{decorator.__name__}")(validate)
+        decorator(GROUP, VERSION, plural, registry=registry, id=f"validate-{decorator.__name__}")(
+            handler
+        )
     kopf.timer(
-        GROUP, VERSION, plural, registry=registry, id="revalidate",
-        interval=settings.recheck_seconds, initial_delay=settings.recheck_seconds / 2,
-    )(validate)
+        GROUP,
+        VERSION,
+        plural,
+        registry=registry,
+        id="revalidate",
+        interval=settings.recheck_seconds,
+        initial_delay=settings.recheck_seconds / 2,
+    )(handler)

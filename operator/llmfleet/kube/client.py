@@ -71,7 +71,9 @@ class Cluster:
         return cls(api=api, timeout=timeout, name=name)
 
     @classmethod
-    def from_kubeconfig_dict(cls, kubeconfig: dict[str, Any], name: str, timeout: float = DEFAULT_TIMEOUT) -> Cluster:
+    def from_kubeconfig_dict(
+        cls, kubeconfig: dict[str, Any], name: str, timeout: float = DEFAULT_TIMEOUT
+    ) -> Cluster:
         """From a kubeconfig held in memory (e.g. read from a Secret)."""
         cfg = client.Configuration()
         loader = config.kube_config.KubeConfigLoader(config_dict=kubeconfig)
@@ -98,11 +100,15 @@ class Cluster:
             try:
                 return self.dynamic.resources.get(api_version=api_version, kind=kind)
             except ResourceNotFoundError:
-                raise KubeError(f"{self.name}: the API {api_version} {kind} is not served (CRD missing?)") from None
+                raise KubeError(
+                    f"{self.name}: the API {api_version} {kind} is not served (CRD missing?)"
+                ) from None
 
     # ------------------------------------------------------------------ writes
 
-    def apply(self, obj: dict[str, Any], *, force: bool = True, dry_run: bool = False) -> dict[str, Any]:
+    def apply(
+        self, obj: dict[str, Any], *, force: bool = True, dry_run: bool = False
+    ) -> dict[str, Any]:
         """Server-side apply of one object (field manager ``llmfleet``)."""
         meta = obj.get("metadata", {})
         res = self.resource(obj["apiVersion"], obj["kind"])
@@ -120,7 +126,10 @@ class Cluster:
         try:
             out = res.server_side_apply(**kwargs)
         except ApiException as err:
-            raise KubeError(f"{self.name}: apply {obj['kind']} {meta.get('name')}: {explain_api_exception(err)}", err.status) from None
+            raise KubeError(
+                f"{self.name}: apply {obj['kind']} {meta.get('name')}: {explain_api_exception(err)}",
+                err.status,
+            ) from None
         return out.to_dict()  # type: ignore[no-any-return]
 
     def apply_all(self, objs: Iterable[dict[str, Any]], **kwargs: Any) -> list[dict[str, Any]]:
@@ -136,17 +145,26 @@ class Cluster:
         try:
             return res.create(**kwargs).to_dict()  # type: ignore[no-any-return]
         except ApiException as err:
-            raise KubeError(f"{self.name}: create {obj['kind']} {meta.get('name')}: {explain_api_exception(err)}", err.status) from None
+            raise KubeError(
+                f"{self.name}: create {obj['kind']} {meta.get('name')}: {explain_api_exception(err)}",
+                err.status,
+            ) from None
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete; False when it was already gone."""
         res = self.resource(api_version, kind)
         try:
-            res.delete(name=name, namespace=namespace if res.namespaced else None, _request_timeout=self.timeout)
+            res.delete(
+                name=name,
+                namespace=namespace if res.namespaced else None,
+                _request_timeout=self.timeout,
+            )
         except ApiException as err:
             if err.status == 404:
                 return False
-            raise KubeError(f"{self.name}: delete {kind} {name}: {explain_api_exception(err)}", err.status) from None
+            raise KubeError(
+                f"{self.name}: delete {kind} {name}: {explain_api_exception(err)}", err.status
+            ) from None
         return True
 
     def ensure_namespace(self, name: str) -> None:
@@ -154,17 +172,31 @@ class Cluster:
 
     # ------------------------------------------------------------------ reads
 
-    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None:
         res = self.resource(api_version, kind)
         try:
-            out = res.get(name=name, namespace=namespace if res.namespaced else None, _request_timeout=self.timeout)
+            out = res.get(
+                name=name,
+                namespace=namespace if res.namespaced else None,
+                _request_timeout=self.timeout,
+            )
         except ApiException as err:
             if err.status == 404:
                 return None
-            raise KubeError(f"{self.name}: get {kind} {name}: {explain_api_exception(err)}", err.status) from None
+            raise KubeError(
+                f"{self.name}: get {kind} {name}: {explain_api_exception(err)}", err.status
+            ) from None
         return out.to_dict()  # type: ignore[no-any-return]
 
-    def list(self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+    ) -> list[dict[str, Any]]:
         res = self.resource(api_version, kind)
         kwargs: dict[str, Any] = {"_request_timeout": self.timeout}
         if res.namespaced and namespace:
@@ -174,21 +206,30 @@ class Cluster:
         try:
             out = res.get(**kwargs)
         except ApiException as err:
-            raise KubeError(f"{self.name}: list {kind}: {explain_api_exception(err)}", err.status) from None
+            raise KubeError(
+                f"{self.name}: list {kind}: {explain_api_exception(err)}", err.status
+            ) from None
         return [i.to_dict() for i in out.items]
 
     def raw_get(self, path: str, accept: str = "application/json") -> Any:
         """GET an API path and decode the JSON (for Tables, discovery, /version)."""
+        request = self.api.param_serialize(
+            "GET", path, header_params={"Accept": accept}, auth_settings=["BearerToken"]
+        )
         try:
-            resp = self.api.call_api(
-                path, "GET", header_params={"Accept": accept}, auth_settings=["BearerToken"],
-                _preload_content=False, _request_timeout=self.timeout,
-            )
+            resp = self.api.call_api(*request, _request_timeout=self.timeout)
+            resp.read()
+            if not 200 <= resp.status <= 299:
+                self.api.response_deserialize(resp, {})
         except ApiException as err:
-            raise KubeError(f"{self.name}: GET {path}: {explain_api_exception(err)}", err.status) from None
-        return json.loads(resp[0].data)
+            raise KubeError(
+                f"{self.name}: GET {path}: {explain_api_exception(err)}", err.status
+            ) from None
+        return json.loads(resp.data or b"null")
 
-    def table(self, group_version: str, plural: str, namespace: str | None = None) -> dict[str, Any]:
+    def table(
+        self, group_version: str, plural: str, namespace: str | None = None
+    ) -> dict[str, Any]:
         """The server-side Table ``kubectl get`` prints (with the CRD's printer columns)."""
         base = f"/apis/{group_version}" if "/" in group_version else f"/api/{group_version}"
         path = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
@@ -210,33 +251,44 @@ class Cluster:
                     crd = ext.read_custom_resource_definition(name, _request_timeout=self.timeout)
                 except ApiException as err:
                     if err.status != 404:
-                        raise KubeError(f"{self.name}: read CRD {name}: {explain_api_exception(err)}", err.status) from None
+                        raise KubeError(
+                            f"{self.name}: read CRD {name}: {explain_api_exception(err)}",
+                            err.status,
+                        ) from None
                     continue
-                conds = {c.type: c.status for c in (crd.status.conditions or [])}
+                conds = {c.type: c.status for c in ((crd.status and crd.status.conditions) or [])}
                 if conds.get("Established") == "True":
                     pending.discard(name)
             if not pending:
                 break
             if time.monotonic() > deadline:
-                raise KubeError(f"{self.name}: CRDs not established after {timeout:.0f}s: {sorted(pending)}")
+                raise KubeError(
+                    f"{self.name}: CRDs not established after {timeout:.0f}s: {sorted(pending)}"
+                )
             time.sleep(0.2)
         self.dynamic.resources.invalidate_cache()
 
 
 def format_table(table: dict[str, Any], *, with_kind: str | None = None) -> str:
     """Render a server-side Table like ``kubectl get`` does (priority-0 columns)."""
-    cols = [(i, c) for i, c in enumerate(table.get("columnDefinitions", [])) if c.get("priority", 0) == 0]
+    cols = [
+        (i, c)
+        for i, c in enumerate(table.get("columnDefinitions", []))
+        if c.get("priority", 0) == 0
+    ]
     header = [c["name"].upper() for _, c in cols]
     rows = []
     for row in table.get("rows", []):
         cells = []
-        for i, c in cols:
+        for i, _ in cols:
             v = row["cells"][i]
             if i == 0 and with_kind:
                 v = f"{with_kind}/{v}"
             cells.append("<none>" if v in (None, "") else str(v))
         rows.append(cells)
-    widths = [max(len(h), *(len(r[j]) for r in rows)) if rows else len(h) for j, h in enumerate(header)]
+    widths = [
+        max(len(h), *(len(r[j]) for r in rows)) if rows else len(h) for j, h in enumerate(header)
+    ]
     lines = ["   ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
     lines += ["   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
