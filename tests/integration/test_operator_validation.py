@@ -18,6 +18,14 @@ def _valid(cluster: Cluster, kind: str, name: str, namespace: str | None):
     return None
 
 
+def _wait_valid(cluster: Cluster, kind: str, name: str, namespace: str | None, status: str) -> dict:
+    """Wait until the object's Valid condition has ``status``; return the condition."""
+    return wait_for(
+        lambda: (c := _valid(cluster, kind, name, namespace)) and c["status"] == status and c,
+        what=f"{kind} {name} Valid={status}",
+    )
+
+
 def _events(cluster: Cluster, namespace: str, name: str) -> list[dict]:
     return [
         e for e in cluster.list("v1", "Event", namespace) if e["involvedObject"]["name"] == name
@@ -38,7 +46,8 @@ def test_samples_become_valid(cluster: Cluster, namespace: str, operator):
         kind, name = doc["kind"], doc["metadata"]["name"]
         ns = None if BY_KIND[kind].info.scope == "Cluster" else namespace
         cond = wait_for(
-            lambda kind=kind, name=name, ns=ns: _valid(cluster, kind, name, ns), what=f"{kind} {name} Valid condition"
+            lambda kind=kind, name=name, ns=ns: _valid(cluster, kind, name, ns),
+            what=f"{kind} {name} Valid condition",
         )
         assert cond["status"] == "True", cond
     region = cluster.get(API_VERSION, "Region", "us-east")
@@ -54,14 +63,7 @@ def test_unknown_tier_is_reported_then_resolved(cluster: Cluster, namespace: str
     tenant["spec"]["tier"] = "platinum"
     tenant["spec"]["models"] = []
     _apply(cluster, tenant, namespace)
-    cond = wait_for(
-        lambda: (
-            (c := _valid(cluster, "TenantQuota", "acme-chat", namespace))
-            and c["status"] == "False"
-            and c
-        ),
-        what="Valid=False",
-    )
+    cond = _wait_valid(cluster, "TenantQuota", "acme-chat", namespace, "False")
     assert cond["reason"] == "UnknownSLATier"
     assert "spec.tier" in cond["message"] and "'platinum'" in cond["message"]
     warning = wait_for(
@@ -73,14 +75,7 @@ def test_unknown_tier_is_reported_then_resolved(cluster: Cluster, namespace: str
     tier = sample("SLATier", "interactive-fast")
     tier["metadata"]["name"] = "platinum"
     _apply(cluster, tier, namespace)
-    cond = wait_for(
-        lambda: (
-            (c := _valid(cluster, "TenantQuota", "acme-chat", namespace))
-            and c["status"] == "True"
-            and c
-        ),
-        what="Valid=True once the tier exists",
-    )
+    cond = _wait_valid(cluster, "TenantQuota", "acme-chat", namespace, "True")
     assert cond["reason"] == "ReferencesResolved"
     assert wait_for(
         lambda: [e for e in _events(cluster, namespace, "acme-chat") if e["type"] == "Normal"],
@@ -101,12 +96,7 @@ def test_model_for_a_gpu_type_no_region_has(cluster: Cluster, namespace: str, op
         }
     ]
     _apply(cluster, model, namespace)
-    cond = wait_for(
-        lambda: (
-            (c := _valid(cluster, "LLMModel", "tiny", namespace)) and c["status"] == "False" and c
-        ),
-        what="Valid=False",
-    )
+    cond = _wait_valid(cluster, "LLMModel", "tiny", namespace, "False")
     assert cond["reason"] == "UnknownGPUType"
     assert "TPU-v5e" in cond["message"]
 
