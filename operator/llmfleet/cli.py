@@ -141,6 +141,18 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    rest = list(args.rest)
+    if args.target == "forecast":
+        from llmfleet.forecast import bench as forecast_bench
+        from llmfleet.sim.traces import bench_histories
+
+        return forecast_bench.main(rest, load=bench_histories)
+    from llmfleet.plan import bench as planner_bench
+
+    return int(planner_bench.main(rest) or 0)
+
+
 def _add_cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)"
@@ -195,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--liveness", help="health endpoint URL, e.g. http://0.0.0.0:8080/healthz")
     p.add_argument("--peering", help="kopf peering name for HA (default: standalone)")
     p.set_defaults(func=_cmd_operator)
+
+    p = sub.add_parser("bench", help="benchmarks that print figures (see `llmfleet bench X --help`)")
+    p.add_argument("target", choices=["forecast", "planner"])
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the benchmark")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -7,12 +7,13 @@ in Unix seconds.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from typing_extensions import Self
 
 Method = Literal["arima", "seasonal", "naive", "oracle"]
+Series = Literal["requests", "prompt_tokens", "output_tokens"]
+"""The three rates of a flow, named as the fields of :class:`DemandRates` without ``_per_s``."""
 
 
 class FlowKey(BaseModel):
@@ -45,7 +46,11 @@ class DemandRates(BaseModel):
         n = len(self.requests_per_s)
         if len(self.prompt_tokens_per_s) != n or len(self.output_tokens_per_s) != n:
             raise ValueError("requests, prompt and output series must have the same length")
-        if any(v < 0 for s in (self.requests_per_s, self.prompt_tokens_per_s, self.output_tokens_per_s) for v in s):
+        if any(
+            v < 0
+            for s in (self.requests_per_s, self.prompt_tokens_per_s, self.output_tokens_per_s)
+            for v in s
+        ):
             raise ValueError("rates must be >= 0")
         return self
 
@@ -72,10 +77,19 @@ class ForecastError(BaseModel):
 
     method: Method
     mape: float = Field(ge=0)
-    """Mean absolute percentage error of the point forecast (steps with actual > 0)."""
+    """Mean absolute percentage error of the point forecast, in percent (steps with actual > 0;
+    0 when no backtest step had demand)."""
     pinball: float = Field(ge=0)
     """Mean pinball loss of the upper-quantile forecast, in the series' units."""
     folds: int = Field(ge=0)
+    series: Series = "prompt_tokens"
+    """Which rate of the flow these errors are for."""
+    wape: float | None = Field(default=None, ge=0)
+    """Weighted absolute percentage error sum|a - p| / sum(a), in percent (robust to bursts)."""
+    coverage: float | None = Field(default=None, ge=0, le=1)
+    """Share of backtest actuals at or below the upper forecast (calibrated: about the quantile)."""
+    horizon_steps: int | None = Field(default=None, ge=0)
+    """Steps ahead each fold was scored on (shorter than the horizon for short histories)."""
 
 
 class DemandForecast(BaseModel):
@@ -106,3 +120,13 @@ class DemandForecast(BaseModel):
     @property
     def steps(self) -> int:
         return len(self.point)
+
+    def error(
+        self, method: Method | None = None, series: Series = "prompt_tokens"
+    ) -> ForecastError | None:
+        """Backtest error of ``method`` (default: the chosen one) on ``series``, if measured."""
+        wanted = self.method if method is None else method
+        for e in self.backtest:
+            if e.method == wanted and e.series == series:
+                return e
+        return None

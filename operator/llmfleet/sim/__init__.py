@@ -1,0 +1,1 @@
+"""Digital twin: trace readers and (later) the trace-replay simulator."""
