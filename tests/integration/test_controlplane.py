@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 try:
-    from tests.support.controlplane import ControlPlaneError, LocalControlPlane, ensure_binary
-except ImportError:  # pytest run without the repo root on sys.path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.support.controlplane import ControlPlaneError, LocalControlPlane, ensure_binary
+    from support.controlplane import ControlPlaneError, LocalControlPlane, ensure_binary
+except ImportError:  # without tests/conftest.py putting tests/ on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from support.controlplane import ControlPlaneError, LocalControlPlane, ensure_binary
 
 k8s = pytest.importorskip("kubernetes")
 from kubernetes import client as k8s_client  # noqa: E402
@@ -58,35 +58,38 @@ def binary() -> Path:
         pytest.skip(f"local control plane unavailable: {e}")
 
 
+# Own instance (module scope) rather than the session-wide `controlplane` from
+# conftest.py: these tests check the control plane itself, and starting a second
+# and third instance next to the session one is part of what they prove.
 @pytest.fixture(scope="module")
-def controlplane(binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalControlPlane]:
+def own_cp(binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalControlPlane]:
     with LocalControlPlane(tmp_path_factory.mktemp("cp-a")) as cp:
         yield cp
 
 
 @pytest.fixture(scope="module")
-def api(controlplane: LocalControlPlane) -> Iterator[k8s_client.ApiClient]:
-    c = api_client(controlplane)
+def own_api(own_cp: LocalControlPlane) -> Iterator[k8s_client.ApiClient]:
+    c = api_client(own_cp)
     yield c
     c.close()
 
 
 @pytest.fixture
-def namespace(api: k8s_client.ApiClient) -> str:
+def own_ns(own_api: k8s_client.ApiClient) -> str:
     name = f"t-{uuid.uuid4().hex[:8]}"
-    k8s_client.CoreV1Api(api).create_namespace(
+    k8s_client.CoreV1Api(own_api).create_namespace(
         k8s_client.V1Namespace(metadata=k8s_client.V1ObjectMeta(name=name))
     )
     return name
 
 
-def test_version_is_real_release(api: k8s_client.ApiClient, controlplane: LocalControlPlane) -> None:
-    info = k8s_client.VersionApi(api).get_code()
+def test_version_is_real_release(own_api: k8s_client.ApiClient, own_cp: LocalControlPlane) -> None:
+    info = k8s_client.VersionApi(own_api).get_code()
     assert info.git_version.startswith("v1.34."), info
     assert info.major == "1"
     assert info.minor.startswith("34")
-    assert controlplane.server.startswith("https://127.0.0.1:")
-    assert controlplane.kubeconfig.is_file()
+    assert own_cp.server.startswith("https://127.0.0.1:")
+    assert own_cp.kubeconfig.is_file()
 
 
 def _deployment(name: str) -> k8s_client.V1Deployment:
@@ -99,19 +102,23 @@ def _deployment(name: str) -> k8s_client.V1Deployment:
             template=k8s_client.V1PodTemplateSpec(
                 metadata=k8s_client.V1ObjectMeta(labels=labels),
                 spec=k8s_client.V1PodSpec(
-                    containers=[k8s_client.V1Container(name="c", image="registry.k8s.io/pause:3.10")]
+                    containers=[
+                        k8s_client.V1Container(name="c", image="registry.k8s.io/pause:3.10")
+                    ]
                 ),
             ),
         ),
     )
 
 
-def test_deployment_gets_replicaset_and_gc_removes_it(api: k8s_client.ApiClient, namespace: str) -> None:
-    apps = k8s_client.AppsV1Api(api)
-    dep = apps.create_namespaced_deployment(namespace, _deployment("web"))
+def test_deployment_gets_replicaset_and_gc_removes_it(
+    own_api: k8s_client.ApiClient, own_ns: str
+) -> None:
+    apps = k8s_client.AppsV1Api(own_api)
+    dep = apps.create_namespaced_deployment(own_ns, _deployment("web"))
 
     def owned_replicasets() -> list[Any]:
-        rss = apps.list_namespaced_replica_set(namespace).items
+        rss = apps.list_namespaced_replica_set(own_ns).items
         return [
             rs
             for rs in rss
@@ -122,48 +129,55 @@ def test_deployment_gets_replicaset_and_gc_removes_it(api: k8s_client.ApiClient,
     assert rss[0].spec.replicas == 1
 
     # The ReplicaSet controller creates the pod (it stays Pending: no scheduler/kubelet).
-    core = k8s_client.CoreV1Api(api)
-    wait_for("the ReplicaSet's pod", lambda: core.list_namespaced_pod(namespace).items)
+    core = k8s_client.CoreV1Api(own_api)
+    wait_for("the ReplicaSet's pod", lambda: core.list_namespaced_pod(own_ns).items)
 
     apps.delete_namespaced_deployment(
-        "web", namespace, body=k8s_client.V1DeleteOptions(propagation_policy="Background")
+        "web", own_ns, body=k8s_client.V1DeleteOptions(propagation_policy="Background")
     )
-    wait_for("garbage collection of the ReplicaSet", lambda: not apps.list_namespaced_replica_set(namespace).items)
-    wait_for("garbage collection of the pod", lambda: not core.list_namespaced_pod(namespace).items)
+    wait_for(
+        "garbage collection of the ReplicaSet",
+        lambda: not apps.list_namespaced_replica_set(own_ns).items,
+    )
+    wait_for("garbage collection of the pod", lambda: not core.list_namespaced_pod(own_ns).items)
 
 
-def test_namespace_deletion_completes(api: k8s_client.ApiClient, namespace: str) -> None:
-    core = k8s_client.CoreV1Api(api)
+def test_namespace_deletion_completes(own_api: k8s_client.ApiClient, own_ns: str) -> None:
+    core = k8s_client.CoreV1Api(own_api)
     core.create_namespaced_config_map(
-        namespace, k8s_client.V1ConfigMap(metadata=k8s_client.V1ObjectMeta(name="cm"), data={"k": "v"})
+        own_ns,
+        k8s_client.V1ConfigMap(metadata=k8s_client.V1ObjectMeta(name="cm"), data={"k": "v"}),
     )
-    k8s_client.AppsV1Api(api).create_namespaced_deployment(namespace, _deployment("doomed"))
-    core.delete_namespace(namespace)
+    k8s_client.AppsV1Api(own_api).create_namespaced_deployment(own_ns, _deployment("doomed"))
+    core.delete_namespace(own_ns)
 
     def gone() -> bool:
         try:
-            core.read_namespace(namespace)
+            core.read_namespace(own_ns)
         except ApiException as e:
             if e.status == 404:
                 return True
             raise
         return False
 
-    wait_for(f"namespace {namespace} to be deleted", gone)
+    wait_for(f"namespace {own_ns} to be deleted", gone)
 
 
-def test_default_serviceaccount_exists(api: k8s_client.ApiClient) -> None:
+def test_default_serviceaccount_exists(own_api: k8s_client.ApiClient) -> None:
     # The supervisor only reports ready once this exists, so pods can be created at once.
-    sa = k8s_client.CoreV1Api(api).read_namespaced_service_account("default", "default")
+    sa = k8s_client.CoreV1Api(own_api).read_namespaced_service_account("default", "default")
     assert sa.metadata.name == "default"
 
 
 def test_two_instances_side_by_side(
-    controlplane: LocalControlPlane, api: k8s_client.ApiClient, binary: Path, tmp_path_factory: pytest.TempPathFactory
+    own_cp: LocalControlPlane,
+    own_api: k8s_client.ApiClient,
+    binary: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     with LocalControlPlane(tmp_path_factory.mktemp("cp-b")) as other:
-        assert other.port != controlplane.port
-        assert other.server != controlplane.server
+        assert other.port != own_cp.port
+        assert other.server != own_cp.server
         other_api = api_client(other)
         try:
             assert k8s_client.VersionApi(other_api).get_code().git_version.startswith("v1.34.")
@@ -172,10 +186,10 @@ def test_two_instances_side_by_side(
                 k8s_client.V1Namespace(metadata=k8s_client.V1ObjectMeta(name=name))
             )
             with pytest.raises(ApiException) as exc:
-                k8s_client.CoreV1Api(api).read_namespace(name)
+                k8s_client.CoreV1Api(own_api).read_namespace(name)
             assert exc.value.status == 404
         finally:
             other_api.close()
     assert not other.running()
     # The first instance is unaffected by the second one stopping.
-    assert k8s_client.VersionApi(api).get_code().git_version.startswith("v1.34.")
+    assert k8s_client.VersionApi(own_api).get_code().git_version.startswith("v1.34.")

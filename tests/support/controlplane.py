@@ -23,8 +23,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "hack" / "controlplane.sh"
@@ -32,7 +33,7 @@ DEFAULT_BINARY = REPO_ROOT / "hack" / "bin" / "llmfleet-controlplane"
 PORTS_PER_INSTANCE = 4
 
 _build_lock = threading.Lock()
-_build_checked = False
+_build_state = {"checked": False}
 
 
 class ControlPlaneError(RuntimeError):
@@ -46,22 +47,21 @@ def binary_path() -> Path:
 
 
 def ensure_binary(timeout: float = 3600) -> Path:
-    """Build (or refresh) the binary via ``hack/controlplane.sh build``.
+    """Build (or refresh) the binary via ``hack/controlplane.sh build-controlplane``.
 
     The script is a no-op when the binary is newer than its sources, so this
     is cheap after the first call. If Go is unavailable but a binary exists,
     the existing binary is used. A cold build takes several minutes.
     """
-    global _build_checked
     binary = binary_path()
     with _build_lock:
-        if _build_checked or os.environ.get("LLMFLEET_CONTROLPLANE_BIN"):
+        if _build_state["checked"] or os.environ.get("LLMFLEET_CONTROLPLANE_BIN"):
             if not binary.exists():
                 raise ControlPlaneError(f"control plane binary not found: {binary}")
             return binary
         have_go = _which("go") is not None
         if not have_go and binary.exists():
-            _build_checked = True
+            _build_state["checked"] = True
             return binary
         if not have_go:
             raise ControlPlaneError(
@@ -74,7 +74,8 @@ def ensure_binary(timeout: float = 3600) -> Path:
                 flush=True,
             )
         proc = subprocess.run(
-            ["bash", str(SCRIPT), "build"],
+            ["bash", str(SCRIPT), "build-controlplane"],
+            check=False,
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -83,8 +84,10 @@ def ensure_binary(timeout: float = 3600) -> Path:
         )
         if proc.returncode != 0 or not binary.exists():
             tail = "\n".join(proc.stdout.splitlines()[-40:])
-            raise ControlPlaneError(f"`{SCRIPT} build` failed (exit {proc.returncode}):\n{tail}")
-        _build_checked = True
+            raise ControlPlaneError(
+                f"`{SCRIPT} build-controlplane` failed (exit {proc.returncode}):\n{tail}"
+            )
+        _build_state["checked"] = True
         return binary
 
 
@@ -105,7 +108,9 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def find_free_port_block(count: int = PORTS_PER_INSTANCE, low: int = 20000, high: int = 32000) -> int:
+def find_free_port_block(
+    count: int = PORTS_PER_INSTANCE, low: int = 20000, high: int = 32000
+) -> int:
     """Return P such that P..P+count-1 are free on 127.0.0.1.
 
     Picks from below the usual Linux ephemeral range so outgoing connections
@@ -167,7 +172,7 @@ class LocalControlPlane:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
 
     # -- lifecycle ----------------------------------------------------------
-    def start(self, timeout: float = 60) -> "LocalControlPlane":
+    def start(self, timeout: float = 60) -> LocalControlPlane:
         """Start and block until ready (kubeconfig written). Builds if needed."""
         if self.running():
             return self
@@ -200,9 +205,12 @@ class LocalControlPlane:
         ]
         # PR_SET_PDEATHSIG fires when the *thread* that forked us exits, so
         # only ask for it when starting from the main thread.
-        if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread():
+        if (
+            sys.platform.startswith("linux")
+            and threading.current_thread() is threading.main_thread()
+        ):
             args.append("--exit-with-parent")
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open while running
         self._log.write(f"\n==== {time.strftime('%H:%M:%S')} starting: {' '.join(args)}\n".encode())
         self._log.flush()
         log_offset = self._log.tell()
@@ -259,7 +267,7 @@ class LocalControlPlane:
             return f"(cannot read log: {e})"
         return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
 
-    def __enter__(self) -> "LocalControlPlane":
+    def __enter__(self) -> LocalControlPlane:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
