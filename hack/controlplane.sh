@@ -46,7 +46,8 @@ ldflags() {
   local flags="-s -w" pkg
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     flags+=" -X '$pkg.gitVersion=$v' -X '$pkg.gitMajor=$major' -X '$pkg.gitMinor=$minor'"
-    flags+=" -X '$pkg.gitTreeState=clean' -X '$pkg.buildDate=$date'"
+    # The release commit is not recorded by the module proxy; leave it empty.
+    flags+=" -X '$pkg.gitCommit=' -X '$pkg.gitTreeState=clean' -X '$pkg.buildDate=$date'"
   done
   printf '%s' "$flags"
 }

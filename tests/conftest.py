@@ -1,5 +1,1 @@
-import sys
-from pathlib import Path
-
-# tests/support is importable as `support` from every tier
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+"""Shared by every tier; test helpers live in tests/support (on pythonpath via pyproject)."""

@@ -1,5 +1,8 @@
 module llmfleet.dev/hack/controlplane
 
+// go 1.24.0 is what k8s.io/kubernetes v1.34 requires. There is deliberately no
+// toolchain line: any local Go >= 1.24 builds this without a toolchain download
+// (hack/controlplane.sh also sets GOTOOLCHAIN=local).
 go 1.24.0
 
 require (

@@ -151,7 +151,7 @@ def run(predict: Predictor, view: SeriesView, folds: Folds, tau: float) -> Score
     pos = a > 1e-9  # actual > 0 (denormal rates would overflow the ratio)
     mape = float(100 * np.mean(np.abs(a[pos] - p[pos]) / a[pos])) if pos.any() else 0.0
     total = float(a.sum())
-    wape = float(100 * np.abs(a - p).sum() / total) if total > 0 else 0.0
+    wape = float(100 * np.abs(a - p).sum() / total) if total > 1e-9 else 0.0
     diff = a - u
     pinball = float(np.mean(np.maximum(tau * diff, (tau - 1) * diff))) if a.size else 0.0
     coverage = float(np.mean(a <= u)) if a.size else 1.0
