@@ -11,8 +11,8 @@ bash hack/setup.sh
 . "${LLMFLEET_VENV:-$ROOT/.venv}/bin/activate"
 
 DIR="${DEMO_DIR:-$ROOT/.tmp/demo}"
-mkdir -p "$DIR"
 bash hack/controlplane.sh down "$DIR" >/dev/null 2>&1 || true
+rm -rf "$DIR" && mkdir -p "$DIR"   # a fresh cluster every run
 bash hack/controlplane.sh up "$DIR" >/dev/null
 export KUBECONFIG="$DIR/kubeconfig"
 OP_PID=""
@@ -35,7 +35,8 @@ for _ in $(seq 1 60); do
   fi
 done
 echo
-llmfleet get -n llmfleet
+echo "\$ kubectl get llmfleet -n llmfleet"
+hack/bin/kubectl get llmfleet -n llmfleet
 if [[ -n "${KEEP:-}" ]]; then
   echo; echo "control plane left running: export KUBECONFIG=$KUBECONFIG; stop with: bash hack/controlplane.sh down $DIR"
 fi
