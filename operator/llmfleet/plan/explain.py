@@ -1,0 +1,200 @@
+"""Why each replica and pool exists: binding reasons derived from the plan's numbers.
+
+For a (model, region) cell at step 0 the replicas exist because of the tightest of:
+
+* ``min-replicas`` — the cell carries no load (or less than one replica's worth) but the
+  model's minReplicasPerRegion keeps them;
+* ``guarantee`` — capacity reserved for tenants' guaranteed budgets beyond served demand;
+* ``latency`` — a tier's load may only run on some GPU types (7) and that requirement,
+  not the total, sets the count;
+* ``spot-cap`` — the on-demand share (8) sets the count (cheaper spot could carry it);
+* ``deadline`` — batch work due within its deadline is a large share of the load;
+* ``demand`` — otherwise: forecast demand (upper quantile for interactive tiers).
+
+A pool's reason is the reason of most of its GPUs; ``packing`` when a sizeable part of its
+nodes is idle because replicas need whole GPUs and nodes come whole.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from llmfleet.plan.constraints.capacity import Cells
+from llmfleet.plan.heuristic import EPS, cell_loads, requirements
+from llmfleet.plan.indexed import UNIT, Compiled
+from llmfleet.plan.solution import Solution
+from llmfleet.plan.types import Plan, PoolExplanation, Reason
+from llmfleet.plan.variables import PlanVariables
+
+
+def cell_reason(
+    c: Compiled, v: PlanVariables, cl: Cells, sol: Solution, cell: int, t: int = 0
+) -> tuple[Reason, str]:
+    R = len(c.regions)
+    m = int(cl.keys[cell] // R)
+    r = int(cl.keys[cell] % R)
+    loads = cell_loads(c, v, cl, sol, t)
+    pls = np.flatnonzero(cl.of_pl == cell)
+    x = sol.replicas[pls, t]
+    cap = float((c.cu[pls] * x).sum())
+    total = float(loads["total"][cell])
+    reserve = 0.0
+    for i in np.flatnonzero((c.gu_m[v.re_u] == m) & (v.re_r == r)) if len(v.re_u) else []:
+        reserve += float(sol.reserve[i, t] * c.phi[m, c.gu_k[v.re_u[i]]])
+    per_replica = float(c.cu[pls].max()) if len(pls) else 1.0
+    name = f"{c.models[m]} in {c.regions[r]}"
+    if x.sum() > EPS and total <= per_replica * 0.5 and c.min_replicas[m] > 0:
+        return "min-replicas", (
+            f"{name}: minReplicasPerRegion={c.min_replicas[m]} keeps {x.sum():g} replica(s); "
+            f"load needs {total / per_replica:.2f} replica(s)"
+        )
+    if reserve > 0.5 * total and reserve > EPS:
+        return (
+            "guarantee",
+            f"{name}: {reserve / max(total, EPS):.0%} of the capacity is reserved for tenant guarantees",
+        )
+    best: tuple[Reason, float] = ("demand", 0.0)
+    for req in requirements(c, cl, loads, cell, pls):
+        if len(req.placements) == len(pls):
+            continue
+        is_od = (
+            bool((~c.pool_spot[c.pl_q[req.placements]]).all())
+            and loads["od"][cell] > EPS
+            and np.isclose(req.need, loads["od"][cell])
+        )
+        have = float((c.cu[req.placements] * sol.replicas[req.placements, t]).sum())
+        tight = req.need / max(have, EPS)
+        if tight > 0.97 and tight > best[1]:
+            best = ("spot-cap" if is_od else "latency", tight)
+    if best[0] != "demand":
+        what = (
+            "on-demand share of interactive load (spot cap)"
+            if best[0] == "spot-cap"
+            else "GPU types that meet the tier's latency"
+        )
+        return best[0], f"{name}: the {what} sets the replica count (uses {best[1]:.0%} of it)"
+    batch_share = 0.0
+    if len(v.be_b):
+        sel = (c.bf_m[v.be_b] == m) & (v.be_r == r)
+        batch_share = float((sol.batch[sel, t] * c.phi[m, c.bf_k[v.be_b[sel]]]).sum()) / max(
+            total, EPS
+        )
+    if batch_share > 0.5:
+        return (
+            "deadline",
+            f"{name}: {batch_share:.0%} of the load is batch work scheduled now to meet its deadline",
+        )
+    return "demand", (
+        f"{name}: forecast demand needs {total / per_replica:.2f} replica-equivalents "
+        f"(utilisation {total / max(cap, EPS):.0%} of {x.sum():g} replica(s))"
+    )
+
+
+def pool_explanations(
+    c: Compiled, v: PlanVariables, cl: Cells, sol: Solution, t: int = 0
+) -> tuple[PoolExplanation, ...]:
+    out = []
+    reasons = {cell: cell_reason(c, v, cl, sol, cell, t) for cell in range(len(cl.keys))}
+    for q in range(len(c.price)):
+        nodes = float(sol.nodes[q, t])
+        region, pool = c.regions[c.pool_region[q]], c.pool_name[q]
+        if nodes <= EPS:
+            out.append(PoolExplanation(region, pool, "none", f"{region}/{pool}: no nodes needed"))
+            continue
+        pls = np.flatnonzero(c.pl_q == q)
+        gpus = c.gpr[pls] * sol.replicas[pls, t]
+        used = float(gpus.sum())
+        idle = nodes * c.gpn[q] - used
+        if used <= EPS:
+            out.append(
+                PoolExplanation(
+                    region,
+                    pool,
+                    "none",
+                    f"{region}/{pool}: held at minNodes={c.nmin[q]}, no replicas",
+                )
+            )
+            continue
+        weight: dict[Reason, float] = {}
+        for pl, g in zip(pls, gpus, strict=True):
+            if g > 0:
+                why = reasons[int(cl.of_pl[pl])][0]
+                weight[why] = weight.get(why, 0.0) + float(g)
+        reason = max(weight, key=lambda k: weight[k])
+        if idle >= 0.25 * nodes * c.gpn[q] and idle >= 1:
+            msg = (
+                f"{region}/{pool}: {nodes:g} node(s), {idle:g} of {nodes * c.gpn[q]:g} GPUs idle — "
+                f"replicas need whole GPUs and nodes come whole (or minNodes={c.nmin[q]})"
+            )
+            out.append(PoolExplanation(region, pool, "packing", msg))
+            continue
+        cells = sorted(
+            {
+                int(cl.of_pl[pl])
+                for pl, g in zip(pls, gpus, strict=True)
+                if g > 0 and reasons[int(cl.of_pl[pl])][0] == reason
+            }
+        )
+        detail = "; ".join(reasons[cell][1] for cell in cells[:3])
+        more = f" (+{len(cells) - 3} more)" if len(cells) > 3 else ""
+        out.append(
+            PoolExplanation(
+                region,
+                pool,
+                reason,
+                f"{region}/{pool}: {nodes:g} node(s), {reason}: {detail}{more}",
+            )
+        )
+    return tuple(out)
+
+
+def explain(
+    plan: Plan, instance: object = None, model: str | None = None, region: str | None = None
+) -> str:
+    """Text saying why each replica of step 0 exists (filter by model and/or region)."""
+    from llmfleet.plan.indexed import compile_instance  # local: avoid a cycle at import
+    from llmfleet.plan.instance import PlanningInstance
+    from llmfleet.plan.model import build
+
+    if not isinstance(instance, PlanningInstance):
+        raise TypeError("explain needs the PlanningInstance the plan was made from")
+    c = compile_instance(instance)
+    fm = build(c, integer_steps=0)
+    v, cl, sol = fm.vars, fm.cells, plan.solution
+    lines = [
+        f"plan of policy {plan.policy}: {plan.first().usd_per_hour:,.2f} USD/h at step 0, "
+        f"objective {plan.objective:,.2f} USD over {len(plan.steps)} steps"
+        + (f", gap {plan.solver.gap:.2%} to the LP bound" if plan.solver.gap is not None else "")
+    ]
+    R = len(c.regions)
+    for cell in range(len(cl.keys)):
+        m, r = int(cl.keys[cell] // R), int(cl.keys[cell] % R)
+        if (model and c.models[m] != model) or (region and c.regions[r] != region):
+            continue
+        pls = np.flatnonzero(cl.of_pl == cell)
+        x = sol.replicas[pls, 0]
+        if x.sum() <= EPS:
+            continue
+        reason, msg = cell_reason(c, v, cl, sol, cell, 0)
+        where = ", ".join(
+            f"{int(n)} on {c.pool_name[c.pl_q[pl]]}" for pl, n in zip(pls, x, strict=True) if n > 0
+        )
+        lines.append(
+            f"- {c.models[m]} @ {c.regions[r]}: {int(x.sum())} replica(s) ({where}) because of {reason}: {msg}"
+        )
+        if len(v.se_g):
+            for i in np.flatnonzero((c.fg_m[v.se_g] == m) & (v.se_r == r)):
+                g = int(v.se_g[i])
+                if sol.served[i, 0] > EPS:
+                    origins = ", ".join(c.fg_origins[g])
+                    lines.append(
+                        f"    serves {UNIT * sol.served[i, 0]:,.0f} tok/s of tier {c.tiers[c.fg_k[g]]} from {origins}"
+                    )
+    for e in plan.explanations:
+        if region and e.region != region:
+            continue
+        if e.reason != "none":
+            lines.append(f"pool {e.region}/{e.pool}: {e.reason} — {e.message}")
+    if len(lines) == 1:
+        lines.append("no replicas match the filter at step 0")
+    return "\n".join(lines)

@@ -1,0 +1,79 @@
+"""A numeric solution: one value array per variable block (see :mod:`llmfleet.plan.variables`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from llmfleet.plan.variables import PlanVariables
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Solution:
+    nodes: FloatArray
+    replicas: FloatArray
+    served: FloatArray
+    batch: FloatArray
+    backlog: FloatArray
+    dropped: FloatArray
+    unmet: FloatArray
+    reserve: FloatArray
+    shortfall: FloatArray
+
+    def with_(self, **kw: FloatArray) -> Solution:
+        d = dict(self.__dict__)
+        d.update(kw)
+        return Solution(**d)
+
+
+def extract(x: FloatArray, v: PlanVariables) -> Solution:
+    """Values of the decision blocks from a solver's column vector (clipped at 0)."""
+
+    def val(ids: NDArray[np.int64]) -> FloatArray:
+        return np.maximum(x[ids], 0.0) if ids.size else np.zeros(ids.shape)
+
+    return Solution(
+        nodes=val(v.nodes),
+        replicas=val(v.replicas),
+        served=val(v.served),
+        batch=val(v.batch),
+        backlog=val(v.backlog),
+        dropped=val(v.dropped),
+        unmet=val(v.unmet),
+        reserve=val(v.reserve),
+        shortfall=val(v.shortfall),
+    )
+
+
+def to_columns(
+    sol: Solution, v: PlanVariables, n_cols: int, now_nodes: FloatArray, now_reps: FloatArray
+) -> FloatArray:
+    """A full column vector for ``sol`` (scaling columns derived), e.g. as a solver hint."""
+    x = np.zeros(n_cols)
+    for name in (
+        "nodes",
+        "replicas",
+        "served",
+        "batch",
+        "backlog",
+        "dropped",
+        "unmet",
+        "reserve",
+        "shortfall",
+    ):
+        ids = getattr(v, name)
+        if ids.size:
+            x[ids] = getattr(sol, name)
+    for vals, now, up, dn in (
+        (sol.nodes, now_nodes, v.nodes_up, v.nodes_down),
+        (sol.replicas, now_reps, v.replicas_up, v.replicas_down),
+    ):
+        if vals.size:
+            d = np.diff(np.concatenate([now[:, None], vals], axis=1), axis=1)
+            x[up] = np.maximum(d, 0)
+            x[dn] = np.maximum(-d, 0)
+    return x
