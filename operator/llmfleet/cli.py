@@ -141,6 +141,61 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_explain(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from llmfleet.api.loading import ManifestError, load_manifests, snapshot_of
+    from llmfleet.forecast.synthetic import quota_demand
+    from llmfleet.plan.explain import explain
+    from llmfleet.plan.instance import CurrentState, InstanceError, from_snapshot
+    from llmfleet.plan.solve import plan_fleet
+    from llmfleet.plan.types import Plan
+    from llmfleet.plan.validate import validate
+
+    try:
+        snap = snapshot_of(load_manifests([Path(p) for p in args.paths], namespace=args.namespace))
+    except ManifestError as err:
+        print(f"invalid: {err}", file=sys.stderr)
+        return 1
+    policies = [p for p in snap.policies if args.policy in (None, p.name)]
+    if not policies:
+        print("no FleetPolicy found (or none named --policy)", file=sys.stderr)
+        return 1
+    policy = policies[0]
+    horizon = policy.spec.horizon
+    demand = quota_demand(
+        snap,
+        start=args.start_hour * 3600,
+        steps=horizon.steps,
+        step_seconds=horizon.step_seconds,
+        load=args.load,
+    )
+    try:
+        inst = from_snapshot(snap, demand, CurrentState(), policy)
+    except InstanceError as err:
+        print(f"cannot plan: {err}", file=sys.stderr)
+        return 1
+    # No current state: this is a fleet built from nothing, so the per-cycle change
+    # budget (meant for steering a running fleet) is lifted unless asked for.
+    if not args.keep_change_budget:
+        inst = dataclasses.replace(
+            inst, settings=dataclasses.replace(inst.settings, max_changes_per_cycle=10**9)
+        )
+    outcome = plan_fleet(inst)
+    if not isinstance(outcome, Plan):
+        print(f"no plan: {outcome}", file=sys.stderr)
+        return 1
+    print(
+        f"demand: {len(demand)} flows from {len(snap.tenants)} TenantQuotas at {args.load:.0%} of their "
+        f"token budgets at the local peak; planning from an empty fleet at {args.start_hour:02d}:00 UTC"
+    )
+    print(explain(outcome, inst, model=args.model, region=args.region))
+    violations = validate(outcome, inst)
+    for v in violations:
+        print(f"VIOLATION: {v}", file=sys.stderr)
+    return 1 if violations else 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     rest = list(args.rest)
     if args.target == "forecast":
@@ -208,7 +263,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peering", help="kopf peering name for HA (default: standalone)")
     p.set_defaults(func=_cmd_operator)
 
-    p = sub.add_parser("bench", help="benchmarks that print figures (see `llmfleet bench X --help`)")
+    p = sub.add_parser(
+        "explain", help="plan the fleet for its quota demand and say why each replica exists"
+    )
+    p.add_argument(
+        "paths", nargs="*", default=[str(DEFAULT_SAMPLES)], help="manifests (default: crds/samples)"
+    )
+    p.add_argument("-n", "--namespace", default="llmfleet")
+    p.add_argument("--policy", help="FleetPolicy name (default: the first)")
+    p.add_argument("--model", help="only this LLMModel")
+    p.add_argument("--region", help="only this Region")
+    p.add_argument(
+        "--load",
+        type=float,
+        default=0.5,
+        help="share of token budgets used at peak (default: %(default)s)",
+    )
+    p.add_argument(
+        "--start-hour",
+        type=int,
+        default=0,
+        choices=range(24),
+        metavar="H",
+        help="UTC hour of step 0",
+    )
+    p.add_argument(
+        "--keep-change-budget",
+        action="store_true",
+        help="apply maxChangesPerCycle to the first plan too",
+    )
+    p.set_defaults(func=_cmd_explain)
+
+    p = sub.add_parser(
+        "bench", help="benchmarks that print figures (see `llmfleet bench X --help`)"
+    )
     p.add_argument("target", choices=["forecast", "planner"])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the benchmark")
     p.set_defaults(func=_cmd_bench)
@@ -217,7 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:  # `llmfleet ... | head`: stop quietly, like other Unix tools
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
