@@ -16,7 +16,7 @@ diurnal demand peaking at 14:00 local time of each origin. The fleet starts at m
 with no replicas (cold start) and an unbounded change budget; ``--rolling`` starts from the
 plan of the previous hour instead (see :func:`rolled`).
 
-Measured (seed 0, 60 s limit, 2 cores, load average 0.8-2.4 from another build;
+Measured before the step-0 MIP (seed 0, 60 s limit, 2 cores, load average 0.8-2.4;
 ``gap`` = (plan objective - LP bound of the full joint model) / objective; the plan has
 integer step 0 and the rest of the horizon as LP; ``gap_int`` rounds every step too)::
 
@@ -46,8 +46,11 @@ LP relaxation + constructive rounding of the   gap 2.6 % in 1.5 s; greedy heuris
 executed step (floor + cheapest capacity unit, (no LP) 45.6 %; HiGHS MIP with step-0
 free GPU slots first, drop unneeded)           integers crashed (HighsStatus kError) on the
                                                sample fleet, so it is not in the pipeline
-step-0 MIP, later steps fixed at the LP,       gap 2.64 % -> 1.8 % (step-0 USD/h 2436 ->
-hinted with the rounding (by hand, 8 s)        2072); off by default (SolveOptions.step0_mip)
+step-0 MIP over a restricted one-step model   gap 2.64 % -> 1.79 %, step-0 USD/h 2436 ->
+(later steps fixed at the LP; unmet capped at  2106 in 10.2 s total; on by default, capped
+the rounding's), hinted with the rounding      at 8 s (SolveOptions.max_mip_seconds); at 60 s
+                                               1.72 % / 2079 USD/h. 200x12x6x24: not
+                                               accepted within 8 s -> rounding (31.8 s, 3.04 %)
 rounding every step (gap_int)                  27-43 %: 8-GPU replicas of large models with
                                                small regional demand round up per region;
                                                the LP bound is weak there
@@ -82,6 +85,7 @@ from llmfleet.plan.instance import (
     TierSpec,
 )
 from llmfleet.plan.model import build
+from llmfleet.plan.solution import extract
 from llmfleet.plan.solve import SolveOptions, plan_fleet
 from llmfleet.plan.types import Plan
 
@@ -311,6 +315,9 @@ class Row:
     method: str
     cost: float
     usd_per_hour: float
+    usd_per_hour_lp: float | None
+    """USD/h of step 0 in the full joint LP's solution (what the executed step costs
+    before integrality)."""
     lp_bound: float | None
     gap: float | None
     gap_all_integer: float | None
@@ -330,7 +337,11 @@ def _parse(size: str) -> tuple[int, int, int, int]:
 
 
 def run_bench(
-    sizes: Sequence[str], time_limit: float, seed: int = 0, bound_limit: float = 600.0
+    sizes: Sequence[str],
+    time_limit: float,
+    seed: int = 0,
+    bound_limit: float = 600.0,
+    step0_mip: bool = True,
 ) -> list[Row]:
     rows = []
     for size in sizes:
@@ -338,7 +349,7 @@ def run_bench(
         inst = generate(m, r, p, t, seed)
         inst = replace(inst, settings=replace(inst.settings, time_limit_seconds=time_limit))
         start = time.perf_counter()
-        out = plan_fleet(inst, SolveOptions(time_limit=time_limit))
+        out = plan_fleet(inst, SolveOptions(time_limit=time_limit, step0_mip=step0_mip))
         secs = time.perf_counter() - start
         c = compile_instance(inst)
         fm = build(c, integer_steps=0, node_tail=True)
@@ -355,6 +366,7 @@ def run_bench(
                     None,
                     None,
                     None,
+                    None,
                     0,
                     0,
                     0,
@@ -367,6 +379,11 @@ def run_bench(
         run = runner.solve(fm.lp.to_proto(integer=False), bound_limit, barrier=True)
         bound = run.objective if run.status == "optimal" else run.bound
         solver_peak = run.peak_rss_mib
+        usd_h_lp = (
+            float((c.price * extract(run.x, fm.vars).nodes[:, 0]).sum())
+            if run.x is not None and run.status == "optimal"
+            else None
+        )
         full = plan_fleet(
             inst, SolveOptions(time_limit=max(time_limit, 2 * secs), integer_tail=True)
         )
@@ -390,6 +407,7 @@ def run_bench(
                 out.solver.method,
                 out.objective,
                 out.first().usd_per_hour,
+                usd_h_lp,
                 bound,
                 gap,
                 gap_full,
@@ -405,7 +423,7 @@ def run_bench(
 def format_rows(rows: Sequence[Row]) -> str:
     head = (
         f"{'size':>14} {'cols':>8} {'rows':>8} {'solve_s':>8} {'method':>22} {'cost_usd':>12} "
-        f"{'usd/h':>9} {'lp_bound':>12} {'gap':>7} {'gap_int':>7} {'unmet':>9} {'servable':>9} "
+        f"{'usd/h':>9} {'usd/h_lp':>9} {'x0_loss':>8} {'lp_bound':>12} {'gap':>7} {'gap_int':>7} {'unmet':>9} {'servable':>9} "
         f"{'solverMiB':>9} {'selfMiB':>8}"
     )
     lines = [head]
@@ -414,9 +432,15 @@ def format_rows(rows: Sequence[Row]) -> str:
         def pct(x: float | None) -> str:
             return f"{x:7.2%}" if x is not None else "    n/a"
 
+        loss = (
+            r.usd_per_hour / r.usd_per_hour_lp - 1.0
+            if r.usd_per_hour_lp is not None and r.usd_per_hour_lp > 0
+            else None
+        )
         lines.append(
             f"{r.size:>14} {r.columns:>8} {r.rows:>8} {r.solve_s:8.2f} {r.method:>22} {r.cost:12.0f} "
-            f"{r.usd_per_hour:9.0f} {(r.lp_bound or float('nan')):12.0f} {pct(r.gap)} {pct(r.gap_all_integer)} "
+            f"{r.usd_per_hour:9.0f} {(r.usd_per_hour_lp or float('nan')):9.0f} "
+            f"{(f'{loss:8.1%}' if loss is not None else '     n/a')} {(r.lp_bound or float('nan')):12.0f} {pct(r.gap)} {pct(r.gap_all_integer)} "
             f"{r.unmet_tok_s:9.1f} {r.unmet_servable_tok_s:9.1f} {r.solver_peak_mib:9.0f} {r.peak_mib:8.0f}"
         )
     return "\n".join(lines)
@@ -434,12 +458,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--time-limit", type=float, default=60.0, help="solver time limit per plan, seconds"
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--no-step0-mip",
+        action="store_true",
+        help="plan with rounding only (no step-0 MIP), for before/after comparisons",
+    )
     args = ap.parse_args(argv)
     load = _loadavg()
     print(
         f"# planner benchmark, seed {args.seed}, time limit {args.time_limit}s, load average {load}"
     )
-    rows = run_bench([s for s in args.sizes.split(",") if s], args.time_limit, args.seed)
+    rows = run_bench(
+        [s for s in args.sizes.split(",") if s],
+        args.time_limit,
+        args.seed,
+        step0_mip=not args.no_step0_mip,
+    )
     print(format_rows(rows))
     return 0
 

@@ -135,6 +135,51 @@ class LinearProgram:
         p.linear_constraint_matrix.coefficients.extend(vs.tolist())
         return p
 
+    def restricted_proto(
+        self,
+        free: NDArray[np.bool_],
+        x_fixed: FloatArray,
+        integer: NDArray[np.bool_],
+        lb: FloatArray | None = None,
+        ub: FloatArray | None = None,
+    ) -> tuple[model_pb2.ModelProto, IntArray]:
+        """The model over the ``free`` columns only, every other column fixed at ``x_fixed``.
+
+        Fixed columns move to the row bounds (``rlb - A_fix x_fix <= A_free y <= rub - A_fix
+        x_fix``); rows without a free column are dropped; the objective loses the constant
+        ``c_fix . x_fix``. ``lb``/``ub`` override the free columns' bounds (full length).
+        Returns the proto (variable ``j`` is column ``cols[j]``) and ``cols``.
+        """
+        clb, cub, obj, _ = self.column_arrays()
+        lb = clb if lb is None else lb
+        ub = cub if ub is None else ub
+        rr, cc, vs, rlb, rub = self.matrix()
+        cols = np.flatnonzero(free).astype(np.int64)
+        new_id = np.full(self.n_cols, -1, dtype=np.int64)
+        new_id[cols] = np.arange(cols.size)
+        is_free = free[cc]
+        shift = np.zeros(self.n_rows)
+        np.add.at(shift, rr[~is_free], vs[~is_free] * x_fixed[cc[~is_free]])
+        keep_rows = np.unique(rr[is_free])
+        row_id = np.full(self.n_rows, -1, dtype=np.int64)
+        row_id[keep_rows] = np.arange(keep_rows.size)
+        p = model_pb2.ModelProto(name="llmfleet-plan-restricted")
+        p.variables.ids.extend(range(cols.size))
+        p.variables.lower_bounds.extend(lb[cols].tolist())
+        p.variables.upper_bounds.extend(ub[cols].tolist())
+        p.variables.integers.extend(integer[cols].tolist())
+        nz = np.flatnonzero(obj[cols])
+        p.objective.linear_coefficients.ids.extend(nz.tolist())
+        p.objective.linear_coefficients.values.extend(obj[cols][nz].tolist())
+        p.linear_constraints.ids.extend(range(keep_rows.size))
+        p.linear_constraints.lower_bounds.extend((rlb[keep_rows] - shift[keep_rows]).tolist())
+        p.linear_constraints.upper_bounds.extend((rub[keep_rows] - shift[keep_rows]).tolist())
+        # entries are sorted by (row, col) and row/col renumbering is monotone
+        p.linear_constraint_matrix.row_ids.extend(row_id[rr[is_free]].tolist())
+        p.linear_constraint_matrix.column_ids.extend(new_id[cc[is_free]].tolist())
+        p.linear_constraint_matrix.coefficients.extend(vs[is_free].tolist())
+        return p, cols
+
     def objective_of(self, x: FloatArray) -> float:
         _, _, obj, _ = self.column_arrays()
         return float(obj @ x)

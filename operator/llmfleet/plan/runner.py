@@ -63,11 +63,14 @@ def _child(
     barrier: bool,
     hint: NDArray[np.float64] | None,
     threads: int,
+    abs_gap: float | None = None,
 ) -> None:
     try:
         params = parameters_pb2.SolveParametersProto()
         params.time_limit.FromNanoseconds(int(time_limit * 1e9))
         params.relative_gap_tolerance = rel_gap
+        if abs_gap is not None:
+            params.absolute_gap_tolerance = abs_gap
         params.highs.int_options["threads"] = threads
         if barrier:
             params.lp_algorithm = parameters_pb2.LP_ALGORITHM_BARRIER
@@ -134,14 +137,17 @@ def solve(
     hint: NDArray[np.float64] | None = None,
     threads: int = 2,
     grace: float = 2.0,
+    abs_gap: float | None = None,
 ) -> SolverRun:
-    """Solve ``proto`` with HiGHS in a child process; kill it after ``time_limit + grace``."""
+    """Solve ``proto`` with HiGHS in a child process; kill it after ``time_limit + grace``.
+
+    A MIP stops at ``rel_gap`` or, when given, at the absolute gap ``abs_gap``."""
     start = time.perf_counter()
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(
         target=_child,
-        args=(child, proto, max(time_limit, 0.05), rel_gap, barrier, hint, threads),
+        args=(child, proto, max(time_limit, 0.05), rel_gap, barrier, hint, threads, abs_gap),
         daemon=True,
     )
     proc.start()
