@@ -15,7 +15,7 @@ import resource
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -81,17 +81,7 @@ def _child(
             h.variable_values.ids.extend(range(len(hint)))
             h.variable_values.values.extend(hint.tolist())
         try:
-            res = core_solver.solve(
-                proto,
-                _HIGHS,
-                parameters_pb2.SolverInitializerProto(),
-                params,
-                mparams,
-                None,
-                callback_pb2.CallbackRegistrationProto(),
-                None,
-                None,
-            )
+            res = _solve(proto, params, mparams)
         except Exception as err:  # solver rejected an option: retry plain
             if not barrier and hint is None:
                 raise
@@ -99,17 +89,7 @@ def _child(
             params.highs.string_options.clear()
             mparams.ClearField("solution_hints")
             del err
-            res = core_solver.solve(
-                proto,
-                _HIGHS,
-                parameters_pb2.SolverInitializerProto(),
-                params,
-                mparams,
-                None,
-                callback_pb2.CallbackRegistrationProto(),
-                None,
-                None,
-            )
+            res = _solve(proto, params, mparams)
         reason = _REASONS.get(res.termination.reason, "error")
         x = None
         obj = None
@@ -189,4 +169,19 @@ def solve(
         seconds=seconds,
         message=str(detail),
         peak_rss_mib=float(peak),
+    )
+
+
+def _solve(proto: Any, params: Any, mparams: Any) -> Any:
+    """One HiGHS solve through MathOpt's core solver (no callback, no interrupter)."""
+    return core_solver.solve(
+        proto,
+        _HIGHS,
+        parameters_pb2.SolverInitializerProto(),
+        params,
+        mparams,
+        None,
+        callback_pb2.CallbackRegistrationProto(),
+        None,
+        None,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,23 +30,17 @@ class Solution:
         return Solution(**d)
 
 
+#: The decision blocks a Solution holds, named as the PlanVariables column blocks.
+SOLUTION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Solution))
+
+
 def extract(x: FloatArray, v: PlanVariables) -> Solution:
     """Values of the decision blocks from a solver's column vector (clipped at 0)."""
 
     def val(ids: NDArray[np.int64]) -> FloatArray:
         return np.maximum(x[ids], 0.0) if ids.size else np.zeros(ids.shape)
 
-    return Solution(
-        nodes=val(v.nodes),
-        replicas=val(v.replicas),
-        served=val(v.served),
-        batch=val(v.batch),
-        backlog=val(v.backlog),
-        dropped=val(v.dropped),
-        unmet=val(v.unmet),
-        reserve=val(v.reserve),
-        shortfall=val(v.shortfall),
-    )
+    return Solution(**{name: val(getattr(v, name)) for name in SOLUTION_FIELDS})
 
 
 def to_columns(
@@ -54,17 +48,7 @@ def to_columns(
 ) -> FloatArray:
     """A full column vector for ``sol`` (scaling columns derived), e.g. as a solver hint."""
     x = np.zeros(n_cols)
-    for name in (
-        "nodes",
-        "replicas",
-        "served",
-        "batch",
-        "backlog",
-        "dropped",
-        "unmet",
-        "reserve",
-        "shortfall",
-    ):
+    for name in SOLUTION_FIELDS:
         ids = getattr(v, name)
         if ids.size:
             x[ids] = getattr(sol, name)

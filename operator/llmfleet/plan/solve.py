@@ -42,7 +42,7 @@ from llmfleet.plan.indexed import UNIT, Compiled, compile_instance
 from llmfleet.plan.instance import PlanningInstance
 from llmfleet.plan.model import FleetModel, build
 from llmfleet.plan.objective import evaluate
-from llmfleet.plan.solution import Solution, extract, to_columns
+from llmfleet.plan.solution import SOLUTION_FIELDS, Solution, extract, to_columns
 from llmfleet.plan.types import (
     Backlog,
     BatchWork,
@@ -286,21 +286,7 @@ def _step0_mip(
     """
     lp, v = fm.lp, fm.vars
     free = np.zeros(lp.n_cols, dtype=bool)
-    for name in (
-        "nodes",
-        "replicas",
-        "served",
-        "batch",
-        "backlog",
-        "dropped",
-        "unmet",
-        "reserve",
-        "shortfall",
-        "nodes_up",
-        "nodes_down",
-        "replicas_up",
-        "replicas_down",
-    ):
+    for name in (*SOLUTION_FIELDS, "nodes_up", "nodes_down", "replicas_up", "replicas_down"):
         ids = getattr(v, name)
         if ids.size:
             free[ids[:, 0]] = True
