@@ -27,5 +27,6 @@ fi
 
 if [[ "${1:-}" != "--python" ]]; then
   bash hack/controlplane.sh build
+  bash hack/tools.sh all
 fi
 log "ready: activate with '. $VENV/bin/activate'"

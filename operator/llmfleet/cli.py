@@ -142,7 +142,6 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    import dataclasses
 
     from llmfleet.api.loading import ManifestError, load_manifests, snapshot_of
     from llmfleet.forecast.synthetic import quota_demand
@@ -175,15 +174,9 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     except InstanceError as err:
         print(f"cannot plan: {err}", file=sys.stderr)
         return 1
-    # No current state: this is a fleet built from nothing, so the per-cycle change
-    # budget (meant for steering a running fleet) is lifted unless asked for.
-    if not args.keep_change_budget:
-        inst = dataclasses.replace(
-            inst, settings=dataclasses.replace(inst.settings, max_changes_per_cycle=10**9)
-        )
     outcome = plan_fleet(inst)
     if not isinstance(outcome, Plan):
-        print(f"no plan: {outcome}", file=sys.stderr)
+        print(f"no plan: {outcome.message}", file=sys.stderr)
         return 1
     print(
         f"demand: {len(demand)} flows from {len(snap.tenants)} TenantQuotas at {args.load:.0%} of their "
@@ -286,11 +279,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=range(24),
         metavar="H",
         help="UTC hour of step 0",
-    )
-    p.add_argument(
-        "--keep-change-budget",
-        action="store_true",
-        help="apply maxChangesPerCycle to the first plan too",
     )
     p.set_defaults(func=_cmd_explain)
 

@@ -7,6 +7,7 @@
             + sum_t 3600 S_h * ( sum_g pen[g] * unmet[g,t] + sum_u pen[u] * shortfall[u,t] )
             + sum_t pen[b] * dropped[b,t]                                         SLA penalty
             + sum_b terminal[b] * backlog[b,T-1]                     work left past the horizon
+            + BUDGET_EXCESS_USD * budget_excess                 changes over the budget (10)
 
 ``S_h`` is the step in hours; ``node_add`` = price x provisioning time, ``replica_add`` =
 the replica's GPU price x its load time (GPU time wasted while scaling). ``pen`` is USD per
@@ -23,8 +24,12 @@ import numpy as np
 
 from llmfleet.plan.indexed import CHANGE_TIE_BREAK, UNIT, Compiled
 from llmfleet.plan.lp import LinearProgram
-from llmfleet.plan.solution import Solution
+from llmfleet.plan.solution import Solution, step0_changes
 from llmfleet.plan.variables import PlanVariables
+
+BUDGET_EXCESS_USD = 1000.0
+"""Price of one step-0 change beyond maxChangesPerCycle: far above what any change saves
+in an hour, so the budget gives way only to hard limits (min replicas, min nodes)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,8 @@ class Breakdown:
     sla_penalty: float
     terminal_cost: float
     tie_break: float
+    budget_cost: float = 0.0
+    """BUDGET_EXCESS_USD per step-0 change beyond maxChangesPerCycle."""
 
     @property
     def total(self) -> float:
@@ -45,6 +52,7 @@ class Breakdown:
             + self.sla_penalty
             + self.terminal_cost
             + self.tie_break
+            + self.budget_cost
         )
 
 
@@ -63,6 +71,7 @@ def set_costs(lp: LinearProgram, v: PlanVariables, c: Compiled) -> None:
     cost[v.dropped] = tok * c.penalty[c.bf_m, c.bf_k][:, None]
     if v.backlog.size:
         cost[v.backlog[:, -1]] = tok * c.terminal_cost[c.bf_m, c.bf_k]
+    cost[v.budget_excess] = BUDGET_EXCESS_USD
     lp.set_objective(cost)
 
 
@@ -101,4 +110,10 @@ def evaluate(sol: Solution, c: Compiled) -> Breakdown:
         if sol.backlog.size
         else 0.0
     )
-    return Breakdown(node_cost, scaling, sla, term, tie)
+    return Breakdown(node_cost, scaling, sla, term, tie, BUDGET_EXCESS_USD * budget_excess(sol, c))
+
+
+def budget_excess(sol: Solution, c: Compiled) -> float:
+    """Step-0 changes beyond maxChangesPerCycle (0 within the budget)."""
+    changes = step0_changes(sol, c.cur_nodes.astype(float), c.cur_replicas.astype(float))
+    return max(0.0, changes - c.inst.settings.max_changes_per_cycle)

@@ -43,10 +43,26 @@ def extract(x: FloatArray, v: PlanVariables) -> Solution:
     return Solution(**{name: val(getattr(v, name)) for name in SOLUTION_FIELDS})
 
 
+def step0_changes(sol: Solution, now_nodes: FloatArray, now_reps: FloatArray) -> float:
+    """Node and replica changes the executed step makes (what (10) counts)."""
+    if not sol.nodes.size:
+        return 0.0
+    return float(
+        np.abs(sol.nodes[:, 0] - now_nodes).sum()
+        + (np.abs(sol.replicas[:, 0] - now_reps).sum() if sol.replicas.size else 0.0)
+    )
+
+
 def to_columns(
-    sol: Solution, v: PlanVariables, n_cols: int, now_nodes: FloatArray, now_reps: FloatArray
+    sol: Solution,
+    v: PlanVariables,
+    n_cols: int,
+    now_nodes: FloatArray,
+    now_reps: FloatArray,
+    budget: float = np.inf,
 ) -> FloatArray:
-    """A full column vector for ``sol`` (scaling columns derived), e.g. as a solver hint."""
+    """A full column vector for ``sol`` (scaling and budget columns derived), e.g. as a
+    solver hint."""
     x = np.zeros(n_cols)
     for name in SOLUTION_FIELDS:
         ids = getattr(v, name)
@@ -60,4 +76,5 @@ def to_columns(
             d = np.diff(np.concatenate([now[:, None], vals], axis=1), axis=1)
             x[up] = np.maximum(d, 0)
             x[dn] = np.maximum(-d, 0)
+    x[v.budget_excess] = max(0.0, step0_changes(sol, now_nodes, now_reps) - budget)
     return x

@@ -109,13 +109,8 @@ def validate(plan: Plan, inst: PlanningInstance) -> list[Violation]:
     # (6)-(8) capacity per (model, region, step)
     re_u, re_r = pairs(c.gu_regions)
     out += _check_capacity(c, s, se_g, se_r, be_b, be_r, re_u, re_r)
-    # (10) change budget
-    d0 = np.abs(s.nodes[:, 0] - c.cur_nodes).sum() + np.abs(s.replicas[:, 0] - c.cur_replicas).sum()
-    if d0 > inst.settings.max_changes_per_cycle + 1e-6:
-        bad(
-            "change-budget",
-            f"{d0:.0f} changes at step 0 > maxChangesPerCycle {inst.settings.max_changes_per_cycle}",
-        )
+    # (10) the change budget is soft: changes beyond it are priced in the objective
+    # (BUDGET_EXCESS_USD each), which is recomputed below from the values alone
     # (11) min replicas in allowed regions
     for m in range(len(c.models)):
         if c.min_replicas[m] > 0:

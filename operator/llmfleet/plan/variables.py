@@ -48,6 +48,8 @@ class PlanVariables:
     re_r: IntArray
     shortfall: IntArray
     """(U, T) guaranteed tokens/s that cannot be reserved (penalised)."""
+    budget_excess: IntArray
+    """(1,) step-0 changes beyond maxChangesPerCycle (priced at BUDGET_EXCESS_USD each)."""
 
 
 def pairs(regions: tuple[tuple[int, ...], ...]) -> tuple[IntArray, IntArray]:
@@ -91,4 +93,5 @@ def create_variables(lp: LinearProgram, c: Compiled, integer_steps: int) -> Plan
         re_u=re_u,
         re_r=re_r,
         shortfall=lp.add_vars((U, T)),
+        budget_excess=lp.add_vars((1,)),
     )

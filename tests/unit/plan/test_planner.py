@@ -18,6 +18,7 @@ from llmfleet.plan.instance import (
     ProfileSpec,
     from_snapshot,
 )
+from llmfleet.plan.objective import BUDGET_EXCESS_USD
 from llmfleet.plan.sageserve import solve_sageserve
 from llmfleet.plan.solve import SolveOptions, plan_fleet, plan_or_raise
 from llmfleet.plan.types import (
@@ -114,7 +115,7 @@ def test_timeout_is_honoured_and_returns_the_heuristic_plan() -> None:
     assert validate(out, inst) == []
 
 
-def test_infeasible_and_no_solution_in_time_are_distinct() -> None:
+def test_infeasible_is_a_clear_error() -> None:
     inst = two_regions(steps=3)
     stuck = ModelSpec("stuck", (ProfileSpec("TPU", 1, 1000, 100),), ("east",), 1)
     bad = dataclasses.replace(inst, models=(*inst.models, stuck))
@@ -123,16 +124,35 @@ def test_infeasible_and_no_solution_in_time_are_distinct() -> None:
     assert out.message.startswith("infeasible:") and "stuck" in out.message
     with pytest.raises(PlanInfeasibleError, match="infeasible"):
         plan_or_raise(bad)
-    # the LP proves a zero change budget impossible from a cold start with min replicas
+
+
+
+@pytest.mark.parametrize("time_limit", [0.01, 5.0])
+def test_change_budget_gives_way_only_to_hard_limits(time_limit: float) -> None:
+    """A cold start whose min replicas need more changes than the budget still gets a plan
+    (LP or, without time for it, the heuristic) that says how far over it is; within the
+    budget, no change is priced as excess."""
     zero = two_regions(steps=3, max_changes=0)
-    assert isinstance(plan_fleet(zero), Infeasible)
-    # without time for the LP, the heuristic cannot meet the budget and nothing is proven
-    tight = two_regions(steps=3, max_changes=3)
-    late = plan_fleet(tight, SolveOptions(time_limit=0.01))
-    assert isinstance(late, NoSolutionInTime)
+    out = plan_fleet(zero, SolveOptions(time_limit=time_limit))
+    assert isinstance(out, Plan), out
+    assert validate(out, zero) == []
+    forced = sum(r.replicas for r in out.first().replicas) + sum(
+        p.nodes for p in out.first().pools
+    )
+    assert out.breakdown.budget_cost == pytest.approx(BUDGET_EXCESS_USD * forced)
+    assert f"{forced:.0f} over maxChangesPerCycle=0" in out.solver.message
+    roomy = two_regions(steps=3, max_changes=10_000)
+    ok = plan_fleet(roomy, SolveOptions(time_limit=time_limit))
+    assert isinstance(ok, Plan) and ok.breakdown.budget_cost == 0.0
+    assert "maxChangesPerCycle" not in ok.solver.message
+
+
+def test_no_solution_in_time_is_distinct_from_infeasible() -> None:
+    late = NoSolutionInTime(0.5, 0.6, "model m below min replicas in east")
     assert late.message.startswith("no solution in time:")
+    assert not late.message.startswith("infeasible")
     with pytest.raises(NoSolutionInTimeError, match="no solution in time"):
-        plan_or_raise(tight, SolveOptions(time_limit=0.01))
+        raise NoSolutionInTimeError(late.message)
 
 
 def test_explain_names_the_reasons() -> None:

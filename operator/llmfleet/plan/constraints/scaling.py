@@ -8,7 +8,13 @@ Only additions cost (9) is written with the equality at step 0, where (10) count
 change, and as the inequality later: the equality form makes the LP degenerate (HiGHS's
 dual simplex stalled on it at 50x6x4x24 — >120 s instead of ~2 s).
     (10) sum_q (nodes_up + nodes_down)[q,0] + sum_pl (replicas_up + replicas_down)[pl,0]
-           <= maxChangesPerCycle
+           - budget_excess <= maxChangesPerCycle
+
+The budget is soft: ``budget_excess`` costs BUDGET_EXCESS_USD per change (objective), far
+above what a change can save, so it is non-zero only when hard limits force more changes
+than the budget allows (a cold start whose min replicas and min nodes need more). The
+model stays feasible, the plan says by how much it is over, and the actuator spreads the
+changes over cycles (capacity first).
 
 Additions cost their provisioning / load time at the GPU price (objective), every change
 a small tie-break, so among equal plans the one with fewer changes wins.
@@ -56,4 +62,5 @@ def add(lp: LinearProgram, v: PlanVariables, c: Compiled, node_tail: bool = True
     row = lp.add_rows(1, ub=float(c.inst.settings.max_changes_per_cycle))  # (10)
     for block in (v.nodes_up, v.nodes_down, v.replicas_up, v.replicas_down):
         lp.add_terms(np.full(block.shape[0], row[0]), block[:, 0], 1.0)
+    lp.add_terms(row, v.budget_excess, -1.0)
     lp.family("change-budget", first)
