@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import re
+
 from llmfleet.cli import main
+
+REASONS = {"min-replicas", "guarantee", "latency", "spot-cap", "deadline", "demand"}
+
+
+def _replica_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith("- ")]
 
 
 def test_explain_names_the_binding_reasons(capsys):
     assert main(["explain", "--model", "llama-3-3-70b"]) == 0
     out = capsys.readouterr().out
     assert "llama-3-3-70b @ us-east" in out
-    assert "min-replicas" in out
     assert "USD/h at step 0" in out
     assert "llama-3-1-8b @" not in out
+    lines = _replica_lines(out)
+    assert lines
+    for line in lines:
+        m = re.search(r"because of ([a-z-]+):", line)
+        assert m and m.group(1) in REASONS, line
+
+
+def test_explain_says_min_replicas_keep_an_idle_region(capsys):
+    # The 8B model's load in ap-northeast is below one replica; minReplicasPerRegion=1 keeps one.
+    assert main(["explain", "--model", "llama-3-1-8b"]) == 0
+    lines = _replica_lines(capsys.readouterr().out)
+    ap = [line for line in lines if "@ ap-northeast" in line]
+    assert ap and "because of min-replicas" in ap[0] and "minReplicasPerRegion=1" in ap[0]
 
 
 def test_explain_reports_bad_manifests(tmp_path, capsys):
