@@ -77,6 +77,9 @@ class FleetTarget:
     pack the replicas (first fit, at least the pool's minimum)."""
     note: str = ""
     """A short line for the report (e.g. the planner's status and gap)."""
+    pool_lanes: Mapping[PoolKey, str] = field(default_factory=dict)
+    """(region, pool) -> ``interactive`` or ``deadline``: a pool listed here serves only that
+    lane (the siloed baseline); unlisted pools serve both."""
 
 
 class Policy(Protocol):

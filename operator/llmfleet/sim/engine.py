@@ -1,0 +1,713 @@
+"""The twin's event loop: continuous-batching replicas, routers, nodes, spot, deadline queue.
+
+**Replica (analytic continuous batching).** A replica holds at most ``C`` sequences
+(admitted requests). Admitted prompts are prefilled one at a time, FIFO, at ``P``
+tokens/s; while a prefill runs, decoding pauses (vLLM's prefill-first scheduling). With
+``n`` sequences decoding, each advances at
+
+    r(n) = D / max(n, s C)        tokens/s        (batch-size-dependent slowdown)
+
+so the replica's decode throughput grows with the batch until ``n = s C`` and is ``D``
+beyond. TTFT = queueing + wait for earlier prefills + ``L_in / P``; a request then decodes
+``L_out`` tokens. All decoding sequences share one rate, so the replica keeps a *virtual
+progress* ``V`` (tokens each decoding sequence has made) and a heap of finish marks
+``V_start + L_out``; events happen only at admissions, prefill ends and completions.
+At saturation the time per request is ``L_in/P + L_out/D``: the planner's ``mu(p)``.
+
+**Routing.** Per (model, tier, origin) the current target's fractions pick a region
+(seeded); inside it, the ready replica with the least load (slots used + waiting, over
+``C``), spot replicas only for tiers that allow spot (unless nothing else is ready), pools
+dedicated to the other lane excluded. No ready replica there: the nearest region with one; none anywhere: the request
+waits in a pending list until one is ready (interactive: up to a timeout).
+
+**Deadline tiers** go to a deadline queue per model (earliest deadline first) and are
+released to replicas whose slot use is at or below ``batch_release_utilization``.
+
+**Nodes.** Asking for a node bills it at once and makes it ready after the pool's
+provisioning delay; a replica placed on it then loads for the profile's load time. Spot
+nodes are interrupted after an exponential time at the pool's rate; their requests are
+retried elsewhere (counted), up to ``max_retries``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+from llmfleet.api.references import FleetSnapshot
+from llmfleet.fairness.scheduling import FCFS, Scheduler
+from llmfleet.forecast.types import DemandHistory, DemandRates, FlowKey
+from llmfleet.sim.metrics import Recorder
+from llmfleet.sim.policy import (
+    FleetTarget,
+    Observation,
+    Policy,
+    PoolKey,
+    ReplicaKey,
+    ReplicaStats,
+)
+from llmfleet.sim.scenario import EngineSpec
+from llmfleet.sim.workload import Workload
+
+SchedulerFactory = Callable[[], Scheduler]
+
+# event kinds (ordered: at equal times replicas settle before arrivals, control last)
+_REPLICA, _NODE_READY, _REPLICA_READY, _SPOT, _ARRIVAL, _TICK, _DECIDE, _REACT = range(8)
+
+
+@dataclass(slots=True, eq=False)
+class Request:
+    """One request (satisfies :class:`llmfleet.fairness.scheduling.RequestView`)."""
+
+    id: int
+    tenant: str
+    tier: str
+    model: str
+    arrival: float
+    prompt_tokens: int
+    output_tokens: int
+    interaction: int
+    call_index: int = 0
+    origin: str = ""
+    retries: int = 0
+    deadline: float = math.inf
+    lane: str = "interactive"
+
+
+@dataclass(frozen=True)
+class Profile:
+    prefill: float
+    decode: float
+    max_seqs: int
+    saturation: float
+    load_seconds: float
+    gpus: int
+
+
+@dataclass(eq=False)
+class Node:
+    id: int
+    region: str
+    pool: str
+    gpus: int
+    spot: bool
+    ready_at: float
+    alive: bool = True
+    replicas: list[Replica] = field(default_factory=list)
+
+    @property
+    def free_gpus(self) -> int:
+        return self.gpus - sum(r.profile.gpus for r in self.replicas)
+
+
+@dataclass(eq=False)
+class Replica:
+    id: int
+    key: ReplicaKey
+    profile: Profile
+    scheduler: Scheduler
+    node: Node | None = None
+    state: str = "waiting-node"  # waiting-node | loading | ready | draining | dead
+    start_load: float = math.inf
+    epoch: int = 0
+    waiting: list[Request] = field(default_factory=list)
+    prefill_q: deque[Request] = field(default_factory=deque)
+    prefilling: Request | None = None
+    prefill_end: float = 0.0
+    decode: list[tuple[float, int, Request]] = field(default_factory=list)
+    v: float = 0.0
+    v_time: float = 0.0
+    served_tokens: float = 0.0
+
+    @property
+    def slots(self) -> int:
+        return len(self.prefill_q) + (self.prefilling is not None) + len(self.decode)
+
+    @property
+    def load(self) -> float:
+        return (self.slots + len(self.waiting)) / self.profile.max_seqs
+
+    def rate(self) -> float:
+        p = self.profile
+        return p.decode / max(len(self.decode), p.saturation * p.max_seqs, 1e-9)
+
+    def advance(self, now: float) -> None:
+        if self.prefilling is None and self.decode:
+            self.v += (now - self.v_time) * self.rate()
+        self.v_time = now
+
+
+class Engine:
+    """Replays a :class:`Workload` against a policy on the fleet of a scenario."""
+
+    def __init__(
+        self,
+        snap: FleetSnapshot,
+        workload: Workload,
+        policy: Policy,
+        settings: EngineSpec | None = None,
+        scheduler_factory: SchedulerFactory = FCFS,
+        seed: int = 0,
+        progress: Callable[[float], None] | None = None,
+    ) -> None:
+        self.snap = snap
+        self.wl = workload
+        self.policy = policy
+        self.cfg = settings or EngineSpec()
+        self.new_scheduler = scheduler_factory
+        self.rng = np.random.default_rng(seed + 7919)
+        self.progress = progress
+        self.now = 0.0
+        self._seq = 0
+        self._heap: list[tuple[float, int, int, int, object]] = []
+        self.pools = {(r.metadata.name, p.name): p for r in snap.regions for p in r.spec.pools}
+        self.rtt = {
+            r.metadata.name: {lat.region: lat.rtt_ms for lat in r.spec.latencies}
+            for r in snap.regions
+        }
+        self.tiers = {t.metadata.name: t for t in snap.tiers}
+        self.weights = {t.spec.tenant_id: t.spec.weight for t in snap.tenants}
+        self.profiles: dict[ReplicaKey, Profile] = {}
+        for m in snap.models:
+            for (region, pool), np_ in self.pools.items():
+                allowed = m.spec.allowed_regions
+                if allowed and region not in allowed:
+                    continue
+                for pr in m.spec.profiles:
+                    if pr.gpu_type == np_.gpu_type and pr.gpus_per_replica <= np_.gpus_per_node:
+                        self.profiles[(m.metadata.name, region, pool)] = Profile(
+                            pr.prefill_tokens_per_second, pr.decode_tokens_per_second,
+                            pr.max_concurrent_sequences, self.cfg.saturation_fraction,
+                            pr.load_seconds, pr.gpus_per_replica,
+                        )
+        self.nodes: dict[PoolKey, list[Node]] = {k: [] for k in self.pools}
+        self.replicas: dict[ReplicaKey, list[Replica]] = {}
+        self.ready: dict[tuple[str, str], list[Replica]] = {}  # (model, region) -> ready
+        self.target = FleetTarget(replicas={}, routes={})
+        self.pending: dict[str, deque[Request]] = {}
+        self.deadline_q: dict[str, list[tuple[float, int, Request]]] = {}
+        self.rec = Recorder(workload, snap, self.pools)
+        self._ids = 0
+        step = int(snap.policies[0].spec.horizon.step_seconds)
+        self.step = step
+        n_steps = math.ceil(workload.duration / step) + 1
+        self._flow_idx: dict[tuple[int, int, int], int] = {}
+        self._hist = np.zeros((0, n_steps, 3))
+        self._tick_busy: dict[ReplicaKey, list[float]] = {}
+        self._tick_tokens: dict[ReplicaKey, float] = {}
+        self._last_obs = 0.0
+        self._warm = False
+        self._hist_cache: tuple[int, Mapping[FlowKey, DemandHistory]] | None = None
+
+    # ------------------------------------------------------------------ events
+    def _push(self, t: float, kind: int, a: int, obj: object) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (t, kind, self._seq, a, obj))
+
+    def run(self) -> Recorder:
+        wl = self.wl
+        n = len(wl)
+        arrivals = wl.arrival
+        i = 0
+        self._push(0.0, _DECIDE, 0, None)
+        react = getattr(self.policy, "react_seconds", None)
+        if react is not None and hasattr(self.policy, "react"):
+            self._push(float(react), _REACT, 0, None)
+        self._push(self.cfg.tick_seconds, _TICK, 0, None)
+        end = wl.duration
+        last_report = 0.0
+        while True:
+            next_arr = arrivals[i] if i < n else math.inf
+            if self._heap and self._heap[0][0] <= next_arr:
+                t, kind, _, a, obj = heapq.heappop(self._heap)
+                if t > end:
+                    break
+                self.now = t
+                self._dispatch(kind, a, obj)
+            else:
+                if next_arr > end:
+                    break
+                self.now = float(next_arr)
+                self._arrive(i)
+                i += 1
+            if self.progress is not None and self.now - last_report > 3600:
+                last_report = self.now
+                self.progress(self.now / end)
+        self.now = end
+        self.rec.finish(end, self._holders())
+        return self.rec
+
+    def _dispatch(self, kind: int, a: int, obj: object) -> None:
+        if kind == _REPLICA:
+            rep = obj
+            assert isinstance(rep, Replica)
+            if a == rep.epoch and rep.state in ("ready", "draining"):
+                self._replica_event(rep)
+        elif kind == _NODE_READY:
+            assert isinstance(obj, Node)
+            if obj.alive:
+                for r in obj.replicas:
+                    self._start_load(r)
+        elif kind == _REPLICA_READY:
+            assert isinstance(obj, Replica)
+            if obj.state == "loading":
+                self._became_ready(obj)
+        elif kind == _SPOT:
+            assert isinstance(obj, Node)
+            if obj.alive:
+                self._interrupt(obj)
+        elif kind == _TICK:
+            self._tick()
+            self._push(self.now + self.cfg.tick_seconds, _TICK, 0, None)
+        elif kind == _DECIDE:
+            self._warm = self.now == 0.0  # the fleet the run starts with is already up
+            self._apply(self.policy.decide(self._observe()))
+            self._warm = False
+            self._push(self.now + float(self.policy.interval_seconds), _DECIDE, 0, None)
+        elif kind == _REACT:
+            react = getattr(self.policy, "react", None)
+            every = getattr(self.policy, "react_seconds", None)
+            if react is not None and every is not None:
+                t = react(self._observe())
+                if t is not None:
+                    self._apply(t)
+                self._push(self.now + float(every), _REACT, 0, None)
+
+    # ------------------------------------------------------------------ arrivals
+    def _arrive(self, i: int) -> None:
+        wl = self.wl
+        model = wl.models[wl.model[i]]
+        tier = wl.tiers[wl.tier[i]]
+        req = Request(
+            id=i, tenant=wl.tenants[wl.tenant[i]], tier=tier, model=model,
+            arrival=self.now, prompt_tokens=int(wl.prompt[i]),
+            output_tokens=int(wl.output[i]), origin=wl.regions[wl.origin[i]],
+            interaction=int(wl.interaction[i]) if wl.interaction is not None else i,
+            call_index=int(wl.call_index[i]) if wl.call_index is not None else 0,
+        )
+        key = (int(wl.model[i]), int(wl.origin[i]), int(wl.tier[i]))
+        f = self._flow_idx.get(key)
+        if f is None:
+            f = self._flow_idx[key] = len(self._flow_idx)
+            self._hist = np.concatenate([self._hist, np.zeros((1, *self._hist.shape[1:]))])
+        s = int(self.now // self.step)
+        h = self._hist[f, s]
+        h[0] += 1
+        h[1] += req.prompt_tokens
+        h[2] += req.output_tokens
+        t = self.tiers[tier]
+        batch = t.spec.type == "deadline" and t.spec.deadline is not None
+        if batch and t.spec.deadline is not None:
+            req.deadline = self.now + t.spec.deadline.completion_seconds
+            req.lane = "deadline"
+        self.rec.arrived(req)
+        if batch:
+            heapq.heappush(self.deadline_q.setdefault(model, []), (req.deadline, i, req))
+            self._release_batch(model)
+            return
+        self._route(req)
+
+    def _region_for(self, req: Request) -> str:
+        routes = self.target.routes.get((req.model, req.tier, req.origin))
+        if not routes:
+            return req.origin
+        regions = list(routes)
+        w = np.array([max(routes[r], 0.0) for r in regions])
+        if w.sum() <= 0:
+            return req.origin
+        return regions[int(np.searchsorted(np.cumsum(w) / w.sum(), self.rng.random()))]
+
+    def _eligible(self, req: Request, reps: list[Replica]) -> list[Replica]:
+        spot_ok = self.tiers[req.tier].spec.spot_allowed
+        lanes = self.target.pool_lanes
+        out = [
+            r for r in reps
+            if (spot_ok or self.pools[(r.key[1], r.key[2])].capacity_type != "spot")
+            and lanes.get((r.key[1], r.key[2]), req.lane) == req.lane
+        ]
+        return out or [
+            r for r in reps if lanes.get((r.key[1], r.key[2]), req.lane) == req.lane
+        ]
+
+    def _route(self, req: Request) -> None:
+        region = self._region_for(req)
+        cands = self._eligible(req, self.ready.get((req.model, region), []))
+        if not cands:
+            rtt = self.rtt.get(req.origin, {})
+            others = sorted(
+                (rtt.get(r, 1e9), r) for (m, r), reps in self.ready.items()
+                if m == req.model and reps and r != region
+            )
+            for _, r in others:
+                cands = self._eligible(req, self.ready[(req.model, r)])
+                if cands:
+                    break
+        if not cands:
+            self.pending.setdefault(req.model, deque()).append(req)
+            return
+        rep = min(cands, key=lambda r: r.load)
+        self._enqueue(rep, req)
+
+    def _enqueue(self, rep: Replica, req: Request) -> None:
+        if len(rep.waiting) > self.cfg.queue_limit_factor * rep.profile.max_seqs:
+            self.rec.rejected(req, "queue-full", self.now)
+            return
+        reason = rep.scheduler.on_arrival(req, self.now)
+        if reason is not None:
+            self.rec.rejected(req, reason, self.now)
+            return
+        rep.waiting.append(req)
+        self._admit(rep)
+
+    # ------------------------------------------------------------------ replica dynamics
+    def _admit(self, rep: Replica) -> None:
+        if rep.state not in ("ready", "draining"):
+            return
+        changed = False
+        while rep.waiting and rep.slots < rep.profile.max_seqs:
+            pick = rep.scheduler.pick(rep.waiting, self.now)
+            if pick is None:
+                break
+            req = pick  # the engine's own Request objects are what it handed over
+            assert isinstance(req, Request)
+            rep.waiting.remove(req)
+            self.rec.admitted(req, self.now)
+            rep.prefill_q.append(req)
+            changed = True
+        if changed and rep.prefilling is None:
+            rep.advance(self.now)
+            self._start_prefill(rep)
+            self._schedule(rep)
+
+    def _start_prefill(self, rep: Replica) -> None:
+        if rep.prefill_q:
+            req = rep.prefill_q.popleft()
+            rep.prefilling = req
+            rep.prefill_end = self.now + req.prompt_tokens / rep.profile.prefill
+
+    def _schedule(self, rep: Replica) -> None:
+        rep.epoch += 1
+        if rep.prefilling is not None:
+            t = rep.prefill_end
+        elif rep.decode:
+            t = self.now + max(rep.decode[0][0] - rep.v, 0.0) / rep.rate()
+        else:
+            return
+        self._push(t, _REPLICA, rep.epoch, rep)
+
+    def _replica_event(self, rep: Replica) -> None:
+        now = self.now
+        rep.advance(now)
+        if rep.prefilling is not None and rep.prefill_end <= now + 1e-9:
+            req = rep.prefilling
+            rep.prefilling = None
+            self.rec.first_token(req, now)
+            rep.scheduler.on_service(req, float(req.prompt_tokens), 0.0, now)
+            rep.served_tokens += req.prompt_tokens
+            heapq.heappush(rep.decode, (rep.v + req.output_tokens, req.id, req))
+            rep.v_time = now
+            self._start_prefill(rep)
+        done = False
+        while rep.decode and rep.decode[0][0] <= rep.v + 1e-6 and rep.prefilling is None:
+            _, _, req = heapq.heappop(rep.decode)
+            rep.scheduler.on_service(req, 0.0, float(req.output_tokens), now)
+            rep.scheduler.on_finish(req, now)
+            rep.served_tokens += req.output_tokens
+            self.rec.completed(req, now)
+            done = True
+        if done:
+            if rep.state == "draining" and rep.slots == 0 and not rep.waiting:
+                self._kill(rep)
+                return
+            self._admit(rep)
+            lane = self.target.pool_lanes.get((rep.key[1], rep.key[2]), "deadline")
+            if lane == "deadline" and rep.load <= self.cfg.batch_release_utilization:
+                self._release_batch(rep.key[0])
+        if rep.prefilling is None and rep.prefill_q:
+            self._start_prefill(rep)
+        self._schedule(rep)
+
+    def _release_batch(self, model: str) -> None:
+        q = self.deadline_q.get(model)
+        if not q:
+            return
+        lanes = self.target.pool_lanes
+        cands = [
+            r for (m, _), reps in self.ready.items() if m == model for r in reps
+            if lanes.get((r.key[1], r.key[2]), "deadline") == "deadline"
+        ]
+        lim = self.cfg.batch_release_utilization
+        while q and cands:
+            rep = min(cands, key=lambda r: r.load)
+            if rep.load > lim:
+                break
+            _, _, req = heapq.heappop(q)
+            self._enqueue(rep, req)
+
+    # ------------------------------------------------------------------ lifecycle
+    def _became_ready(self, rep: Replica) -> None:
+        rep.state = "ready"
+        rep.v_time = self.now
+        self.rec.loaded(rep.profile.gpus, self.now - rep.start_load)
+        self.ready.setdefault(rep.key[:2], []).append(rep)
+        pend = self.pending.pop(rep.key[0], None)
+        while pend:
+            self._route(pend.popleft())
+        self._release_batch(rep.key[0])
+
+    def _start_load(self, rep: Replica) -> None:
+        if rep.state == "waiting-node":
+            rep.state = "loading"
+            rep.start_load = self.now
+            self._push(self.now + rep.profile.load_seconds, _REPLICA_READY, 0, rep)
+
+    def _kill(self, rep: Replica) -> list[Request]:
+        """Remove ``rep``; return the requests it held (not yet finished)."""
+        held: list[Request] = []
+        if rep.state in ("ready", "draining"):
+            lst = self.ready.get(rep.key[:2], [])
+            if rep in lst:
+                lst.remove(rep)
+        held += rep.waiting
+        held += list(rep.prefill_q)
+        if rep.prefilling is not None:
+            held.append(rep.prefilling)
+        held += [r for _, _, r in rep.decode]
+        for r in held:
+            rep.scheduler.on_finish(r, self.now)
+        rep.waiting, rep.prefill_q, rep.prefilling, rep.decode = [], deque(), None, []
+        rep.state = "dead"
+        rep.epoch += 1
+        self.replicas[rep.key].remove(rep)
+        if rep.node is not None and rep in rep.node.replicas:
+            rep.node.replicas.remove(rep)
+        return held
+
+    def _interrupt(self, node: Node) -> None:
+        self.rec.spot_interruption()
+        node.alive = False
+        self.nodes[(node.region, node.pool)].remove(node)
+        self.rec.node_count(node.region, node.pool, len(self.nodes[(node.region, node.pool)]),
+                            self.now)
+        for rep in list(node.replicas):
+            for req in self._kill(rep):
+                self._retry(req, "spot-interruption")
+        self._reconcile()
+
+    def _retry(self, req: Request, why: str) -> None:
+        req.retries += 1
+        self.rec.retried(req, why)
+        if req.retries > self.cfg.max_retries:
+            self.rec.rejected(req, "retry-limit", self.now)
+        elif req.lane == "deadline":
+            heapq.heappush(self.deadline_q.setdefault(req.model, []), (req.deadline, req.id, req))
+        else:
+            self._route(req)
+
+    # ------------------------------------------------------------------ control
+    def _apply(self, target: FleetTarget) -> None:
+        self.target = target
+        self._reconcile()
+
+    def _reconcile(self) -> None:
+        want = self.target.replicas
+        keys = set(want) | {k for k, v in self.replicas.items() if v}
+        for key in sorted(keys):
+            n = max(int(want.get(key, 0)), 0)
+            if key not in self.profiles:
+                if n > 0:
+                    raise ValueError(
+                        f"policy {self.policy.name!r} wants {n} replicas of {key}: model "
+                        f"{key[0]!r} cannot run in pool {key[2]!r} of region {key[1]!r} "
+                        "(no profile for its GPU type, or region not allowed)"
+                    )
+                continue
+            live = [r for r in self.replicas.get(key, []) if r.state != "draining"]
+            if len(live) < n:
+                # revive draining ones first
+                for r in self.replicas.get(key, []):
+                    if r.state == "draining" and len(live) < n:
+                        r.state = "ready"
+                        self.ready.setdefault(key[:2], []).append(r)
+                        live.append(r)
+                for _ in range(n - len(live)):
+                    self._start_replica(key)
+            elif len(live) > n:
+                order = {"waiting-node": 0, "loading": 1, "ready": 2}
+                victims = sorted(live, key=lambda r: (order[r.state], r.load))[: len(live) - n]
+                for r in victims:
+                    self.rec.scaling_action()
+                    if r.state == "ready":
+                        r.state = "draining"
+                        lst = self.ready.get(key[:2], [])
+                        if r in lst:
+                            lst.remove(r)
+                        moved, r.waiting = r.waiting, []
+                        for q in moved:
+                            r.scheduler.on_finish(q, self.now)
+                            self._route(q)
+                        if r.slots == 0:
+                            self._kill(r)
+                    else:
+                        self._kill(r)
+        self._fit_nodes()
+
+    def _start_replica(self, key: ReplicaKey) -> None:
+        prof = self.profiles[key]
+        rep = Replica(self._new_id(), key, prof, self.new_scheduler())
+        self.replicas.setdefault(key, []).append(rep)
+        self.rec.scaling_action()
+        pool = (key[1], key[2])
+        node = next((nd for nd in self.nodes[pool] if nd.free_gpus >= prof.gpus), None)
+        if node is None:
+            node = self._add_node(pool)
+            if node is None:
+                self.replicas[key].remove(rep)
+                self.rec.capacity_shortfall()
+                return
+        rep.node = node
+        node.replicas.append(rep)
+        if self._warm:
+            rep.state, rep.start_load = "loading", self.now
+            self._became_ready(rep)
+        elif node.ready_at <= self.now:
+            self._start_load(rep)
+
+    def _new_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    def _add_node(self, pool: PoolKey) -> Node | None:
+        p = self.pools[pool]
+        if len(self.nodes[pool]) >= p.max_nodes:
+            return None
+        spot = p.capacity_type == "spot"
+        delay = 0.0 if self._warm else float(p.provisioning_seconds)
+        node = Node(self._new_id(), pool[0], pool[1], p.gpus_per_node, spot, self.now + delay)
+        self.nodes[pool].append(node)
+        self.rec.node_count(pool[0], pool[1], len(self.nodes[pool]), self.now)
+        if not self._warm:
+            self._push(node.ready_at, _NODE_READY, 0, node)
+        if spot and p.spot_interruption_rate_per_hour:
+            life = self.rng.exponential(3600.0 / p.spot_interruption_rate_per_hour)
+            self._push(self.now + life, _SPOT, 0, node)
+        return node
+
+    def _fit_nodes(self) -> None:
+        wanted = self.target.nodes
+        for pool, nodes in self.nodes.items():
+            p = self.pools[pool]
+            floor = p.min_nodes if wanted is None else max(p.min_nodes, wanted.get(pool, 0))
+            while len(nodes) < floor:
+                if self._add_node(pool) is None:
+                    break
+            empty = [nd for nd in nodes if not nd.replicas]
+            for nd in reversed(empty):
+                if len(nodes) <= floor:
+                    break
+                nd.alive = False
+                nodes.remove(nd)
+                self.rec.node_count(pool[0], pool[1], len(nodes), self.now)
+
+    # ------------------------------------------------------------------ observation
+    def _tick(self) -> None:
+        for key, reps in self.replicas.items():
+            busy = [r.slots / r.profile.max_seqs for r in reps if r.state == "ready"]
+            acc = self._tick_busy.setdefault(key, [0.0, 0.0])
+            acc[0] += sum(busy)
+            acc[1] += len(busy)
+        now = self.now
+        limit = self.cfg.pending_timeout_seconds
+        for q in self.pending.values():
+            while q and now - q[0].arrival > limit:
+                self.rec.rejected(q.popleft(), "no-replica-timeout", now)
+        for model in list(self.deadline_q):
+            self._release_batch(model)
+        self.rec.sample(now, self.nodes, self.replicas)
+
+    def _observe(self) -> Observation:
+        done = int(self.now // self.step)
+        if self._hist_cache is None or self._hist_cache[0] != done:
+            self._hist_cache = (done, MappingProxyType(self._history(done)))
+        hist = self._hist_cache[1]
+        return self._stats(hist)
+
+    def _history(self, done: int) -> dict[FlowKey, DemandHistory]:
+        """Demand per flow over the complete steps ``[0, done)`` plus the prior history."""
+        wl = self.wl
+        hist: dict[FlowKey, DemandHistory] = {}
+        pre_steps = round((wl.start_unix - wl.history_start_unix) / self.step)
+        keys = set(self._flow_idx)
+        prior = {
+            (wl.models.index(m), wl.regions.index(o), wl.tiers.index(t)): h
+            for (m, o, t), h in wl.history.items()
+        }
+        keys |= set(prior)
+        for key in keys:
+            f = self._flow_idx.get(key)
+            live = (self._hist[f, :done] / self.step) if f is not None else np.zeros((done, 3))
+            past = prior.get(key)
+            if past is None or past.shape[0] != pre_steps or pre_steps == 0:
+                past = np.zeros((pre_steps, 3))
+            series = np.concatenate([past, live]) if pre_steps else live
+            if series.shape[0] == 0:
+                continue
+            fk = FlowKey(model=wl.models[key[0]], origin=wl.regions[key[1]],
+                         tier=wl.tiers[key[2]])
+            hist[fk] = DemandHistory(
+                key=fk, start=wl.history_start_unix, step_seconds=self.step,
+                rates=DemandRates(
+                    requests_per_s=tuple(series[:, 0].tolist()),
+                    prompt_tokens_per_s=tuple(series[:, 1].tolist()),
+                    output_tokens_per_s=tuple(series[:, 2].tolist()),
+                ),
+            )
+        return hist
+
+    def _stats(self, hist: Mapping[FlowKey, DemandHistory]) -> Observation:
+        wl = self.wl
+        span = max(self.now - self._last_obs, 1e-9)
+        stats: dict[ReplicaKey, ReplicaStats] = {}
+        for rkey, reps in self.replicas.items():
+            acc = self._tick_busy.get(rkey, [0.0, 0.0])
+            tokens = sum(r.served_tokens for r in reps)
+            prev = self._tick_tokens.get(rkey, 0.0)
+            self._tick_tokens[rkey] = tokens
+            stats[rkey] = ReplicaStats(
+                ready=sum(r.state == "ready" for r in reps),
+                loading=sum(r.state in ("loading", "waiting-node") for r in reps),
+                busy=acc[0] / acc[1] if acc[1] else 0.0,
+                waiting=sum(len(r.waiting) for r in reps),
+                tokens_per_s=max(tokens - prev, 0.0) / span,
+            )
+        self._tick_busy = {}
+        self._last_obs = self.now
+        backlog: dict[tuple[str, str], float] = {}
+        for model, q in self.deadline_q.items():
+            for _, _, r in q:
+                k = (model, r.tier)
+                backlog[k] = backlog.get(k, 0.0) + r.prompt_tokens + r.output_tokens
+        return Observation(
+            now=self.now, start_unix=wl.start_unix, step_seconds=self.step, history=hist,
+            nodes={k: len(v) for k, v in self.nodes.items()}, replicas=stats,
+            backlog_tokens=backlog,
+        )
+
+    def _holders(self) -> Iterator[Request]:
+        for reps in self.replicas.values():
+            for r in reps:
+                yield from r.waiting
+                yield from r.prefill_q
+                if r.prefilling is not None:
+                    yield r.prefilling
+                yield from (q for _, _, q in r.decode)
+        for q in self.pending.values():
+            yield from q
+        for dq in self.deadline_q.values():
+            yield from (r for _, _, r in dq)

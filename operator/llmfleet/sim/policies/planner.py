@@ -1,0 +1,403 @@
+"""The planner in the loop: llmfleet, the oracle, and SageServe as published.
+
+``llmfleet`` (:class:`Llmfleet`) does what the controller does every FleetPolicy interval:
+forecast each flow (model, origin, tier) from the history it has seen
+(:func:`llmfleet.forecast.forecaster.forecast_all`, the policy's method and quantile), build
+the planning instance from the fleet objects and the fleet as it is
+(:func:`llmfleet.plan.instance.from_snapshot`), solve it
+(:func:`llmfleet.plan.solve.plan_fleet`, warm-started from its previous plan) and execute
+step 0: replicas per (model, region, pool) and the routing fractions per (model, tier,
+origin). Between plans a short-term correction runs every ``react_seconds``: where a
+(model, region, pool)'s replicas are busier than their tier allows, or requests queue, it
+adds replicas on top of the plan (never fewer than the plan); the next plan resets them.
+
+``oracle`` is the same planner fed the true future (point = upper = the realised rates of
+the coming steps), without the correction: the best a planner with perfect forecasts
+does, and the yardstick for how much forecast error costs.
+
+``sageserve`` follows SageServe (arXiv 2502.14617) as published: every hour an ARIMA
+forecast of each flow, the instance-delta ILP over (model, region, VM type) for the max of
+the coming window (:func:`llmfleet.plan.sageserve.solve_sageserve`), requests served in
+their origin region, plus its reactive rules every minute (on-demand VMs only, as published): one more instance of a (model,
+region) whose mean memory (sequence-slot) utilisation is above 0.5, one fewer below 0.25.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from llmfleet.api.references import FleetSnapshot
+from llmfleet.forecast.forecaster import forecast_all
+from llmfleet.forecast.types import DemandForecast, DemandRates, FlowKey
+from llmfleet.plan.instance import CurrentState, InstanceError, PlanningInstance, from_snapshot
+from llmfleet.plan.sageserve import solve_sageserve
+from llmfleet.plan.solve import SolveOptions, plan_fleet
+from llmfleet.plan.types import Plan
+from llmfleet.sim.policies.sizing import best_pool
+from llmfleet.sim.policy import FleetTarget, Observation, ReplicaKey, RouteKey
+from llmfleet.sim.scenario import Scenario
+from llmfleet.sim.workload import Workload
+
+
+def current_state(obs: Observation) -> CurrentState:
+    """The fleet as the planner's step 0 starts from: replicas ready or on their way."""
+    return CurrentState(
+        nodes=dict(obs.nodes),
+        replicas={k: s.ready + s.loading for k, s in obs.replicas.items() if s.ready + s.loading},
+        backlog_tokens=dict(obs.backlog_tokens),
+    )
+
+
+def slot_counts(snap: FleetSnapshot) -> dict[ReplicaKey, int]:
+    """Max concurrent sequences of one replica per (model, region, pool) it can run on."""
+    out: dict[ReplicaKey, int] = {}
+    for r in snap.regions:
+        for p in r.spec.pools:
+            for m in snap.models:
+                for prof in m.spec.profiles:
+                    if prof.gpu_type == p.gpu_type:
+                        out[(m.metadata.name, r.metadata.name, p.name)] = (
+                            prof.max_concurrent_sequences
+                        )
+    return out
+
+
+def step0_target(plan: Plan, note: str) -> FleetTarget:
+    """Step 0 of a plan as the twin's target: whole replicas and routing fractions."""
+    first = plan.first()
+    replicas = {
+        (r.model, r.region, r.pool): round(r.replicas)
+        for r in first.replicas
+        if round(r.replicas) > 0
+    }
+    routes: dict[RouteKey, dict[str, float]] = {}
+    for rt in first.routes:
+        if rt.fraction > 0:
+            routes.setdefault((rt.model, rt.tier, rt.origin), {})[rt.region] = rt.fraction
+    return FleetTarget(replicas=replicas, routes=routes, note=note)
+
+
+def realised_rates(
+    wl: Workload, step: int, peak_window: int = 300
+) -> dict[FlowKey, tuple[np.ndarray, np.ndarray]]:
+    """Per flow, the rates the workload really sends in each planning step: (mean, peak),
+    each an array (steps, 3) of requests, prompt and output tokens per second; the peak is
+    the busiest ``peak_window`` inside the step (what the oracle provisions interactive
+    tiers for, as the live planner does with its upper quantile)."""
+    n = max(math.ceil(wl.duration / step), 1)
+    per = max(step // peak_window, 1)
+    fine = (wl.arrival // (step / per)).astype(np.int64)
+    fine = np.minimum(fine, n * per - 1)
+    out: dict[FlowKey, tuple[np.ndarray, np.ndarray]] = {}
+    flows = np.stack([wl.model, wl.origin, wl.tier], axis=1)
+    keys, inverse = np.unique(flows, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    for f, (m, o, t) in enumerate(keys):
+        sel = inverse == f
+        arr = np.zeros((n * per, 3))
+        np.add.at(arr[:, 0], fine[sel], 1.0)
+        np.add.at(arr[:, 1], fine[sel], wl.prompt[sel].astype(float))
+        np.add.at(arr[:, 2], fine[sel], wl.output[sel].astype(float))
+        arr = arr.reshape(n, per, 3) / (step / per)
+        busiest = arr[np.arange(n), arr[:, :, 1:].sum(axis=2).argmax(axis=1)]
+        fk = FlowKey(model=wl.models[m], origin=wl.regions[o], tier=wl.tiers[t])
+        out[fk] = (arr.mean(axis=1), busiest)
+    return out
+
+
+class Llmfleet:
+    """Forecast + ILP every interval, a reactive correction in between (module doc)."""
+
+    name = "llmfleet"
+    react_seconds = 60.0
+    correction_utilisation = 0.9
+    """Mean slot use (plus queue) above which the correction adds replicas."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        workload: Workload | None = None,
+        *,
+        oracle: bool = False,
+        time_limit: float = 10.0,
+        interval_seconds: float | None = None,
+    ) -> None:
+        self.snap = scenario.snapshot()
+        self.fleet_policy = self.snap.policies[0]
+        spec = self.fleet_policy.spec
+        self.step = int(spec.horizon.step_seconds)
+        self.steps = int(spec.horizon.steps)
+        self.interval_seconds = float(interval_seconds or spec.interval_seconds)
+        self.time_limit = min(time_limit, float(spec.solver.time_limit_seconds))
+        self.truth = realised_rates(workload, self.step) if oracle and workload else None
+        if oracle:
+            self.name = "oracle"
+        self.previous: Plan | None = None
+        self.planned: dict[ReplicaKey, int] = {}
+        self.target = FleetTarget(replicas={}, routes={})
+        self.max_seqs = slot_counts(self.snap)
+        self.failures = 0
+        self._cache: tuple[tuple[int, int], list[DemandForecast]] | None = None
+
+    # ------------------------------------------------------------------ demand
+    def forecasts(self, obs: Observation) -> list[DemandForecast]:
+        if self.truth is not None:
+            return self._oracle(obs)
+        done = max((len(h.rates) for h in obs.history.values()), default=0)
+        if self._cache is not None and self._cache[0] == (done, len(obs.history)):
+            return self._cache[1]
+        spec = self.fleet_policy.spec.forecast
+        got = forecast_all(
+            obs.history.values(),
+            horizon_steps=self.steps,
+            step_seconds=self.step,
+            method=spec.method,
+            quantile=spec.upper_quantile,
+            folds=spec.backtest_folds,
+        )
+        out = list(got.values())
+        self._cache = ((done, len(obs.history)), out)  # history only grows by whole steps
+        return out
+
+    def _oracle(self, obs: Observation) -> list[DemandForecast]:
+        assert self.truth is not None
+        first = int(obs.now // self.step)
+        start = obs.start_unix + first * self.step
+        out = []
+        for fk, (mean, peak) in self.truth.items():
+            out.append(
+                DemandForecast(
+                    key=fk,
+                    start=start,
+                    step_seconds=self.step,
+                    point=_window(mean, first, self.steps),
+                    upper=_window(peak, first, self.steps),
+                    quantile=0.99,
+                    method="naive",
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------ decide
+    def decide(self, obs: Observation) -> FleetTarget:
+        try:
+            inst = from_snapshot(
+                self.snap, self.forecasts(obs), current_state(obs), self.fleet_policy
+            )
+        except InstanceError as err:
+            self.failures += 1
+            return self._keep(f"cannot plan: {err}")
+        out = plan_fleet(inst, SolveOptions(time_limit=self.time_limit), previous=self.previous)
+        if not isinstance(out, Plan):
+            self.failures += 1
+            return self._keep(out.message)
+        self.previous = out
+        gap = f"{out.solver.gap:.2%}" if out.solver.gap is not None else "n/a"
+        self.target = step0_target(out, f"{out.solver.method}, gap {gap}")
+        self.planned = dict(self.target.replicas)
+        return self.target
+
+    def _keep(self, why: str) -> FleetTarget:
+        """A failed solve keeps the last good plan."""
+        t = self.target
+        return FleetTarget(replicas=t.replicas, routes=t.routes, note=f"kept last plan: {why}")
+
+    def react(self, obs: Observation) -> FleetTarget | None:
+        """Add replicas where the planned ones are overloaded; None when nothing changes."""
+        if self.truth is not None:
+            return None
+        want = dict(self.target.replicas)
+        changed = False
+        for key, st in obs.replicas.items():
+            planned = self.planned.get(key, 0)
+            cur = want.get(key, 0)
+            if st.ready == 0 or cur == 0 or key not in self.max_seqs:
+                continue
+            u = st.busy + st.waiting / (st.ready * self.max_seqs[key])
+            if u > self.correction_utilisation and st.loading == 0:
+                more = max(math.ceil(st.ready * u / self.correction_utilisation) - st.ready, 1)
+                want[key] = max(cur, st.ready + more, planned)
+                changed = want[key] != cur or changed
+        if not changed:
+            return None
+        self.target = FleetTarget(replicas=want, routes=self.target.routes, note=self.target.note)
+        return self.target
+
+
+class Oracle(Llmfleet):
+    """The planner fed the true future demand."""
+
+    def __init__(self, scenario: Scenario, workload: Workload | None = None) -> None:
+        super().__init__(scenario, workload, oracle=True)
+
+
+class SageServe:
+    """SageServe as published: hourly ARIMA + instance-delta ILP, reactive 0.5/0.25 rules."""
+
+    name = "sageserve"
+    interval_seconds = 3600.0
+    react_seconds = 60.0
+    scale_out_above = 0.5
+    scale_in_below = 0.25
+
+    def __init__(
+        self, scenario: Scenario, workload: Workload | None = None, time_limit: float = 10.0
+    ) -> None:
+        del workload  # a live policy never sees the future
+        self.snap = scenario.snapshot()
+        self.fleet_policy = self.snap.policies[0]
+        spec = self.fleet_policy.spec
+        self.step = int(spec.horizon.step_seconds)
+        self.steps = int(spec.horizon.steps)
+        self.window = range(max(1, round(self.interval_seconds / self.step)))
+        self.time_limit = time_limit
+        self.replicas: dict[ReplicaKey, int] = {}
+        self.floor: dict[tuple[str, str], int] = {}
+        self.pool_of: dict[tuple[str, str], str] = {}
+        self.max_seqs = slot_counts(self.snap)
+        for m in self.snap.models:
+            for reg in self.snap.regions:
+                found = best_pool(self.snap, m, reg.metadata.name, spot=False)
+                if found is None:
+                    continue
+                cell = (m.metadata.name, reg.metadata.name)
+                self.pool_of[cell] = found[0]
+                self.floor[cell] = m.spec.min_replicas_per_region
+        self.failures = 0
+        self.note = ""
+
+    def decide(self, obs: Observation) -> FleetTarget:
+        got = forecast_all(
+            obs.history.values(),
+            horizon_steps=max(len(self.window), 1),
+            step_seconds=self.step,
+            method="arima",
+            quantile=self.fleet_policy.spec.forecast.upper_quantile,
+        )
+        forecasts = list(got.values())
+        try:
+            inst = from_snapshot(
+                self.snap, self._padded(forecasts), current_state(obs), self.fleet_policy
+            )
+        except InstanceError as err:
+            self.failures += 1
+            self.note = f"cannot plan: {err}"
+            return self._target()
+        plan = solve_sageserve(on_demand_only(inst), window=self.window, time_limit=self.time_limit)
+        if plan.status not in ("optimal", "feasible"):
+            self.failures += 1
+            self.note = f"kept last plan: ILP {plan.status}"
+            return self._target()
+        self.replicas = {k: v for k, v in plan.replicas.items() if v > 0}
+        for (model, region), n in self.floor.items():
+            key = (model, region, self.pool_of[(model, region)])
+            have = sum(v for k, v in self.replicas.items() if k[:2] == (model, region))
+            if have < n:
+                self.replicas[key] = self.replicas.get(key, 0) + n - have
+        self.note = f"ILP {plan.status} in {plan.seconds:.1f}s"
+        return self._target()
+
+    def _padded(self, forecasts: list[DemandForecast]) -> list[DemandForecast]:
+        """The instance wants the whole horizon; SageServe looks at its window only, so the
+        window's forecast is held for the remaining steps."""
+        out = []
+        for f in forecasts:
+            if f.steps >= self.steps:
+                out.append(f)
+                continue
+            out.append(
+                f.model_copy(
+                    update={
+                        "point": _hold(f.point, self.steps),
+                        "upper": _hold(f.upper, self.steps),
+                    }
+                )
+            )
+        return out
+
+    def _target(self) -> FleetTarget:
+        return FleetTarget(replicas=dict(self.replicas), routes={}, note=self.note)
+
+    def react(self, obs: Observation) -> FleetTarget | None:
+        by_cell: dict[tuple[str, str], list[tuple[ReplicaKey, float, int]]] = {}
+        for key, st in obs.replicas.items():
+            if st.ready:
+                seqs = self.max_seqs.get(key) or 1
+                use = st.busy + st.waiting / (st.ready * seqs)  # queued work is memory too
+                by_cell.setdefault(key[:2], []).append((key, use, st.ready))
+        changed = False
+        for cell in self._starved(obs):  # demand but no instance: the rules need one to read
+            self.replicas[(*cell, self.pool_of[cell])] = 1
+            changed = True
+        for cell, rows in by_cell.items():
+            ready = sum(r for _, _, r in rows)
+            busy = sum(b * r for _, b, r in rows) / ready
+            have = sum(v for k, v in self.replicas.items() if k[:2] == cell)
+            if busy > self.scale_out_above and have <= ready:
+                key = (*cell, self.pool_of.get(cell, rows[0][0][2]))
+                self.replicas[key] = self.replicas.get(key, 0) + 1
+                changed = True
+            elif busy < self.scale_in_below and have > max(self.floor.get(cell, 0), 1):
+                key = max(
+                    (k for k in self.replicas if k[:2] == cell), key=lambda k: self.replicas[k]
+                )
+                self.replicas[key] -= 1
+                changed = True
+        return self._target() if changed else None
+
+    def _starved(self, obs: Observation) -> list[tuple[str, str]]:
+        """(model, origin) cells with demand in the last step and no instance asked for."""
+        out = []
+        for fk, h in obs.history.items():
+            cell = (fk.model, fk.origin)
+            if (
+                cell in self.pool_of
+                and len(h.rates)
+                and h.rates.requests_per_s[-1] > 0
+                and not any(k[:2] == cell and v > 0 for k, v in self.replicas.items())
+            ):
+                out.append(cell)
+        return sorted(set(out))
+
+
+def on_demand_only(inst: PlanningInstance) -> PlanningInstance:
+    """The instance without spot pools: SageServe provisions on-demand VMs only."""
+    regions = tuple(
+        dataclasses.replace(r, pools=tuple(p for p in r.pools if not p.spot)) for r in inst.regions
+    )
+    keep = {(r.name, p.name) for r in regions for p in r.pools}
+    current = dataclasses.replace(
+        inst.current,
+        nodes={k: v for k, v in inst.current.nodes.items() if k in keep},
+        replicas={k: v for k, v in inst.current.replicas.items() if k[1:] in keep},
+    )
+    return dataclasses.replace(inst, regions=regions, current=current)
+
+
+def _window(arr: np.ndarray, first: int, steps: int) -> DemandRates:
+    """``steps`` rows of ``arr`` from ``first``; past the end of the trace the last row is
+    held."""
+    rows = arr[first : first + steps]
+    if rows.shape[0] == 0:
+        rows = arr[-1:]
+    if rows.shape[0] < steps:
+        rows = np.concatenate([rows, np.repeat(rows[-1:], steps - rows.shape[0], axis=0)])
+    return DemandRates(
+        requests_per_s=tuple(rows[:, 0].tolist()),
+        prompt_tokens_per_s=tuple(rows[:, 1].tolist()),
+        output_tokens_per_s=tuple(rows[:, 2].tolist()),
+    )
+
+
+def _hold(r: DemandRates, n: int) -> DemandRates:
+    def pad(xs: tuple[float, ...]) -> tuple[float, ...]:
+        return xs + (xs[-1],) * (n - len(xs)) if xs else (0.0,) * n
+
+    return DemandRates(
+        requests_per_s=pad(r.requests_per_s),
+        prompt_tokens_per_s=pad(r.prompt_tokens_per_s),
+        output_tokens_per_s=pad(r.output_tokens_per_s),
+    )

@@ -1,0 +1,360 @@
+"""Running every policy on the same arrivals, and the report: table, ratios, plots, files.
+
+Ratios are ``policy / reactive`` (the reactive threshold autoscaler is the baseline); the
+fluid lower bound (:mod:`llmfleet.sim.bound`) is printed under the table.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmfleet.fairness.scheduling import FCFS
+from llmfleet.sim.bound import fluid_bound
+from llmfleet.sim.engine import Engine, SchedulerFactory
+from llmfleet.sim.metrics import DONE, Recorder
+from llmfleet.sim.policies import PolicyFactory, policy_factories
+from llmfleet.sim.scenario import Scenario
+from llmfleet.sim.workload import Workload, build_workload
+
+BASELINE = "reactive"
+
+
+@dataclass
+class RunResult:
+    policy: str
+    summary: dict[str, Any]
+    recorder: Recorder
+    wall_seconds: float
+
+
+@dataclass
+class Comparison:
+    scenario: Scenario
+    workload: Workload
+    runs: dict[str, RunResult]
+    bound: dict[str, float]
+
+
+def run_policies(
+    scenario: Scenario,
+    policies: Sequence[str] | None = None,
+    days: float | None = None,
+    seed: int | None = None,
+    scheduler_factory: SchedulerFactory = FCFS,
+    factories: Mapping[str, PolicyFactory] | None = None,
+    progress: Callable[[str, float], None] | None = None,
+    workload: Workload | None = None,
+) -> Comparison:
+    """Run each policy on the same synthesised arrivals (one workload, one seed)."""
+    snap = scenario.snapshot()
+    table = dict(factories or policy_factories())
+    names = list(policies or table)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise KeyError(f"unknown policies {unknown}; known: {sorted(table)}")
+    wl = workload or build_workload(scenario, snap, days=days, seed=seed)
+    run_seed = scenario.workload.seed if seed is None else seed
+    runs: dict[str, RunResult] = {}
+    for name in names:
+        t0 = time.perf_counter()
+        policy = table[name](scenario, wl)
+        cb = (lambda f, n=name: progress(n, f)) if progress else None
+        eng = Engine(snap, wl, policy, scenario.engine, scheduler_factory, run_seed, cb)
+        rec = eng.run()
+        if progress:
+            progress(name, 1.0)
+        runs[name] = RunResult(name, rec.summary(), rec, time.perf_counter() - t0)
+    return Comparison(scenario, wl, runs, fluid_bound(snap, wl))
+
+
+# ---------------------------------------------------------------- table
+def _ratio(v: float, base: float | None) -> str:
+    if base is None or base == 0 or math.isnan(base) or math.isnan(v):
+        return "-"
+    return f"{v / base:.2f}x"
+
+
+def summary_table(cmp: Comparison) -> str:
+    """A text table per policy with ratios to the reactive baseline."""
+    runs = cmp.runs
+    base = runs.get(BASELINE)
+    tiers = sorted({t for r in runs.values() for t in r.summary["tiers"]})
+    head = ["policy", "USD", "vs reactive", "GPU-h", "spot GPU-h", "load GPU-h", "actions",
+            "rejected", "retried"]
+    head += [f"{t} p95 TTFT s" for t in tiers] + [f"{t} SLO" for t in tiers]
+    head += ["deadline miss", "Jain"]
+    rows = [head]
+    for name, r in runs.items():
+        s = r.summary
+        row = [
+            name, f"{s['usd_total']:,.0f}",
+            _ratio(s["usd_total"], base.summary["usd_total"] if base else None),
+            f"{s['gpu_hours_total']:,.0f}", f"{s['gpu_hours']['spot']:,.0f}",
+            f"{s['loading_gpu_hours']:,.1f}", str(s["scaling_actions"]),
+            str(s["rejected"]), str(s["retried"]),
+        ]
+        row += [f"{s['tiers'].get(t, {}).get('ttft_p95', float('nan')):.2f}" for t in tiers]
+        row += [f"{100 * s['tiers'].get(t, {}).get('attainment', float('nan')):.1f}%"
+                for t in tiers]
+        row += [str(sum(int(v["deadline_misses"]) for v in s["tiers"].values())),
+                f"{s['jain']:.3f}"]
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in
+                       enumerate(zip(r, widths, strict=True))) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for name, r in runs.items():
+        s = r.summary
+        rej = ", ".join(f"{k}={v}" for k, v in sorted(s["reject_reasons"].items())) or "none"
+        ret = ", ".join(f"{k}={v}" for k, v in sorted(s["retry_reasons"].items())) or "none"
+        lines.append(f"{name}: rejected {rej}; retried {ret}; in flight at end "
+                     f"{s['in_flight_end']}; run {r.wall_seconds:.1f}s")
+    b = cmp.bound
+    lines.append(f"fluid lower bound: {b['usd']:,.0f} USD, {b['gpu_hours']:,.0f} GPU-h "
+                 "(token work / best throughput per USD, per GPU; no queueing, no packing)")
+    wl = cmp.workload
+    lines.append(f"workload: {len(wl):,} requests, {len(wl.tenants)} tenants, "
+                 f"{wl.duration / 86400:g} days; capacity scale "
+                 f"{cmp.scenario.engine.capacity_scale:g}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- files
+def write_report(cmp: Comparison, out: Path | str) -> list[Path]:
+    """Write report.md, metrics.json, summary.txt, per-tenant CSVs and PNG plots into
+    ``out``."""
+    d = Path(out)
+    d.mkdir(parents=True, exist_ok=True)
+    files = []
+    data = {n: {**r.summary, "wall_seconds": r.wall_seconds} for n, r in cmp.runs.items()}
+    p = d / "metrics.json"
+    p.write_text(json.dumps({"policies": data, "fluid_bound": cmp.bound}, indent=2,
+                            default=float))
+    files.append(p)
+    p = d / "summary.txt"
+    p.write_text(summary_table(cmp) + "\n")
+    files.append(p)
+    for name, r in cmp.runs.items():
+        p = d / f"tenants-{name}.csv"
+        rows = r.recorder.per_tenant()
+        with p.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        files.append(p)
+    plots = _plots(cmp, d)
+    files += plots
+    p = d / "report.md"
+    p.write_text(markdown_report(cmp, [q.name for q in plots]))
+    files.insert(0, p)
+    return files
+
+
+LEAD = "llmfleet"
+
+
+def markdown_report(cmp: Comparison, plots: Sequence[str] = ()) -> str:
+    """The report: llmfleet against each baseline (ratios, SLOs beside), the full table, the
+    fluid bound and the plots."""
+    runs = cmp.runs
+    wl = cmp.workload
+    tiers = sorted({t for r in runs.values() for t in r.summary["tiers"]})
+    out = [
+        f"# llmfleet digital twin: {cmp.scenario.name}",
+        "",
+        f"{len(wl):,} requests from {len(wl.tenants)} tenants over {wl.duration / 86400:g} "
+        f"days; every policy replays the same arrivals. Capacity scale "
+        f"{cmp.scenario.engine.capacity_scale:g} (a simulated replica is a 1/k slice of a real "
+        "one, so ratios are what compare).",
+        "",
+    ]
+    lead = runs.get(LEAD)
+    if lead is not None:
+        ls = lead.summary
+        out += [f"## {LEAD} against each policy", "",
+                "| policy | GPU-h ratio | USD ratio | " + " | ".join(
+                    f"{t} SLO ({LEAD} / policy)" for t in tiers) + " |",
+                "|---|---:|---:|" + "---:|" * len(tiers)]
+        for name, r in runs.items():
+            if name == LEAD:
+                continue
+            s = r.summary
+            cells = [
+                name,
+                _ratio(ls["gpu_hours_total"], s["gpu_hours_total"]),
+                _ratio(ls["usd_total"], s["usd_total"]),
+            ]
+            cells += [
+                f"{100 * ls['tiers'].get(t, {}).get('attainment', float('nan')):.1f}% / "
+                f"{100 * s['tiers'].get(t, {}).get('attainment', float('nan')):.1f}%"
+                for t in tiers
+            ]
+            out.append("| " + " | ".join(cells) + " |")
+        out += ["", f"A ratio below 1.00x means {LEAD} uses less than that policy.", ""]
+    out += ["## All policies (ratios against the reactive baseline)", "", "```",
+            summary_table(cmp), "```", ""]
+    if plots:
+        out += ["## Plots", ""] + [f"![{q}]({q})" for q in plots] + [""]
+    return "\n".join(out)
+
+
+def _plots(cmp: Comparison, d: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = []
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for name, r in cmp.runs.items():
+        ax.plot(np.arange(len(r.recorder.hourly_usd)), r.recorder.hourly_usd, label=name)
+    ax.set_xlabel("hour")
+    ax.set_ylabel("USD per hour")
+    ax.set_title("Cost over time")
+    ax.legend()
+    fig.tight_layout()
+    out.append(d / "cost_over_time.png")
+    fig.savefig(out[-1], dpi=90)
+    plt.close(fig)
+    for name, r in cmp.runs.items():
+        samples = r.recorder.gpu_samples
+        if not samples:
+            continue
+        pools = sorted({k for _, s in samples for k, v in s.items() if v})
+        if not pools:
+            continue
+        t = np.array([s[0] for s in samples]) / 3600.0
+        ys = [np.array([s[1].get(k, 0) for s in samples]) for k in pools]
+        fig, ax = plt.subplots(figsize=(9, 4))
+        ax.stackplot(t, ys, labels=pools)
+        ax.set_xlabel("hour")
+        ax.set_ylabel("GPUs")
+        ax.set_title(f"GPUs by pool: {name}")
+        ax.legend(fontsize=7, loc="upper left", ncol=2)
+        fig.tight_layout()
+        out.append(d / f"gpus_by_pool-{name}.png")
+        fig.savefig(out[-1], dpi=90)
+        plt.close(fig)
+    out += _policy_bars(cmp, d, plt)
+    out += _region_demand(cmp, d, plt)
+    out += _tenant_service(cmp, d, plt)
+    wl = cmp.workload
+    for ti, tier in enumerate(wl.tiers):
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for name, r in cmp.runs.items():
+            rec = r.recorder
+            sel = (rec.status == DONE) & (wl.tier == ti)
+            for ax, v, lbl in ((axes[0], rec.ttft[sel], "TTFT s"), (axes[1], rec.e2e[sel],
+                                                                    "end-to-end s")):
+                if v.size:
+                    x = np.sort(v)
+                    ax.plot(np.maximum(x, 1e-3), np.arange(1, x.size + 1) / x.size, label=name)
+                ax.set_xscale("log")
+                ax.set_xlabel(lbl)
+                ax.set_ylabel("CDF")
+        axes[0].set_title(f"{tier}: TTFT")
+        axes[1].set_title(f"{tier}: end-to-end")
+        axes[1].legend(fontsize=8)
+        fig.tight_layout()
+        out.append(d / f"latency_cdf-{tier}.png")
+        fig.savefig(out[-1], dpi=90)
+        plt.close(fig)
+    return out
+
+
+def _policy_bars(cmp: Comparison, d: Path, plt: Any) -> list[Path]:
+    names = list(cmp.runs)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label, bound in (
+        (axes[0], "gpu_hours_total", "GPU-hours", cmp.bound["gpu_hours"]),
+        (axes[1], "usd_total", "USD", cmp.bound["usd"]),
+    ):
+        vals = [cmp.runs[n].summary[key] for n in names]
+        ax.bar(names, vals, color=["C0" if n == LEAD else "C7" for n in names])
+        ax.axhline(bound, color="C3", ls="--", lw=1, label="fluid lower bound")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} by policy")
+        ax.tick_params(axis="x", rotation=30)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    p = d / "gpu_hours_and_usd.png"
+    fig.savefig(p, dpi=90)
+    plt.close(fig)
+    return [p]
+
+
+def _region_demand(cmp: Comparison, d: Path, plt: Any) -> list[Path]:
+    """Token demand by origin region (hourly) against each policy's GPUs in that region."""
+    wl = cmp.workload
+    hours = max(math.ceil(wl.duration / 3600), 1)
+    h = np.minimum((wl.arrival // 3600).astype(np.int64), hours - 1)
+    tok = (wl.prompt + wl.output).astype(np.float64)
+    fig, axes = plt.subplots(len(wl.regions), 1, figsize=(9, 2.6 * len(wl.regions)),
+                             sharex=True, squeeze=False)
+    for ri, region in enumerate(wl.regions):
+        ax = axes[ri][0]
+        sel = wl.origin == ri
+        demand = np.bincount(h[sel], weights=tok[sel], minlength=hours) / 3600.0
+        ax.fill_between(np.arange(hours) + 0.5, demand, step="mid", color="C7", alpha=0.35,
+                        label="demand from here (tok/s)")
+        ax.set_ylabel(f"{region}\ntok/s")
+        ax2 = ax.twinx()
+        for i, (name, r) in enumerate(cmp.runs.items()):
+            samples = r.recorder.gpu_samples
+            if not samples:
+                continue
+            t = np.array([x[0] for x in samples]) / 3600.0
+            g = np.array([sum(v for k, v in x[1].items() if k.split("/")[0] == region)
+                          for x in samples])
+            ax2.step(t, g, where="post", color=f"C{i}", lw=1.2, label=name)
+        ax2.set_ylabel("GPUs in region")
+        if ri == 0:
+            ax2.legend(fontsize=7, loc="upper right", ncol=3)
+            ax.legend(fontsize=7, loc="upper left")
+    axes[-1][0].set_xlabel("hour")
+    fig.suptitle("Demand by origin region vs GPUs provisioned there")
+    fig.tight_layout()
+    p = d / "demand_vs_capacity_by_region.png"
+    fig.savefig(p, dpi=90)
+    plt.close(fig)
+    return [p]
+
+
+def _tenant_service(cmp: Comparison, d: Path, plt: Any) -> list[Path]:
+    """Per tenant: share of served tokens against share of weight, per policy."""
+    wl = cmp.workload
+    weights = {t.spec.tenant_id: t.spec.weight for t in cmp.scenario.snapshot().tenants}
+    w = np.array([weights.get(n, 1.0) for n in wl.tenants])
+    asked = np.bincount(wl.tenant, weights=(wl.prompt + wl.output).astype(np.float64),
+                        minlength=len(wl.tenants))
+    order = np.argsort(-asked)
+    fig, ax = plt.subplots(figsize=(10, 4))
+    x = np.arange(len(wl.tenants))
+    ax.bar(x, asked[order] / asked.sum(), color="C7", alpha=0.35, label="asked (share)")
+    for i, (name, r) in enumerate(cmp.runs.items()):
+        done = r.recorder.status == DONE
+        served = np.bincount(wl.tenant[done],
+                             weights=(wl.prompt[done] + wl.output[done]).astype(np.float64),
+                             minlength=len(wl.tenants))
+        ax.plot(x, served[order] / max(asked.sum(), 1.0), marker=".", lw=0.8, color=f"C{i}",
+                label=name)
+    ax.plot(x, w[order] / w.sum(), color="k", ls=":", lw=1, label="weight share")
+    ax.set_xticks(x)
+    ax.set_xticklabels([wl.tenants[j] for j in order], rotation=90, fontsize=6)
+    ax.set_ylabel("share of all tokens asked")
+    ax.set_title("Per-tenant service: tokens served vs asked, by policy")
+    ax.legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+    p = d / "tenant_service.png"
+    fig.savefig(p, dpi=90)
+    plt.close(fig)
+    return [p]

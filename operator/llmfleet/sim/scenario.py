@@ -1,0 +1,163 @@
+"""Scenario files for the digital twin: the fleet (CRD objects) plus the workload mapping.
+
+A scenario (YAML) has three parts:
+
+* ``fleet``: Regions, LLMModels, SLATiers, TenantQuotas and a FleetPolicy — the same objects
+  the operator reads (``llmfleet.api``), parsed and checked the same way;
+* ``workload``: which trace client feeds which tenant from which home region, the traffic
+  scale factor, the number of days and the seed;
+* ``engine``: simulator knobs (capacity scale, batch-size slowdown, retry limit).
+
+**Capacity scale.** A Python discrete-event twin handles about 1e5 requests per policy in
+seconds, which is about one real replica's traffic. To keep fleets of dozens of replicas,
+``engine.capacity_scale = k`` divides every profile's decode tokens/s and max concurrent
+sequences by ``k`` (per-sequence decode speed, prefill speed and so TTFT are unchanged): a
+simulated replica is a 1/k slice of a real one, and GPU-hours and USD are reported for the
+slices (ratios between policies are what the twin compares). Policies see the scaled
+profiles through :meth:`Scenario.snapshot`, so planner and engine agree.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmfleet.api.loading import parse_object, snapshot_of
+from llmfleet.api.model import LLMModel
+from llmfleet.api.references import FleetSnapshot
+from llmfleet.api.resource import Resource
+
+
+class ScenarioError(ValueError):
+    """The scenario file is malformed; the message names the entry."""
+
+
+class ClientMap(BaseModel):
+    """One trace client feeding one tenant from one home region."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str
+    """``servegen:<pool>/<chunk>`` (e.g. ``servegen:m-mid/60``) or ``azure:<code|conv>``."""
+    tenant: str
+    """TenantQuota tenantId; the tenant's tier comes from its TenantQuota."""
+    region: str
+    """Home (origin) region; the client's clock is shifted to the region's UTC offset."""
+    model: str | None = None
+    """LLMModel; default the tenant's first model."""
+    scale: float = Field(default=1.0, gt=0)
+    """Extra rate multiplier for this client (on top of ``workload.scale``)."""
+
+
+class WorkloadSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    days: float = Field(default=3.0, gt=0, le=14)
+    start_day: int = Field(default=0, ge=0, le=13)
+    """Trace day the simulation starts at (local midnight of each home region)."""
+    history_days: int = Field(default=2, ge=0, le=12)
+    """Days of demand history (expected rates from the curves) a controller has at start."""
+    scale: float = Field(default=1.0, gt=0)
+    """Rate multiplier for every client (the traces' rates are production rates)."""
+    seed: int = 0
+    trace_utc_offset_hours: float = 8.0
+    """UTC offset of the traces' clock (ServeGen: Alibaba Cloud, UTC+8)."""
+    start_unix: float = 1_700_000_000.0 - 1_700_000_000.0 % 86400
+    """Unix time of the simulation start (a UTC midnight)."""
+    clients: list[ClientMap] = Field(min_length=1)
+
+
+class EngineSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    capacity_scale: float = Field(default=1.0, ge=1.0)
+    """Divide decode tokens/s and max sequences of every profile by this (see module doc)."""
+    saturation_fraction: float = Field(default=0.25, gt=0, le=1)
+    """Batch size (fraction of max sequences) from which decode throughput is saturated:
+    each of ``n`` sequences decodes at ``D / max(n, s C)`` tokens/s."""
+    max_retries: int = Field(default=3, ge=0)
+    queue_limit_factor: float = Field(default=8.0, gt=0)
+    """A replica rejects (``queue-full``) when more than this x max sequences are waiting."""
+    pending_timeout_seconds: float = Field(default=600.0, gt=0)
+    """Interactive requests with no ready replica anywhere are rejected after this."""
+    batch_release_utilization: float = Field(default=0.6, gt=0, le=1)
+    """Deadline-queue work is released to replicas at or below this slot utilisation."""
+    tick_seconds: float = Field(default=30.0, gt=0)
+
+
+class Scenario(BaseModel):
+    """A parsed scenario: workload, engine settings and the fleet objects (raw documents)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = "scenario"
+    workload: WorkloadSpec
+    engine: EngineSpec = Field(default_factory=EngineSpec)
+    fleet: list[dict[str, Any]] = Field(min_length=1)
+
+    def objects(self) -> list[Resource]:
+        """The fleet objects with profiles scaled by ``engine.capacity_scale``."""
+        out: list[Resource] = []
+        for i, doc in enumerate(self.fleet):
+            obj = parse_object(doc, namespace="default", where=f"{self.name}: fleet[{i}]")
+            if isinstance(obj, LLMModel) and self.engine.capacity_scale != 1.0:
+                obj = _scaled(obj, self.engine.capacity_scale)
+            out.append(obj)
+        return out
+
+    def snapshot(self) -> FleetSnapshot:
+        snap = snapshot_of(self.objects())
+        tenants = {t.spec.tenant_id for t in snap.tenants}
+        regions = {r.metadata.name for r in snap.regions}
+        models = {m.metadata.name for m in snap.models}
+        for i, c in enumerate(self.workload.clients):
+            if c.tenant not in tenants:
+                raise ScenarioError(f"{self.name}: workload.clients[{i}].tenant {c.tenant!r}: "
+                                    "no TenantQuota with that tenantId")
+            if c.region not in regions:
+                raise ScenarioError(f"{self.name}: workload.clients[{i}].region {c.region!r}: "
+                                    "no such Region")
+            if c.model is not None and c.model not in models:
+                raise ScenarioError(f"{self.name}: workload.clients[{i}].model {c.model!r}: "
+                                    "no such LLMModel")
+        if not snap.policies:
+            raise ScenarioError(f"{self.name}: fleet has no FleetPolicy")
+        return snap
+
+
+def _scaled(model: LLMModel, k: float) -> LLMModel:
+    profiles = [
+        p.model_copy(
+            update={
+                "decode_tokens_per_second": p.decode_tokens_per_second / k,
+                "max_concurrent_sequences": max(1, round(p.max_concurrent_sequences / k)),
+            }
+        )
+        for p in model.spec.profiles
+    ]
+    spec = model.spec.model_copy(update={"profiles": profiles})
+    return model.model_copy(update={"spec": spec})
+
+
+def parse_scenario(text: str, name: str = "scenario") -> Scenario:
+    doc = yaml.safe_load(text)
+    if not isinstance(doc, dict):
+        raise ScenarioError(f"{name}: a scenario is a YAML mapping with workload and fleet")
+    doc.setdefault("name", name)
+    try:
+        return Scenario.model_validate(doc)
+    except ValueError as e:
+        raise ScenarioError(f"{name}: {e}") from e
+
+
+def load_scenario(path: Path | str | None = None) -> Scenario:
+    """Load a scenario file, or the embedded default one when ``path`` is None."""
+    if path is None:
+        text = resources.files("llmfleet.sim").joinpath("scenarios/default.yaml").read_text()
+        return parse_scenario(text, "default")
+    p = Path(path)
+    return parse_scenario(p.read_text(), p.stem)

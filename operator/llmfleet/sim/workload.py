@@ -1,0 +1,274 @@
+"""Request synthesis from the public traces (seeded, vectorised, reproducible).
+
+For a ServeGen client, window ``w`` (600 s) of its curve has rate ``lambda_w``, inter-arrival
+CV and a fitted distribution (Gamma/Weibull/Exponential, shape ``k_w``). The twin runs the
+client at ``s lambda_w`` (``s`` = workload scale x client scale) and keeps the burstiness:
+
+1. gaps are drawn from the window's distribution normalised to mean 1 (Gamma(k, 1/k);
+   Weibull(k) / Gamma(1 + 1/k); Exp(1)) and multiplied by ``1 / (s lambda_w)``;
+2. the first arrival of a window is at ``U x gap`` after its start; arrivals past the
+   window end are dropped (a renewal process restarted per window);
+3. prompt/output lengths are drawn from the client's 6-hour length distribution of the
+   arrival's block (the pool-wide one when the client's file or block is empty).
+
+Clocks: the home region's local time drives the trace: trace time
+``tau = start_day * 86400 + t + offset_region * 3600`` (mod 14 days), so every region
+peaks at its own local afternoon. Azure clients replay the hour-long trace on a loop,
+keeping each row with probability ``s``.
+
+History for the controller (``history_days`` before the start) is the expected demand of
+the same curves (rate x mean lengths), never sampled arrivals of the simulated period.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from llmfleet.api.references import FleetSnapshot
+from llmfleet.sim.scenario import Scenario
+from llmfleet.sim.traces import (
+    LENGTH_BLOCK_SECONDS,
+    WINDOW_SECONDS,
+    AzureTrace,
+    LengthDistribution,
+    ServeGenPool,
+    read_azure,
+    read_servegen,
+)
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+TRACE_SECONDS = 14 * 86400
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Every request of a run, sorted by arrival (struct of arrays)."""
+
+    arrival: FloatArray
+    tenant: IntArray
+    model: IntArray
+    tier: IntArray
+    origin: IntArray
+    prompt: IntArray
+    output: IntArray
+    tenants: tuple[str, ...]
+    models: tuple[str, ...]
+    tiers: tuple[str, ...]
+    regions: tuple[str, ...]
+    duration: float
+    start_unix: float
+    history_start_unix: float
+    history_step: int
+    history: dict[tuple[str, str, str], FloatArray]
+    """(model, origin, tier) -> array (steps, 3) of requests, prompt, output per second over
+    the ``history_days`` before the start (expected rates of the curves)."""
+    interaction: IntArray | None = None
+    """Interaction (agentic session) id per request; None: every request is its own."""
+    call_index: IntArray | None = None
+    """0 for an interaction's first call, 1, 2, ... for later ones (None: all 0)."""
+
+    def __len__(self) -> int:
+        return int(self.arrival.size)
+
+
+def _unit_gaps(rng: np.random.Generator, dist: str, shape: float, n: int) -> FloatArray:
+    if dist == "Gamma" and shape > 0:
+        return rng.gamma(shape, 1.0 / shape, n)
+    if dist == "Weibull" and shape > 0:
+        out: FloatArray = rng.weibull(shape, n) / math.gamma(1.0 + 1.0 / shape)
+        return out
+    return rng.exponential(1.0, n)
+
+
+def _lengths(
+    rng: np.random.Generator, dists: tuple[LengthDistribution, ...],
+    fallback: Callable[[], tuple[LengthDistribution, ...]], block: IntArray, default: int,
+) -> IntArray:
+    out = np.full(block.size, default, dtype=np.int64)
+    for b in np.unique(block):
+        idx = np.nonzero(block == b)[0]
+        d = dists[b % len(dists)]
+        if d.empty:
+            pool = fallback()
+            d = pool[b % len(pool)]
+        if not d.empty:
+            out[idx] = d.sample(rng, idx.size)
+    return np.maximum(out, 1)
+
+
+def _servegen_client(
+    rng: np.random.Generator, pool: ServeGenPool, chunk: int, scale: float,
+    shift: float, duration: float,
+) -> tuple[FloatArray, IntArray, IntArray]:
+    c = pool.client(chunk)
+    times: list[FloatArray] = []
+    t = 0.0
+    while t < duration:
+        tau = (shift + t) % TRACE_SECONDS
+        w = int(tau // WINDOW_SECONDS)
+        end = min(duration, t + (WINDOW_SECONDS - (tau - w * WINDOW_SECONDS)))
+        rate = float(c.rate[w]) * scale
+        if rate > 0:
+            span = end - t
+            mean_gap = 1.0 / rate
+            n = int(span * rate * 2 + 10)
+            gaps = _unit_gaps(rng, str(c.dist[w]), float(c.p1[w]), n) * mean_gap
+            gaps[0] *= rng.random()
+            at = t + np.cumsum(gaps)
+            times.append(at[at < end])
+        t = end
+    arr = np.concatenate(times) if times else np.zeros(0)
+    block = (((shift + arr) % TRACE_SECONDS) // LENGTH_BLOCK_SECONDS).astype(np.int64)
+    lw = pool.lengths(c)
+    prompt = _lengths(rng, lw.input, lambda: pool.pool_lengths.input, block, 1000)
+    output = _lengths(rng, lw.output, lambda: pool.pool_lengths.output, block, 250)
+    return arr, prompt, output
+
+
+def _azure_client(
+    rng: np.random.Generator, trace: AzureTrace, scale: float, duration: float
+) -> tuple[FloatArray, IntArray, IntArray]:
+    period = float(np.ceil(trace.arrival_s[-1] + 1.0))
+    reps = int(np.ceil(duration / period))
+    arr = (trace.arrival_s[None, :] + period * np.arange(reps)[:, None]).ravel()
+    idx = np.tile(np.arange(len(trace)), reps)
+    keep = (rng.random(arr.size) < min(scale, 1.0)) & (arr < duration)
+    return arr[keep], trace.prompt_tokens[idx[keep]], trace.output_tokens[idx[keep]]
+
+
+def build_workload(
+    scenario: Scenario, snap: FleetSnapshot | None = None, traces: Path | str | None = None,
+    days: float | None = None, seed: int | None = None,
+    pools: dict[str, ServeGenPool] | None = None,
+) -> Workload:
+    """Synthesise every request of ``scenario`` (deterministic for a seed). ``pools`` is an
+    optional caller-owned cache of parsed ServeGen pools (filled on use), so repeated builds
+    skip re-reading the trace files."""
+    snap = snap or scenario.snapshot()
+    wl = scenario.workload
+    duration = (days if days is not None else wl.days) * 86400.0
+    rng = np.random.default_rng(wl.seed if seed is None else seed)
+    regions = tuple(sorted(r.metadata.name for r in snap.regions))
+    offsets = {r.metadata.name: r.spec.utc_offset_hours for r in snap.regions}
+    models = tuple(sorted(m.metadata.name for m in snap.models))
+    tiers = tuple(sorted(t.metadata.name for t in snap.tiers))
+    quotas = {t.spec.tenant_id: t for t in snap.tenants}
+    tenants = tuple(sorted({c.tenant for c in wl.clients}))
+    pools = {} if pools is None else pools
+    azure: dict[str, AzureTrace] = {}
+    parts: list[tuple[FloatArray, IntArray, IntArray, int, int, int, int]] = []
+    step = 3600
+    hist_steps = wl.history_days * 24
+    history: dict[tuple[str, str, str], FloatArray] = {}
+    for c in wl.clients:
+        q = quotas[c.tenant]
+        model = c.model or (q.spec.models[0] if q.spec.models else models[0])
+        scale = wl.scale * c.scale
+        shift = wl.start_day * 86400 + offsets[c.region] * 3600.0
+        kind, _, ref = c.source.partition(":")
+        key = (model, c.region, q.spec.tier)
+        if kind == "servegen":
+            pool_name, _, chunk = ref.partition("/")
+            if pool_name not in pools:
+                pools[pool_name] = read_servegen(pool_name, traces)
+            pool = pools[pool_name]
+            arr, prompt, output = _servegen_client(
+                rng, pool, int(chunk), scale, shift, duration
+            )
+            if hist_steps:
+                h = _history(pool, int(chunk), scale, shift, hist_steps, step)
+                history[key] = history.get(key, 0.0) + h
+        elif kind == "azure":
+            if ref not in azure:
+                azure[ref] = read_azure(ref, traces)  # type: ignore[arg-type]
+            arr, prompt, output = _azure_client(rng, azure[ref], scale, duration)
+            if hist_steps:
+                tr = azure[ref]
+                per_s = len(tr) / (tr.arrival_s[-1] + 1.0) * min(scale, 1.0)
+                h = np.tile(
+                    [per_s, per_s * tr.prompt_tokens.mean(), per_s * tr.output_tokens.mean()],
+                    (hist_steps, 1),
+                )
+                history[key] = history.get(key, 0.0) + h
+        else:
+            raise ValueError(f"workload client source {c.source!r}: expected servegen:… or azure:…")
+        parts.append((
+            arr, prompt, output, tenants.index(c.tenant), models.index(model),
+            tiers.index(q.spec.tier), regions.index(c.region),
+        ))
+    arrival = np.concatenate([p[0] for p in parts])
+    order = np.argsort(arrival, kind="stable")
+
+    def col(i: int) -> IntArray:
+        return np.concatenate([np.full(p[0].size, p[i], dtype=np.int64) for p in parts])[order]
+
+    tenant_col = col(3)
+    calls = {
+        tenants.index(t): quotas[t].spec.application.calls_per_interaction for t in tenants
+    }
+    interaction, call_index = _interactions(rng, tenant_col, calls)
+    return Workload(
+        interaction=interaction, call_index=call_index,
+        arrival=arrival[order],
+        tenant=tenant_col, model=col(4), tier=col(5), origin=col(6),
+        prompt=np.concatenate([p[1] for p in parts]).astype(np.int64)[order],
+        output=np.concatenate([p[2] for p in parts]).astype(np.int64)[order],
+        tenants=tenants, models=models, tiers=tiers, regions=regions,
+        duration=duration, start_unix=wl.start_unix,
+        history_start_unix=wl.start_unix - hist_steps * step, history_step=step,
+        history=history,
+    )
+
+
+def _history(
+    pool: ServeGenPool, chunk: int, scale: float, shift: float, steps: int, step: int
+) -> FloatArray:
+    """Expected (requests, prompt, output)/s per ``step`` over the ``steps`` before t = 0."""
+    c = pool.client(chunk)
+    # the client's own 6-hour means (its overall mean where a block is empty); avoids the
+    # pool-wide mixture, which parses every length file of the pool
+    bi, bo = pool.lengths(c).means()
+    per_block = LENGTH_BLOCK_SECONDS // WINDOW_SECONDS
+    blocks = np.arange(c.rate.size) // per_block
+    mi = np.nan_to_num(bi, nan=float(np.nanmean(bi)) if np.isfinite(bi).any() else 0.0)[
+        np.minimum(blocks, bi.size - 1)]
+    mo = np.nan_to_num(bo, nan=float(np.nanmean(bo)) if np.isfinite(bo).any() else 0.0)[
+        np.minimum(blocks, bo.size - 1)]
+    per = step // WINDOW_SECONDS
+    out = np.zeros((steps, 3))
+    for s in range(steps):
+        t0 = shift - (steps - s) * step
+        w = (((t0 + np.arange(per) * WINDOW_SECONDS) % TRACE_SECONDS) // WINDOW_SECONDS)
+        w = w.astype(np.int64)
+        r = c.rate[w] * scale
+        out[s] = (r.mean(), (r * mi[w]).mean(), (r * mo[w]).mean())
+    return out
+
+
+def _interactions(
+    rng: np.random.Generator, tenant: IntArray, calls: dict[int, float]
+) -> tuple[IntArray, IntArray]:
+    """Group each tenant's consecutive requests into interactions of geometric size with
+    mean ``callsPerInteraction`` (its application profile); ids are the first call's index."""
+    n = tenant.size
+    interaction = np.arange(n, dtype=np.int64)
+    call_index = np.zeros(n, dtype=np.int64)
+    for u, mean in calls.items():
+        if mean <= 1.0:
+            continue
+        idx = np.nonzero(tenant == u)[0]
+        starts = rng.random(idx.size) < 1.0 / mean  # a new interaction begins here
+        starts[:1] = True
+        group = np.cumsum(starts) - 1
+        first = idx[np.nonzero(starts)[0]]
+        interaction[idx] = first[group]
+        pos = np.arange(idx.size)
+        call_index[idx] = pos - np.nonzero(starts)[0][group]
+    return interaction, call_index

@@ -1,0 +1,89 @@
+"""Workload synthesis on the real traces, the default scenario, policies and the report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llmfleet.sim.cli import main as simulate_main
+from llmfleet.sim.report import run_policies, summary_table
+from llmfleet.sim.scenario import ScenarioError, load_scenario, parse_scenario
+from llmfleet.sim.workload import build_workload
+
+
+@pytest.fixture(scope="module")
+def default():
+    return load_scenario()
+
+
+@pytest.fixture(scope="module")
+def pools():
+    return {}  # parsed trace pools shared by this module's builds
+
+
+def test_default_scenario_shape(default):
+    snap = default.snapshot()
+    assert len(snap.regions) == 3 and len(snap.models) == 3 and len(snap.tiers) == 3
+    assert len(snap.tenants) >= 24
+    assert default.workload.days >= 3
+
+
+def test_workload_is_reproducible_with_a_seed(default, pools):
+    a = build_workload(default, days=0.05, seed=5, pools=pools)
+    b = build_workload(default, days=0.05, seed=5, pools=pools)
+    c = build_workload(default, days=0.05, seed=6, pools=pools)
+    assert len(a) > 500
+    for f in ("arrival", "tenant", "model", "tier", "origin", "prompt", "output"):
+        assert np.array_equal(getattr(a, f), getattr(b, f)), f
+    assert not np.array_equal(a.arrival[:100], c.arrival[:100])
+    assert np.all(np.diff(a.arrival) >= 0) and a.arrival[-1] < 0.05 * 86400
+    assert a.prompt.min() >= 1 and a.output.min() >= 1
+
+
+def test_regions_peak_at_their_own_local_time(default, pools):
+    wl = build_workload(default, days=1, seed=0, pools=pools)
+    hours = {}
+    for i, r in enumerate(wl.regions):
+        h = np.bincount((wl.arrival[wl.origin == i] // 3600).astype(int), minlength=24)
+        hours[r] = int(np.argmax(h))
+    assert len(set(hours.values())) > 1  # time-zone shifts separate the daily peaks
+
+
+def test_runs_are_reproducible_and_conserve_requests(default, pools):
+    wl = build_workload(default, days=0.1, seed=1, pools=pools)
+    r1 = run_policies(default, None, seed=1, workload=wl)  # all six policies
+    assert set(r1.runs) == {"llmfleet", "reactive", "siloed", "sageserve", "static-peak", "oracle"}
+    r2 = run_policies(default, ["reactive"], seed=1,
+                      workload=build_workload(default, days=0.1, seed=1, pools=pools))
+    assert r1.runs["reactive"].summary == r2.runs["reactive"].summary
+    for run in r1.runs.values():
+        s = run.summary
+        assert s["completed"] + s["rejected"] + s["in_flight_end"] == s["requests"]
+        assert s["usd_total"] >= r1.bound["usd"] and s["gpu_hours_total"] >= r1.bound["gpu_hours"]
+    table = summary_table(r1)
+    assert "reactive" in table and "1.00x" in table and "fluid lower bound" in table
+
+
+def test_unknown_policy_and_bad_scenario_are_named(default):
+    with pytest.raises(KeyError, match="nope"):
+        run_policies(default, ["nope"], days=0.01)
+    doc = default.model_dump()
+    doc["workload"]["clients"][0]["tenant"] = "ghost"
+    bad = type(default).model_validate(doc)
+    with pytest.raises(ScenarioError, match="ghost"):
+        bad.snapshot()
+    with pytest.raises(ScenarioError):
+        parse_scenario("- just a list", "x")
+
+
+def test_simulate_cli_writes_the_report(tmp_path, capsys):
+    rc = simulate_main(["--days", "0.05", "--policies", "reactive,static-peak",
+                        "--out", str(tmp_path)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "static-peak" in out and "fluid lower bound" in out
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"report.md", "metrics.json", "summary.txt", "cost_over_time.png",
+            "gpu_hours_and_usd.png", "demand_vs_capacity_by_region.png", "tenant_service.png",
+            "gpus_by_pool-reactive.png", "tenants-reactive.csv"} <= names
+    assert any(n.startswith("latency_cdf-") for n in names)
