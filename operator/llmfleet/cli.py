@@ -5,6 +5,8 @@ llmfleet validate PATH...                 check manifests offline (schema, rules
 llmfleet install [--samples]              apply CRDs (and samples) to a cluster
 llmfleet get [KIND...]                    what ``kubectl get llmfleet`` shows
 llmfleet operator                         run the controller
+llmfleet dashboards [--check]             generate the chart's dashboards, rules, CRD copy
+llmfleet actuate PLAN [--dry-run]         apply a recorded FleetPlan (an older one reverts)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from llmfleet.api.crdgen import drift, generate
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CRDS = REPO_ROOT / "crds"
 DEFAULT_SAMPLES = DEFAULT_CRDS / "samples"
+DEFAULT_CHART = REPO_ROOT / "charts" / "llmfleet"
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
@@ -127,6 +130,7 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     import os
 
     from llmfleet.controller.operator import OperatorConfig, run
+    from llmfleet.controller.planning import PlanningSettings
     from llmfleet.controller.validation import ValidationSettings
 
     if args.kubeconfig:
@@ -136,6 +140,11 @@ def _cmd_operator(args: argparse.Namespace) -> int:
         validation=ValidationSettings(recheck_seconds=args.recheck_seconds),
         liveness_endpoint=args.liveness,
         peering=args.peering,
+        peering_priority=args.peering_priority,
+        planning=PlanningSettings(
+            enabled=not args.no_planning, tick_seconds=args.plan_tick_seconds
+        ),
+        metrics_port=args.metrics_port,
     )
     run(cfg)
     return 0
@@ -189,6 +198,24 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 1 if violations else 0
 
 
+def _cmd_dashboards(args: argparse.Namespace) -> int:
+    from llmfleet.observe.generate import main as generate_main
+
+    return generate_main(Path(args.chart), [Path(p) for p in args.tiers], args.check)
+
+
+def _cmd_actuate(args: argparse.Namespace) -> int:
+    from llmfleet.kube.actuate_cmd import main as actuate_main
+
+    return actuate_main(args)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from llmfleet.sim.cli import run as simulate_run
+
+    return simulate_run(args)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     rest = list(args.rest)
     if args.target == "forecast":
@@ -196,6 +223,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from llmfleet.sim.traces import bench_histories
 
         return forecast_bench.main(rest, load=bench_histories)
+    if args.target == "fairness":
+        from llmfleet.sim import fairbench
+
+        return fairbench.main(rest)
     from llmfleet.plan import bench as planner_bench
 
     return int(planner_bench.main(rest) or 0)
@@ -254,6 +285,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--liveness", help="health endpoint URL, e.g. http://0.0.0.0:8080/healthz")
     p.add_argument("--peering", help="kopf peering name for HA (default: standalone)")
+    p.add_argument(
+        "--peering-priority", type=int, default=None,
+        help="peering priority; the highest live replica is active (default: random)",
+    )
+    p.add_argument(
+        "--metrics-port", type=int, default=None,
+        help="serve Prometheus metrics (llmfleet_*) on this port (default: none)",
+    )
+    p.add_argument(
+        "--plan-tick-seconds", type=float, default=15.0,
+        help="how often each FleetPolicy is checked for a due plan (default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-planning", action="store_true",
+        help="validate objects only: no planning loop (e.g. a second, validating operator)",
+    )
     p.set_defaults(func=_cmd_operator)
 
     p = sub.add_parser(
@@ -283,9 +330,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_explain)
 
     p = sub.add_parser(
+        "dashboards",
+        help="generate the chart's dashboards, alert rules and CRD copy (or check drift)",
+    )
+    p.add_argument("--chart", default=str(DEFAULT_CHART), help="chart dir (default: %(default)s)")
+    p.add_argument(
+        "--tiers", nargs="+", default=[str(DEFAULT_SAMPLES / "tiers.yaml")],
+        help="SLATier manifests the SLO rules are generated from (default: %(default)s)",
+    )
+    p.add_argument("--check", action="store_true", help="fail if the files differ")
+    p.set_defaults(func=_cmd_dashboards)
+
+    p = sub.add_parser(
+        "actuate", help="apply a recorded FleetPlan to the fleet (re-apply an older one to revert)"
+    )
+    p.add_argument("plan", help="FleetPlan name")
+    p.add_argument("-n", "--namespace", default="llmfleet", help="namespace (default: %(default)s)")
+    p.add_argument("--dry-run", action="store_true", help="show the changes, write nothing")
+    p.add_argument(
+        "--max-changes", type=int, default=None,
+        help="most objects to change (default: the FleetPolicy's maxChangesPerCycle)",
+    )
+    _add_cluster_args(p)
+    p.set_defaults(func=_cmd_actuate)
+
+    p = sub.add_parser(
+        "simulate", help="replay the traces on the digital twin: every policy, same arrivals"
+    )
+    p.add_argument("scenario", nargs="?", help="scenario YAML (default: the embedded one)")
+    p.add_argument("--policies", help="comma-separated policy names (default: all)")
+    p.add_argument("--days", type=float, help="days to simulate (default: the scenario's)")
+    p.add_argument("--seed", type=int, help="workload seed (default: the scenario's)")
+    p.add_argument("--out", default="sim-report", help="report directory (default: %(default)s)")
+    p.add_argument("--traces", help="traces directory (default: ../shared/traces)")
+    p.add_argument(
+        "--scheduler", default="fcfs", help="per-replica scheduler: fcfs, rpm, vtc, fairserve"
+    )
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser(
         "bench", help="benchmarks that print figures (see `llmfleet bench X --help`)"
     )
-    p.add_argument("target", choices=["forecast", "planner"])
+    p.add_argument("target", choices=["forecast", "planner", "fairness"])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the benchmark")
     p.set_defaults(func=_cmd_bench)
     return parser

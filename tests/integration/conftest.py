@@ -118,8 +118,10 @@ def operator(
     crds: list[dict[str, Any]],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
+    # validation only: the planning loop has its own operator in test_planning_loop.py
     op = OperatorProcess(
-        controlplane.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log"
+        controlplane.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log",
+        "--no-planning",
     )
     try:
         yield op

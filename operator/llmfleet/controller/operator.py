@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +12,8 @@ from typing import Any
 import kopf
 
 from llmfleet.api.base import GROUP
-from llmfleet.controller import validation
+from llmfleet.controller import planning, validation
+from llmfleet.controller.metrics import FleetMetrics
 
 
 @dataclass(frozen=True)
@@ -25,11 +27,21 @@ class OperatorConfig:
     """e.g. ``http://0.0.0.0:8080/healthz`` (kopf's probe server)."""
     peering: str | None = None
     """kopf peering object name for HA (one active replica); None runs standalone."""
+    peering_priority: int | None = None
+    """This replica's peering priority (the highest live one is active); None picks a random
+    one at start, so the replicas of one Deployment differ: kopf pauses every replica of an
+    equal priority."""
+    planning: planning.PlanningSettings = field(default_factory=planning.PlanningSettings)
+    metrics_port: int | None = None
+    """Serve ``/metrics`` (prometheus_client) on this port; None serves none."""
 
 
-def build_registry(cfg: OperatorConfig) -> kopf.OperatorRegistry:
+def build_registry(
+    cfg: OperatorConfig, metrics: FleetMetrics | None = None
+) -> kopf.OperatorRegistry:
     """A fresh registry with every handler llmfleet installs."""
     registry = kopf.OperatorRegistry()
+    loop = planning.PlanningLoop(cfg.planning, metrics or FleetMetrics())
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -52,18 +64,40 @@ def build_registry(cfg: OperatorConfig) -> kopf.OperatorRegistry:
         # kopf's own readers: in-cluster service account first, else $KUBECONFIG.
         return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
+    @kopf.on.cleanup(registry=registry)
+    def close(**_: Any) -> None:
+        loop.close()
+
     validation.register(registry, cfg.validation)
+    planning.register(registry, loop)
     return registry
 
 
 def run(cfg: OperatorConfig, stop_flag: asyncio.Event | None = None) -> None:
     """Run until interrupted (or ``stop_flag`` is set)."""
-    registry = build_registry(cfg)
+    metrics = FleetMetrics()
+    server = metrics.serve(cfg.metrics_port) if cfg.metrics_port is not None else None
+    registry = build_registry(cfg, metrics)
+    try:
+        _run(cfg, registry, stop_flag)
+    finally:
+        if server is not None:
+            server.shutdown()
+
+
+def _run(
+    cfg: OperatorConfig, registry: kopf.OperatorRegistry, stop_flag: asyncio.Event | None
+) -> None:
     asyncio.run(
         kopf.operator(
             registry=registry,
             standalone=cfg.peering is None,
             peering_name=cfg.peering,
+            priority=(
+                cfg.peering_priority
+                if cfg.peering_priority is not None
+                else random.SystemRandom().randint(1, 2**31 - 1)
+            ),
             namespaces=list(cfg.namespaces),
             clusterwide=not cfg.namespaces,
             liveness_endpoint=cfg.liveness_endpoint,

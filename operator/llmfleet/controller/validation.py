@@ -119,22 +119,26 @@ def _register_kind(
             message = "; ".join(p.message for p in problems)
         else:
             state, reason, message = "True", "ReferencesResolved", "every reference resolves"
-        conditions, changed = upsert_condition(
-            list(status.get("conditions") or []),
-            VALID,
-            state,
-            reason,
-            message,
-            datetime.now(UTC),
-            body.metadata.get("generation"),
+        now = datetime.now(UTC)
+        generation = body.metadata.get("generation")
+        _, changed = upsert_condition(
+            list(status.get("conditions") or []), VALID, state, reason, message, now, generation
         )
+
+        def set_valid(fresh: kopf.RawBody) -> None:
+            # Applied by kopf to the freshest body as a JSON patch guarded by its
+            # resourceVersion (retried on conflict), so the conditions other writers own
+            # (Throttling, Planned, ...) are never overwritten with a stale list.
+            st = fresh.setdefault("status", {})
+            st["conditions"], _ = upsert_condition(
+                list(st.get("conditions") or []), VALID, state, reason, message, now, generation
+            )
         extra: dict[str, Any] = {}
         if isinstance(obj, Region):
             summary = region_summary(obj, dict(status))
             extra = {k: v for k, v in summary.items() if status.get(k) != v}
-        generation = body.metadata.get("generation")
         if changed:
-            patch.status["conditions"] = conditions
+            patch.fns.append(set_valid)
         if changed or status.get("observedGeneration") != generation:
             patch.status["observedGeneration"] = generation
         for field, value in extra.items():

@@ -84,6 +84,11 @@ class Cluster:
         self.api.close()
 
     @property
+    def server(self) -> str:
+        """The apiserver URL; two Clusters with the same server reach the same objects."""
+        return str(self.api.configuration.host)
+
+    @property
     def dynamic(self) -> DynamicClient:
         dyn = getattr(self, "_dynamic", None)
         if dyn is None:
@@ -107,11 +112,20 @@ class Cluster:
     # ------------------------------------------------------------------ writes
 
     def apply(
-        self, obj: dict[str, Any], *, force: bool = True, dry_run: bool = False
+        self,
+        obj: dict[str, Any],
+        *,
+        force: bool = True,
+        dry_run: bool = False,
+        subresource: str | None = None,
     ) -> dict[str, Any]:
-        """Server-side apply of one object (field manager ``llmfleet``)."""
+        """Server-side apply of one object (field manager ``llmfleet``); ``subresource``
+        (e.g. ``status``) applies to that subresource instead."""
         meta = obj.get("metadata", {})
         res = self.resource(obj["apiVersion"], obj["kind"])
+        namespaced = bool(res.namespaced)
+        if subresource is not None:
+            res = res.subresources[subresource]
         kwargs: dict[str, Any] = {
             "body": obj,
             "name": meta["name"],
@@ -119,7 +133,7 @@ class Cluster:
             "force_conflicts": force,
             "_request_timeout": self.timeout,
         }
-        if res.namespaced:
+        if namespaced:
             kwargs["namespace"] = meta.get("namespace") or "default"
         if dry_run:
             kwargs["dry_run"] = "All"

@@ -85,6 +85,7 @@ from llmfleet.plan.instance import (
     TierSpec,
 )
 from llmfleet.plan.model import build
+from llmfleet.plan.sageserve import solve_sageserve
 from llmfleet.plan.solution import extract
 from llmfleet.plan.solve import SolveOptions, plan_fleet
 from llmfleet.plan.types import Plan
@@ -325,6 +326,10 @@ class Row:
     unmet_servable_tok_s: float
     solver_peak_mib: float
     peak_mib: float
+    sageserve_usd_per_hour: float | None = None
+    """USD/h of SageServe's published ILP (:mod:`llmfleet.plan.sageserve`) for the same
+    step-0 demand: per-region capacity for the region's own traffic, no cross-region
+    routing, no packing of models onto shared nodes beyond whole-node rounding."""
 
 
 def _parse(size: str) -> tuple[int, int, int, int]:
@@ -398,6 +403,7 @@ def run_bench(
         )
         gap = (out.objective - bound) / out.objective if bound is not None else None
         child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+        sage = solve_sageserve(inst, window=range(1), time_limit=time_limit)
         rows.append(
             Row(
                 size,
@@ -415,6 +421,7 @@ def run_bench(
                 servable,
                 max(solver_peak, child),
                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+                sage.usd_per_hour if sage.status in ("optimal", "feasible") else None,
             )
         )
     return rows
@@ -424,7 +431,7 @@ def format_rows(rows: Sequence[Row]) -> str:
     head = (
         f"{'size':>14} {'cols':>8} {'rows':>8} {'solve_s':>8} {'method':>22} {'cost_usd':>12} "
         f"{'usd/h':>9} {'usd/h_lp':>9} {'x0_loss':>8} {'lp_bound':>12} {'gap':>7} {'gap_int':>7} {'unmet':>9} {'servable':>9} "
-        f"{'solverMiB':>9} {'selfMiB':>8}"
+        f"{'solverMiB':>9} {'selfMiB':>8} {'sage_usd/h':>10} {'vs_sage':>8}"
     )
     lines = [head]
     for r in rows:
@@ -441,7 +448,13 @@ def format_rows(rows: Sequence[Row]) -> str:
             f"{r.size:>14} {r.columns:>8} {r.rows:>8} {r.solve_s:8.2f} {r.method:>22} {r.cost:12.0f} "
             f"{r.usd_per_hour:9.0f} {(r.usd_per_hour_lp or float('nan')):9.0f} "
             f"{(f'{loss:8.1%}' if loss is not None else '     n/a')} {(r.lp_bound or float('nan')):12.0f} {pct(r.gap)} {pct(r.gap_all_integer)} "
-            f"{r.unmet_tok_s:9.1f} {r.unmet_servable_tok_s:9.1f} {r.solver_peak_mib:9.0f} {r.peak_mib:8.0f}"
+            f"{r.unmet_tok_s:9.1f} {r.unmet_servable_tok_s:9.1f} {r.solver_peak_mib:9.0f} {r.peak_mib:8.0f} "
+            f"{(r.sageserve_usd_per_hour or float('nan')):10.0f} "
+            + (
+                f"{r.usd_per_hour / r.sageserve_usd_per_hour - 1:8.1%}"
+                if r.sageserve_usd_per_hour
+                else "     n/a"
+            )
         )
     return "\n".join(lines)
 

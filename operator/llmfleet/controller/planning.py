@@ -1,0 +1,684 @@
+"""The planning loop: on each FleetPolicy's schedule, read demand, forecast, plan, record
+the plan as a FleetPlan, then actuate it (unless the policy is ``plan-only``).
+
+Scheduling. kopf timers have one fixed interval per handler, while each policy has its own
+``spec.intervalSeconds``; so a short timer *tick* runs on every FleetPolicy and plans when
+
+    1. now >= status.nextRunTime, or the policy has no nextRunTime yet, or
+    2. the ``Planned`` condition's observedGeneration differs from metadata.generation
+       (the spec changed: plan again at once).
+
+After a cycle ``nextRunTime = now + intervalSeconds``; after a temporary failure
+``now + retry`` with ``retry = min(intervalSeconds, 60 s)`` (and kopf retries the handler
+after the same delay).
+
+One cycle (:func:`run_cycle`, testable without kopf):
+
+    gather   the Regions, LLMModels, SLATiers and TenantQuotas (kopf indexes; namespaced kinds
+             from the policy's namespace) and the fleet now (``kube.actuate.observe``);
+    demand   range-query Prometheus (``kube.prometheus``) at the horizon's step over
+             ``forecast.historySeconds`` and forecast every flow (``forecast.forecaster``).
+             No Prometheus data -> TenantQuota budgets (``forecast.synthetic``), said so in
+             the status and the plan's solver message. Unreachable -> TemporaryError, last
+             plan kept. Data older than ``maxDataAgeSeconds`` -> last plan kept (never scale
+             down on stale data). Rejected query -> PermanentError until the spec changes;
+    plan     ``plan.solve.plan_fleet``; an infeasible or timed-out solve writes no FleetPlan:
+             the last good plan stays, the status says why;
+    record   FleetPlan ``<policy>-<yyyymmddhhmmss>`` owned by the policy; older plans beyond
+             ``plansToKeep`` are deleted;
+    actuate  ``kube.actuate.actuate`` when ``mode: apply``; a dry-run diff otherwise.
+
+Every scale action and every failure is an Event; the policy's status carries the last plan,
+USD/h, gap, next run and the ``Planned``/``DemandRead``/``Actuated`` conditions.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+import kopf
+from pydantic import ValidationError
+
+from llmfleet.api.base import API_VERSION, GROUP, VERSION, ConditionStatus
+from llmfleet.api.conditions import upsert_condition
+from llmfleet.api.loading import describe_validation_error
+from llmfleet.api.plan import FleetPlanSpec
+from llmfleet.api.policy import FleetPolicy, PrometheusQueries
+from llmfleet.api.references import FleetSnapshot
+from llmfleet.api.resource import Resource
+from llmfleet.controller.metrics import FleetMetrics
+from llmfleet.forecast.forecaster import forecast_all
+from llmfleet.forecast.synthetic import quota_demand
+from llmfleet.forecast.types import DemandForecast, FlowKey
+from llmfleet.kube.client import Cluster, KubeError
+from llmfleet.kube.prometheus import (
+    BadQuery,
+    DemandRead,
+    DemandReader,
+    PrometheusError,
+    PrometheusUnreachable,
+)
+from llmfleet.plan.convert import to_fleet_plan_spec
+from llmfleet.plan.instance import CurrentState, InstanceError, from_snapshot
+from llmfleet.plan.solve import plan_fleet
+from llmfleet.plan.types import Infeasible, Plan
+
+PLANNED = "Planned"
+DEMAND = "DemandRead"
+ACTUATED = "Actuated"
+POLICY_LABEL = f"{GROUP}/policy"
+RETRY_SECONDS = 60.0
+
+DemandSourceKind = Literal["prometheus", "quota"]
+
+
+@dataclass(frozen=True)
+class PlanningSettings:
+    """Knobs of the planning loop."""
+
+    enabled: bool = True
+    """False runs no planning at all (a validating-only operator)."""
+    tick_seconds: float = 15.0
+    """How often every FleetPolicy is checked for being due."""
+    retry_seconds: float = RETRY_SECONDS
+    """Most time before a temporarily failed cycle is tried again."""
+
+
+class DemandSource(Protocol):
+    """What :func:`run_cycle` reads demand from (a :class:`DemandReader`)."""
+
+    def read(
+        self, queries: PrometheusQueries, *, end: float, history_seconds: int, step_seconds: int
+    ) -> DemandRead: ...
+
+
+class StaleDemand(PrometheusError):
+    """The newest demand sample is older than ``maxDataAgeSeconds``."""
+
+
+@dataclass(frozen=True)
+class Demand:
+    """The forecasts one cycle plans for, and where they came from."""
+
+    forecasts: tuple[DemandForecast, ...]
+    source: DemandSourceKind
+    message: str
+    age_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """One cycle's outcome: a plan to record, or why there is none."""
+
+    demand: Demand
+    solver_status: str
+    solve_seconds: float
+    spec: FleetPlanSpec | None = None
+    failure: str | None = None
+    """Why no plan was made (the last good plan stays)."""
+    failure_reason: str = ""
+
+
+# --------------------------------------------------------------------------- pure-ish core
+
+
+def policy_snapshot(objects: Sequence[Resource], namespace: str | None) -> FleetSnapshot:
+    """Cluster-scoped objects plus the namespaced ones of ``namespace`` (no plans, no policies)."""
+    snap = FleetSnapshot()
+    buckets: dict[str, list[Any]] = {
+        "Region": snap.regions,
+        "LLMModel": snap.models,
+        "SLATier": snap.tiers,
+        "TenantQuota": snap.tenants,
+    }
+    for o in sorted(objects, key=lambda o: (o.info.kind, o.namespace or "", o.name)):
+        bucket = buckets.get(o.info.kind)
+        if bucket is None:
+            continue
+        if o.info.scope == "Namespaced" and o.namespace != namespace:
+            continue
+        bucket.append(o)
+    return snap
+
+
+def known_flows(
+    forecasts: Mapping[FlowKey, DemandForecast], snapshot: FleetSnapshot
+) -> tuple[list[DemandForecast], list[FlowKey]]:
+    """Forecasts whose model, origin region and tier exist; and the flows dropped."""
+    models = {m.name for m in snapshot.models}
+    regions = {r.name for r in snapshot.regions}
+    tiers = {t.name for t in snapshot.tiers}
+    keep, dropped = [], []
+    for key in sorted(forecasts, key=lambda k: (k.model, k.origin, k.tier)):
+        if key.model in models and key.origin in regions and key.tier in tiers:
+            keep.append(forecasts[key])
+        else:
+            dropped.append(key)
+    return keep, dropped
+
+
+def quota_fallback(policy: FleetPolicy, snapshot: FleetSnapshot, now: float, why: str) -> Demand:
+    """Demand implied by the TenantQuotas' budgets, starting at the current step."""
+    h = policy.spec.horizon
+    start = math.floor(now / h.step_seconds) * h.step_seconds
+    forecasts = quota_demand(
+        snapshot,
+        start=start,
+        steps=h.steps,
+        step_seconds=h.step_seconds,
+        quantile=policy.spec.forecast.upper_quantile,
+    )
+    return Demand(
+        tuple(forecasts),
+        "quota",
+        f"{why}; planned for the demand the TenantQuotas' budgets imply "
+        f"({len(forecasts)} flows, synthetic daily curve)",
+    )
+
+
+def demand_for(
+    policy: FleetPolicy, snapshot: FleetSnapshot, source: DemandSource | None, now: float
+) -> Demand:
+    """Forecast demand from ``source``; raises :class:`PrometheusUnreachable`,
+    :class:`BadQuery` or :class:`StaleDemand`; falls back to the quotas when there is no data."""
+    spec = policy.spec
+    if source is None:
+        return quota_fallback(policy, snapshot, now, "no Prometheus configured")
+    read = source.read(
+        spec.prometheus.queries,
+        end=now,
+        history_seconds=spec.forecast.history_seconds,
+        step_seconds=spec.horizon.step_seconds,
+    )
+    return demand_from_read(policy, snapshot, read, now)
+
+
+def demand_from_read(
+    policy: FleetPolicy, snapshot: FleetSnapshot, read: DemandRead, now: float
+) -> Demand:
+    """Forecasts from what Prometheus returned (see :func:`demand_for`)."""
+    spec = policy.spec
+    url = spec.prometheus.url
+    if read.empty:
+        return quota_fallback(policy, snapshot, now, f"no demand data in Prometheus {url}")
+    if read.age_seconds is not None and read.age_seconds > spec.prometheus.max_data_age_seconds:
+        raise StaleDemand(
+            f"newest demand sample in Prometheus {url} is {read.age_seconds:.0f}s old "
+            f"(spec.prometheus.maxDataAgeSeconds {spec.prometheus.max_data_age_seconds}); "
+            "keeping the last plan"
+        )
+    forecasts = forecast_all(
+        read.histories,
+        horizon_steps=spec.horizon.steps,
+        method=spec.forecast.method,
+        quantile=spec.forecast.upper_quantile,
+        folds=spec.forecast.backtest_folds,
+    )
+    keep, dropped = known_flows(forecasts, snapshot)
+    if not keep:
+        why = f"no demand in Prometheus {url} for a known (model, region, tier)"
+        if dropped:
+            why += f" ({len(dropped)} flows name unknown objects, e.g. {_flow(dropped[0])})"
+        return quota_fallback(policy, snapshot, now, why)
+    message = f"{len(keep)} flows from Prometheus {url}"
+    if read.age_seconds is not None:
+        message += f", data {read.age_seconds:.0f}s old"
+    if dropped:
+        message += (
+            f"; {len(dropped)} flows ignored (unknown model/region/tier, e.g. {_flow(dropped[0])})"
+        )
+    return Demand(tuple(keep), "prometheus", message, read.age_seconds)
+
+
+def _flow(k: FlowKey) -> str:
+    return f"{k.model}/{k.origin}/{k.tier}"
+
+
+def run_cycle(
+    policy: FleetPolicy,
+    snapshot: FleetSnapshot,
+    demand: Demand,
+    current: CurrentState,
+    made_at: datetime,
+) -> CycleResult:
+    """Plan for ``demand`` from ``current``: a FleetPlanSpec, or why not (never raises on
+    bad input)."""
+    try:
+        inst = from_snapshot(snapshot, list(demand.forecasts), current, policy)
+    except InstanceError as err:
+        return CycleResult(demand, "Error", 0.0, failure=f"cannot plan: {err}",
+                           failure_reason="InvalidFleet")  # fmt: skip
+    outcome = plan_fleet(inst)
+    if isinstance(outcome, Plan):
+        spec = to_fleet_plan_spec(outcome, inst, made_at)
+        note = f"demand: {demand.message}"
+        solver = spec.solver
+        spec = spec.model_copy(
+            update={
+                "cost_per_hour": round(spec.cost_per_hour, 2),
+                "solver": solver.model_copy(
+                    update={
+                        "message": f"{solver.message}; {note}"[:4096],
+                        "gap": None if solver.gap is None else round(solver.gap, 6),
+                        "solve_seconds": round(solver.solve_seconds, 3),
+                    }
+                ),
+            }
+        )
+        return CycleResult(demand, spec.solver.status, spec.solver.solve_seconds, spec)
+    status = "Infeasible" if isinstance(outcome, Infeasible) else "Timeout"
+    return CycleResult(
+        demand,
+        status,
+        outcome.seconds,
+        failure=f"{outcome.message}; the last good plan stays",
+        failure_reason="SolveInfeasible" if status == "Infeasible" else "SolveTimeout",
+    )
+
+
+def plan_name(policy: str, made_at: datetime) -> str:
+    return f"{policy}-{made_at.astimezone(UTC):%Y%m%d%H%M%S}"
+
+
+def fleet_plan_object(
+    spec: FleetPlanSpec, name: str, namespace: str, owner: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The FleetPlan manifest, owned by the policy (deleted with it)."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "FleetPlan",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {POLICY_LABEL: spec.policy},
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "FleetPolicy",
+                    "name": owner["name"],
+                    "uid": owner["uid"],
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": spec.to_wire(),
+    }
+
+
+def plans_to_delete(plans: Sequence[Mapping[str, Any]], keep: int) -> list[str]:
+    """Names of the oldest plans beyond ``keep`` (by spec.madeAt, then name)."""
+    ordered = sorted(
+        plans,
+        key=lambda p: (str((p.get("spec") or {}).get("madeAt", "")), p["metadata"]["name"]),
+    )
+    return [p["metadata"]["name"] for p in ordered[: max(0, len(ordered) - keep)]]
+
+
+def is_due(status: Mapping[str, Any], generation: int | None, now: datetime) -> bool:
+    """Rule 1-2 of the module docstring."""
+    planned = next((c for c in status.get("conditions") or [] if c.get("type") == PLANNED), None)
+    if planned is None or planned.get("observedGeneration") != generation:
+        return True
+    nxt = status.get("nextRunTime")
+    if not nxt:
+        return True
+    try:
+        when = datetime.fromisoformat(str(nxt).replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    return now >= when
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --------------------------------------------------------------------------- kopf shell
+
+
+@dataclass
+class _Conditions:
+    """Accumulates condition changes for one status patch."""
+
+    items: list[dict[str, Any]]
+    now: datetime
+    generation: int | None
+    changed: bool = False
+    touched: set[str] = field(default_factory=set)
+
+    def set(self, type_: str, status: ConditionStatus, reason: str, message: str) -> None:
+        self.items, changed = upsert_condition(
+            self.items, type_, status, reason, message, self.now, self.generation
+        )
+        self.changed = self.changed or changed
+        self.touched.add(type_)
+
+    def merged_into(self, fresh: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """``fresh`` (the conditions now, e.g. a ``Valid`` written while we planned) with the
+        types this cycle set replaced by ours."""
+        keep = [dict(c) for c in fresh if c.get("type") not in self.touched]
+        mine = [c for c in self.items if c.get("type") in self.touched]
+        return sorted([*keep, *mine], key=lambda c: str(c.get("type")))
+
+
+@dataclass
+class PlanningLoop:
+    """The planning timer's state: the hub cluster, the metrics, how to reach actuation."""
+
+    settings: PlanningSettings
+    metrics: FleetMetrics
+    connect: Callable[[], Cluster] = Cluster.connect
+    _cluster: Cluster | None = None
+
+    @property
+    def cluster(self) -> Cluster:
+        if self._cluster is None:
+            self._cluster = self.connect()
+        return self._cluster
+
+    def close(self) -> None:
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+    # ---------------------------------------------------------------- the handler
+
+    def tick(
+        self,
+        body: kopf.Body,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        logger: logging.Logger,
+        **kwargs: Any,
+    ) -> None:
+        now = datetime.now(UTC)
+        generation = body.metadata.get("generation")
+        if not is_due(status, generation, now):
+            return
+        # a deep copy: kopf's live body changes under us while the cycle runs
+        cond = _Conditions(copy.deepcopy(list(status.get("conditions") or [])), now, generation)
+        namespace: str = body.metadata.namespace or "default"
+        try:
+            policy = FleetPolicy.from_wire(
+                {
+                    "apiVersion": body.get("apiVersion"),
+                    "kind": body.get("kind"),
+                    "metadata": dict(body.metadata),
+                    "spec": dict(body.spec),
+                }
+            )
+        except ValidationError as err:
+            msg = f"FleetPolicy {namespace}/{body.metadata.name}: {describe_validation_error(err)}"
+            cond.set(PLANNED, "False", "InvalidSpec", msg)
+            self._finish(patch, status, cond, now, None, RETRY_SECONDS * 60)
+            kopf.event(body, type="Warning", reason="InvalidSpec", message=msg[:1000])
+            raise kopf.PermanentError(msg) from None
+        interval = float(policy.spec.interval_seconds)
+        retry = min(interval, self.settings.retry_seconds)
+        objects: list[Resource] = []
+        for name, idx in kwargs.items():
+            if name.startswith("idx_") and idx is not None:
+                objects += [o for values in idx.values() for o in values]
+        snapshot = policy_snapshot(objects, namespace)
+
+        # -- demand
+        reader = DemandReader(policy.spec.prometheus)
+        try:
+            demand = demand_for(policy, snapshot, reader, now.timestamp())
+        except (PrometheusUnreachable, StaleDemand) as err:
+            reason = (
+                "PrometheusUnreachable"
+                if isinstance(err, PrometheusUnreachable)
+                else ("StaleDemand")
+            )
+            cond.set(DEMAND, "False", reason, str(err))
+            cond.set(PLANNED, "False", reason, f"{err}; the last plan stays")
+            self._finish(patch, status, cond, now, None, retry)
+            kopf.event(body, type="Warning", reason=reason, message=str(err)[:1000])
+            # retry at the tick: the nextRunTime gate spaces the attempts, and a spec change
+            # is still noticed at once
+            raise kopf.TemporaryError(str(err), delay=self.settings.tick_seconds) from None
+        except BadQuery as err:
+            cond.set(DEMAND, "False", "BadQuery", str(err))
+            cond.set(PLANNED, "False", "BadQuery", f"{err}; fix the query, the last plan stays")
+            self._finish(patch, status, cond, now, None, interval)
+            kopf.event(body, type="Warning", reason="BadQuery", message=str(err)[:1000])
+            raise kopf.PermanentError(str(err)) from None
+        finally:
+            reader.close()
+        if demand.age_seconds is not None:
+            self.metrics.data_age.set(demand.age_seconds)
+        cond.set(
+            DEMAND,
+            "True",
+            "PrometheusData" if demand.source == "prometheus" else "QuotaFallback",
+            demand.message,
+        )
+
+        # -- current state, plan
+        current, observe_note = self._observe(snapshot, namespace)
+        result = run_cycle(policy, snapshot, demand, current, now)
+        self.metrics.record_solve(policy.name, result.solver_status, result.solve_seconds)
+        if result.spec is None:
+            msg = result.failure or "no plan"
+            cond.set(PLANNED, "False", result.failure_reason or "NoPlan", msg)
+            self._finish(patch, status, cond, now, None, interval)
+            kopf.event(body, type="Warning", reason=result.failure_reason or "NoPlan",
+                       message=msg[:1000])  # fmt: skip
+            logger.warning("no plan: %s", msg)
+            return
+
+        # -- record
+        spec = result.spec
+        name = plan_name(policy.name, now)
+        try:
+            plan_obj = self.cluster.apply(
+                fleet_plan_object(
+                    spec, name, namespace, {"name": policy.name, "uid": body.metadata.uid}
+                )
+            )
+            self._prune(policy, namespace)
+        except KubeError as err:
+            msg = f"writing FleetPlan {namespace}/{name}: {err}"
+            cond.set(PLANNED, "False", "PlanNotRecorded", msg)
+            self._finish(patch, status, cond, now, None, retry)
+            kopf.event(body, type="Warning", reason="PlanNotRecorded", message=msg[:1000])
+            raise kopf.TemporaryError(msg, delay=self.settings.tick_seconds) from None
+        self.metrics.record_plan(spec, now.timestamp())
+        gap = spec.solver.gap
+        cond.set(
+            PLANNED,
+            "True",
+            "PlanRecorded",
+            f"FleetPlan {name}: {spec.cost_per_hour:.2f} USD/h, solver {spec.solver.status}"
+            + (f" (gap {gap:.2%})" if gap is not None else "")
+            + f" in {spec.solver.solve_seconds:.1f}s; demand: {demand.message}"
+            + (f"; {observe_note}" if observe_note else ""),
+        )
+        kopf.event(
+            body,
+            type="Normal",
+            reason="Planned",
+            message=f"FleetPlan {name}: {spec.cost_per_hour:.2f} USD/h, "
+            f"{sum(n.nodes for n in spec.nodes)} nodes, "
+            f"{sum(r.replicas for r in spec.replicas)} replicas ({demand.source} demand)",
+        )
+
+        # -- actuate
+        applied = self._actuate(policy, snapshot, spec, plan_obj, namespace, cond, body, logger)
+        patch.status["lastPlan"] = name
+        patch.status["costPerHour"] = round(spec.cost_per_hour, 4)
+        if gap is not None:
+            patch.status["gap"] = round(gap, 6)
+        if applied:
+            patch.status["lastAppliedPlan"] = name
+        self._finish(patch, status, cond, now, now, interval)
+
+    # ---------------------------------------------------------------- helpers
+
+    def _finish(
+        self,
+        patch: kopf.Patch,
+        status: kopf.Status,
+        cond: _Conditions,
+        now: datetime,
+        ran: datetime | None,
+        next_in: float,
+    ) -> None:
+        if cond.changed:
+            # the live status: another handler may have written a condition while we planned
+            patch.status["conditions"] = cond.merged_into(
+                copy.deepcopy(list(status.get("conditions") or []))
+            )
+        if ran is not None:
+            patch.status["lastRunTime"] = _iso(ran)
+        patch.status["nextRunTime"] = _iso(now + timedelta(seconds=next_in))
+
+    def _observe(self, snapshot: FleetSnapshot, namespace: str) -> tuple[CurrentState, str]:
+        try:
+            from llmfleet.kube.actuate import RegionClusters, observe
+        except ImportError:
+            return CurrentState(), "fleet not observed (actuation not available)"
+        clusters = RegionClusters(self.cluster)
+        try:
+            obs = observe(clusters, snapshot, namespace)
+        except KubeError as err:
+            return CurrentState(), f"fleet not observed: {err}"
+        finally:
+            clusters.close()
+        note = f"observing the fleet: {'; '.join(obs.errors)}" if obs.errors else ""
+        return CurrentState(nodes=dict(obs.nodes), replicas=dict(obs.replicas)), note
+
+    def _prune(self, policy: FleetPolicy, namespace: str) -> None:
+        plans = self.cluster.list(
+            API_VERSION, "FleetPlan", namespace, label_selector=f"{POLICY_LABEL}={policy.name}"
+        )
+        for old in plans_to_delete(plans, policy.spec.plans_to_keep):
+            self.cluster.delete(API_VERSION, "FleetPlan", old, namespace)
+
+    def _plan_status(self, name: str, namespace: str, status: dict[str, Any]) -> None:
+        self.cluster.apply(
+            {
+                "apiVersion": API_VERSION,
+                "kind": "FleetPlan",
+                "metadata": {"name": name, "namespace": namespace},
+                "status": status,
+            },
+            subresource="status",
+        )
+
+    def _actuate(
+        self,
+        policy: FleetPolicy,
+        snapshot: FleetSnapshot,
+        spec: FleetPlanSpec,
+        plan_obj: dict[str, Any],
+        namespace: str,
+        cond: _Conditions,
+        body: kopf.Body,
+        logger: logging.Logger,
+    ) -> bool:
+        name = plan_obj["metadata"]["name"]
+        dry_run = policy.spec.mode == "plan-only"
+        try:
+            from llmfleet.kube.actuate import RegionClusters, actuate
+        except ImportError:
+            cond.set(
+                ACTUATED, "False", "NotImplemented", "actuation is not available in this build"
+            )
+            self._plan_status(name, namespace, {"phase": "PlanOnly" if dry_run else "Pending"})
+            return False
+        clusters = RegionClusters(self.cluster)
+        try:
+            result = actuate(
+                clusters, snapshot, spec, policy, namespace,
+                max_changes=policy.spec.max_changes_per_cycle, dry_run=dry_run,
+            )  # fmt: skip
+        except Exception as err:  # the actuator's boundary: a bug there must not stop planning
+            logger.exception("actuating FleetPlan %s", name)
+            msg = f"FleetPlan {name}: actuation crashed: {type(err).__name__}: {err}"
+            cond.set(ACTUATED, "False", "ActuationFailed", msg)
+            kopf.event(body, type="Warning", reason="ActuationFailed", message=msg[:1000])
+            self.metrics.record_actuation_errors([("", "other")])
+            self._plan_status(name, namespace, {"phase": "Failed", "applied": False})
+            return False
+        finally:
+            clusters.close()
+        errors = list(result.errors)
+        now = _iso(datetime.now(UTC))
+        if dry_run:
+            cond.set(ACTUATED, "False", "PlanOnly",
+                     f"mode plan-only: FleetPlan {name} would make {len(result.diff)} changes")  # fmt: skip
+            self._plan_status(name, namespace, {"phase": "PlanOnly", "applied": False,
+                                                "changes": 0, "diff": result.diff[:4096]})  # fmt: skip
+            return False
+        target: Any = plan_obj  # kopf reads apiVersion, kind and metadata of any mapping
+        for ev in result.events:
+            kopf.event(
+                target, type=ev.type, reason=ev.reason,
+                message=f"{ev.kind} {ev.name}: {ev.message}"[:1000],
+            )  # fmt: skip
+        complete = bool(result.complete)
+        self._plan_status(
+            name,
+            namespace,
+            {
+                "phase": "Applied" if complete else ("Failed" if errors else "Applying"),
+                "applied": complete,
+                **({"appliedAt": now} if complete else {}),
+                "changes": result.changes,
+                "diff": result.diff[:4096],
+            },
+        )
+        if errors:
+            self.metrics.record_actuation_errors(_error_labels(errors))
+            msg = f"FleetPlan {name}: {len(errors)} errors, e.g. {errors[0]}"
+            cond.set(ACTUATED, "False", "ActuationFailed", msg)
+            kopf.event(body, type="Warning", reason="ActuationFailed", message=msg[:1000])
+            logger.warning("%s", msg)
+        elif not complete:
+            cond.set(ACTUATED, "False", "ChangeBudgetExhausted",
+                     f"FleetPlan {name}: {result.changes} changes made, "
+                     f"{len(result.pending)} left for the next cycle (maxChangesPerCycle)")  # fmt: skip
+        else:
+            msg = f"FleetPlan {name}: {result.changes} changes applied"
+            cond.set(ACTUATED, "True", "Applied", msg)
+            if result.changes:
+                kopf.event(body, type="Normal", reason="Applied", message=msg)
+        return complete
+
+
+def _error_labels(errors: Sequence[str]) -> list[tuple[str, str]]:
+    """(region, target) of each actuation error message, as far as the message says."""
+    out = []
+    for e in errors:
+        words = e.replace(":", " ").split()
+        region = next((words[i + 1] for i, w in enumerate(words[:-1]) if w == "Region"), "")
+        target = next(
+            (t for t in ("nodepool", "deployment", "httproute", "configmap") if t in e.lower()),
+            "other",
+        )
+        out.append((region, target))
+    return out
+
+
+def register(registry: kopf.OperatorRegistry, loop: PlanningLoop) -> None:
+    """Add the planning timer on FleetPolicies to ``registry``."""
+    if not loop.settings.enabled:
+        return
+    handler: Any = loop.tick
+    kopf.timer(
+        GROUP,
+        VERSION,
+        "fleetpolicies",
+        registry=registry,
+        id="plan",
+        interval=loop.settings.tick_seconds,
+        initial_delay=min(2.0, loop.settings.tick_seconds),
+    )(handler)

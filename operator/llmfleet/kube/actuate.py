@@ -1,0 +1,622 @@
+"""Actuation: make the fleet match a :class:`~llmfleet.api.plan.FleetPlanSpec`.
+
+Entry points (the controller's planning loop calls these)::
+
+    actuate(clusters, snapshot, plan, policy, namespace, max_changes=None, dry_run=False)
+        -> ActuationResult
+    observe(clusters, snapshot, namespace) -> Observation
+
+``clusters`` is a ``Mapping[str, Cluster]`` (region name -> Cluster) or a
+:class:`RegionClusters` resolver (mode ``local``: the controller's cluster; mode
+``kubeconfig``: a Cluster built from the kubeconfig in the region's Secret, read from the
+local cluster). ``namespace`` is where the fleet's Deployments, Services, HTTPRoutes and the
+routing ConfigMap live in every region's cluster. The plan alone says what to do, so
+re-applying an older FleetPlan's spec reverts to it.
+
+How (one cycle):
+
+1. Compute every change without writing: node pools through their provider
+   (:mod:`llmfleet.kube.providers`); per (model, region, pool) a Deployment rendered from the
+   LLMModel with the plan's replicas (managed Deployments the plan no longer lists go to 0, or
+   are deleted when their LLMModel is gone); a Service per (model, region); HTTPRoutes per
+   model and cluster (when the policy has parentRefs) and the routing ConfigMap in every
+   cluster. An object changes only when a server-side dry-run apply of it differs from the
+   stored object in labels, spec or data, so re-running the same plan makes 0 changes.
+2. Order: nodes up, workloads up (new Deployments, more replicas, template edits, Services),
+   routing, workloads down, nodes down. Capacity is added before routing moves to it and
+   removed only after routing left it.
+3. Execute in that order, one object = one change, until the budget (``max_changes``, else
+   the policy's ``maxChangesPerCycle``) is spent; the rest is reported as ``pending``. When a
+   capacity change fails, or a region's cluster or pool cannot be read or checked, routing and
+   removals are not attempted this cycle (they are reported as pending, ``blocked``).
+
+``actuate`` does not read the policy's ``spec.mode``: the caller decides (for ``plan-only``,
+call it with ``dry_run=True`` to get the diff without writing).
+
+Every executed change gives a Normal Event value, every failure a Warning; the controller
+posts them. Errors are values (``ActuationResult.errors``), never exceptions.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+
+from llmfleet.api.model import LLMModel
+from llmfleet.api.plan import FleetPlanSpec
+from llmfleet.api.policy import FleetPolicy
+from llmfleet.api.references import FleetSnapshot
+from llmfleet.api.region import NodePool, Region
+from llmfleet.kube.client import Cluster, KubeError
+from llmfleet.kube.providers import Change, Phase, provider_for
+from llmfleet.kube.render import (
+    GATEWAY_VERSION,
+    LABEL_COMPONENT,
+    LABEL_MODEL,
+    LABEL_POOL,
+    LABEL_REGION,
+    MANAGED_BY,
+    MANAGER,
+    render_config_map,
+    render_deployment,
+    render_httproutes,
+    render_service,
+)
+from llmfleet.routing import routing_document, routing_json, routing_table
+
+ROUTING_KEY = "routing.json"
+
+
+@dataclass(frozen=True)
+class ActuationEvent:
+    """An Event for the controller to post."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+    kind: str
+    name: str
+    namespace: str | None = None
+    cluster: str = ""
+
+
+@dataclass
+class ActuationResult:
+    """What one actuation did."""
+
+    changes: int = 0
+    """Objects written (or, with dry_run, that would be)."""
+    events: list[ActuationEvent] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    budget_exhausted: bool = False
+    diff: list[str] = field(default_factory=list)
+    """One line per executed change, e.g. ``us-east/h100-od: nodes 2 -> 3 (add Node ...)``."""
+    pending: list[str] = field(default_factory=list)
+    """Changes left for a later cycle (budget, or blocked by a failed capacity change)."""
+    dry_run: bool = False
+
+    @property
+    def complete(self) -> bool:
+        """Every change of the plan reached the fleet."""
+        return not self.errors and not self.pending
+
+
+@dataclass
+class Observation:
+    """The fleet now, for the planner's CurrentState."""
+
+    nodes: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(region, pool) -> nodes."""
+    replicas: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    """(model, region, pool) -> replicas asked for (Deployment spec.replicas)."""
+    ready_replicas: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    """(model, region, pool) -> ready replicas."""
+    errors: list[str] = field(default_factory=list)
+
+
+class RegionClusters:
+    """Region -> Cluster: ``local`` is the controller's cluster; ``kubeconfig`` reads the
+    region's Secret from the local cluster (cached per Secret for this object's life)."""
+
+    def __init__(self, local: Cluster, timeout: float | None = None) -> None:
+        self.local = local
+        self.timeout = timeout or local.timeout
+        self._cache: dict[tuple[str, str, str, str], Cluster] = {}
+
+    def cluster_for(self, region: Region) -> Cluster:
+        access = region.spec.cluster
+        ref = access.kubeconfig_secret_ref
+        if access.mode == "local" or ref is None:
+            return self.local
+        where = f"Region {region.name}: spec.cluster.kubeconfigSecretRef {ref.namespace}/{ref.name}"
+        secret = self.local.get("v1", "Secret", ref.name, ref.namespace)
+        if secret is None:
+            raise KubeError(f"{where}: Secret not found")
+        data = (secret.get("data") or {}).get(ref.key)
+        if not data:
+            raise KubeError(f"{where}: Secret has no key {ref.key!r}")
+        version = str((secret.get("metadata") or {}).get("resourceVersion", ""))
+        key = (ref.namespace, ref.name, ref.key, version)
+        if key not in self._cache:
+            for old in [k for k in self._cache if k[:3] == key[:3]]:
+                self._cache.pop(old).close()  # the Secret changed: drop the stale client
+            try:
+                doc = yaml.safe_load(base64.b64decode(data))
+                self._cache[key] = Cluster.from_kubeconfig_dict(
+                    doc, name=f"region {region.name}", timeout=self.timeout
+                )
+            except (ValueError, yaml.YAMLError, TypeError) as err:
+                raise KubeError(f"{where}: not a usable kubeconfig: {err}") from None
+        return self._cache[key]
+
+    def close(self) -> None:
+        for c in self._cache.values():
+            c.close()
+        self._cache.clear()
+
+
+Clusters = Mapping[str, Cluster] | RegionClusters
+
+
+def _resolve(clusters: Clusters, regions: list[Region], errors: list[str]) -> dict[str, Cluster]:
+    out: dict[str, Cluster] = {}
+    for r in regions:
+        try:
+            if isinstance(clusters, RegionClusters):
+                out[r.name] = clusters.cluster_for(r)
+            elif r.name in clusters:
+                out[r.name] = clusters[r.name]
+            else:
+                errors.append(f"Region {r.name}: no cluster given for it")
+        except KubeError as err:
+            errors.append(str(err))
+    return out
+
+
+def _comparable(obj: dict[str, Any] | None) -> dict[str, Any]:
+    if obj is None:
+        return {}
+    meta = obj.get("metadata") or {}
+    return {
+        "labels": meta.get("labels") or {},
+        "spec": obj.get("spec"),
+        "data": obj.get("data"),
+    }
+
+
+def _apply_change(
+    cluster: Cluster,
+    obj: dict[str, Any],
+    phase_up: Phase,
+    phase_down: Phase | None,
+    line: str,
+    reason: str,
+) -> Change | None:
+    """A change when ``obj`` differs from what is stored (dry-run apply), else None."""
+    meta = obj["metadata"]
+    current = cluster.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+    if current is not None:
+        after = cluster.apply(obj, dry_run=True)
+        if _comparable(after) == _comparable(current):
+            return None
+    phase = phase_up
+    if phase_down is not None and current is not None:
+        before = int((current.get("spec") or {}).get("replicas") or 0)
+        if int(obj["spec"].get("replicas") or 0) < before:
+            phase = phase_down
+    return Change(
+        phase,
+        cluster.server,
+        obj["kind"],
+        obj["apiVersion"],
+        meta["name"],
+        meta.get("namespace"),
+        "apply",
+        line,
+        reason,
+        obj=obj,
+    )
+
+
+@dataclass
+class _Planner:
+    """Collects the changes of one actuation (reads only)."""
+
+    snapshot: FleetSnapshot
+    plan: FleetPlanSpec
+    policy: FleetPolicy
+    namespace: str
+    by_region: dict[str, Cluster]
+    errors: list[str]
+    changes: list[Change] = field(default_factory=list)
+
+    def _diff(
+        self,
+        cluster: Cluster,
+        obj: dict[str, Any],
+        phase_up: Phase,
+        phase_down: Phase | None,
+        line: str,
+        reason: str,
+    ) -> Change | None:
+        try:
+            return _apply_change(cluster, obj, phase_up, phase_down, line, reason)
+        except KubeError as err:
+            self.errors.append(f"{line}: {err}")
+            return None
+
+    def _pool(self, region: str, pool: str) -> NodePool | None:
+        r = next((x for x in self.snapshot.regions if x.name == region), None)
+        return next((p for p in r.spec.pools if p.name == pool), None) if r else None
+
+    def nodes(self) -> None:
+        for pn in sorted(self.plan.nodes, key=lambda p: (p.region, p.pool)):
+            where = f"plan nodes[{pn.region}/{pn.pool}]"
+            pool = self._pool(pn.region, pn.pool)
+            cluster = self.by_region.get(pn.region)
+            if pool is None:
+                self.errors.append(f"{where}: Region {pn.region} has no pool {pn.pool}")
+                continue
+            if cluster is None:
+                continue
+            if not pool.min_nodes <= pn.nodes <= pool.max_nodes:
+                self.errors.append(
+                    f"{where}: {pn.nodes} nodes is outside the pool's minNodes..maxNodes "
+                    f"{pool.min_nodes}..{pool.max_nodes}; not applied"
+                )
+                continue
+            try:
+                provider = provider_for(cluster, pn.region, pool, self.namespace)
+                self.changes += provider.changes(pn.nodes)
+            except KubeError as err:
+                self.errors.append(f"{where}: {err}")
+
+    def workloads(self) -> None:
+        models = {m.name: m for m in self.snapshot.models}
+        desired: dict[tuple[str, str], dict[str, Any]] = {}
+        services: dict[tuple[str, str], dict[str, Any]] = {}
+        for mr in sorted(self.plan.replicas, key=lambda r: (r.model, r.region, r.pool)):
+            where = f"plan replicas[{mr.model}/{mr.region}/{mr.pool}]"
+            model, pool = models.get(mr.model), self._pool(mr.region, mr.pool)
+            cluster = self.by_region.get(mr.region)
+            if model is None or pool is None:
+                what = f"LLMModel {mr.model}" if model is None else f"pool {mr.region}/{mr.pool}"
+                self.errors.append(f"{where}: {what} does not exist")
+                continue
+            if cluster is None:
+                continue
+            try:
+                dep = render_deployment(model, mr.region, pool, mr.replicas, self.namespace)
+            except ValueError as err:
+                self.errors.append(f"{where}: {err}")
+                continue
+            desired[(cluster.server, dep["metadata"]["name"])] = dep
+            if mr.replicas > 0:
+                svc = render_service(model, mr.region, self.namespace)
+                services[(cluster.server, svc["metadata"]["name"])] = svc
+        clusters = {c.server: c for c in self.by_region.values()}
+        for _server, cluster in sorted(clusters.items()):
+            try:
+                self._workloads_in(cluster, models, desired, services)
+            except KubeError as err:
+                self.errors.append(str(err))
+
+    def _workloads_in(
+        self,
+        cluster: Cluster,
+        models: dict[str, LLMModel],
+        desired: dict[tuple[str, str], dict[str, Any]],
+        services: dict[tuple[str, str], dict[str, Any]],
+    ) -> None:
+        existing = {
+            d["metadata"]["name"]: d
+            for d in cluster.list(
+                "apps/v1",
+                "Deployment",
+                self.namespace,
+                label_selector=f"{MANAGED_BY}={MANAGER},{LABEL_MODEL}",
+            )
+        }
+        mine = {name: d for (srv, name), d in desired.items() if srv == cluster.server}
+        for name in sorted(set(existing) - set(mine)):
+            labels = existing[name]["metadata"].get("labels") or {}
+            model = models.get(labels.get(LABEL_MODEL, ""))
+            pool = self._pool(labels.get(LABEL_REGION, ""), labels.get(LABEL_POOL, ""))
+            if model is None or pool is None:
+                self.changes.append(
+                    Change(
+                        Phase.WORKLOADS_DOWN,
+                        cluster.server,
+                        "Deployment",
+                        "apps/v1",
+                        name,
+                        self.namespace,
+                        "delete",
+                        f"Deployment {name}: deleted (its LLMModel or pool is gone)",
+                        "DeletedReplicas",
+                    )
+                )
+                continue
+            try:
+                mine[name] = render_deployment(model, labels[LABEL_REGION], pool, 0, self.namespace)
+            except ValueError:
+                self.changes.append(
+                    Change(
+                        Phase.WORKLOADS_DOWN,
+                        cluster.server,
+                        "Deployment",
+                        "apps/v1",
+                        name,
+                        self.namespace,
+                        "delete",
+                        f"Deployment {name}: deleted (no profile for its pool's GPU type)",
+                        "DeletedReplicas",
+                    )
+                )
+        for name, dep in sorted(mine.items()):
+            cur = existing.get(name)
+            before = int((cur or {}).get("spec", {}).get("replicas") or 0) if cur else None
+            want = dep["spec"]["replicas"]
+            if cur is None and want == 0:
+                continue
+            labels = dep["metadata"]["labels"]
+            where = f"{labels[LABEL_MODEL]}@{labels[LABEL_REGION]}/{labels[LABEL_POOL]}"
+            if before is None:
+                line = f"{where}: replicas 0 -> {want} (create Deployment {name})"
+            elif before == want:
+                line = f"{where}: Deployment {name} template updated"
+            else:
+                line = f"{where}: replicas {before} -> {want}"
+            reason = (
+                "ScaledDownReplicas"
+                if before is not None and want < before
+                else ("ScaledUpReplicas" if before is None or want > before else "UpdatedReplicas")
+            )
+            ch = self._diff(cluster, dep, Phase.WORKLOADS_UP, Phase.WORKLOADS_DOWN, line, reason)
+            if ch is not None:
+                self.changes.append(ch)
+        for (srv, name), svc in sorted(services.items()):
+            if srv != cluster.server:
+                continue
+            ch = self._diff(
+                cluster, svc, Phase.WORKLOADS_UP, None, f"Service {name} applied", "AppliedService"
+            )
+            if ch is not None:
+                self.changes.append(ch)
+
+    def routing(self) -> None:
+        ingress = self.policy.spec.ingress
+        table = routing_table(self.plan, self.snapshot.tenants)
+        models = {m.name: m for m in self.snapshot.models}
+        doc = routing_document(
+            table,
+            policy=self.policy.name,
+            tier_header=ingress.tier_header,
+            tenant_header=ingress.tenant_header,
+            served_names={m.name: m.spec.served_model_name for m in self.snapshot.models},
+        )
+        text = routing_json(doc)
+        regions_of: dict[str, set[str]] = defaultdict(set)
+        for region, c in self.by_region.items():
+            regions_of[c.server].add(region)
+        clusters = {c.server: c for c in self.by_region.values()}
+        for e in table.entries:
+            if e.model not in models:
+                self.errors.append(f"plan routing[{e.model}/{e.tier}/{e.origin}]: no LLMModel")
+        for server, cluster in sorted(clusters.items()):
+            try:
+                cm = render_config_map(
+                    ingress.routing_config_map, self.namespace, ROUTING_KEY, text
+                )
+                ch = self._diff(
+                    cluster,
+                    cm,
+                    Phase.ROUTING,
+                    None,
+                    f"ConfigMap {cm['metadata']['name']}: routing policy updated",
+                    "UpdatedRouting",
+                )
+                if ch is not None:
+                    self.changes.append(ch)
+                if ingress.parent_refs:
+                    self._routes_in(cluster, regions_of[server], table, models)
+            except KubeError as err:
+                self.errors.append(str(err))
+
+    def _routes_in(
+        self, cluster: Cluster, local: set[str], table: Any, models: dict[str, LLMModel]
+    ) -> None:
+        ingress = self.policy.spec.ingress
+        wanted: dict[str, dict[str, Any]] = {}
+        for model_name in table.models():
+            model = models.get(model_name)
+            entries = [e for e in table.for_model(model_name) if e.origin in local]
+            if model is None or not entries:
+                continue
+            for route in render_httproutes(
+                model,
+                entries,
+                namespace=self.namespace,
+                parent_refs=ingress.parent_refs,
+                policy_namespace=self.policy.namespace or self.namespace,
+                tier_header=ingress.tier_header,
+                tenant_header=ingress.tenant_header,
+                local_regions=frozenset(local),
+                match_origin=len(local) > 1,
+                total=table.total,
+            ):
+                wanted[route["metadata"]["name"]] = route
+        existing = {
+            r["metadata"]["name"]
+            for r in cluster.list(
+                GATEWAY_VERSION,
+                "HTTPRoute",
+                self.namespace,
+                label_selector=f"{MANAGED_BY}={MANAGER},{LABEL_COMPONENT}=routing",
+            )
+        }
+        for name, route in sorted(wanted.items()):
+            weights = "; ".join(
+                ",".join(f"{b['name']}={b['weight']}" for b in rule["backendRefs"])
+                for rule in route["spec"]["rules"]
+            )
+            ch = self._diff(
+                cluster,
+                route,
+                Phase.ROUTING,
+                None,
+                f"HTTPRoute {name}: {weights}",
+                "UpdatedRouting",
+            )
+            if ch is not None:
+                self.changes.append(ch)
+        for name in sorted(existing - set(wanted)):
+            self.changes.append(
+                Change(
+                    Phase.ROUTING,
+                    cluster.server,
+                    "HTTPRoute",
+                    GATEWAY_VERSION,
+                    name,
+                    self.namespace,
+                    "delete",
+                    f"HTTPRoute {name}: deleted (no routes)",
+                    "UpdatedRouting",
+                )
+            )
+
+
+def _execute(cluster: Cluster, ch: Change, namespace: str, ensured: set[str]) -> None:
+    if ch.verb == "delete":
+        cluster.delete(ch.api_version, ch.kind, ch.name, ch.namespace)
+        return
+    assert ch.obj is not None
+    if ch.namespace == namespace and cluster.server not in ensured:
+        cluster.ensure_namespace(namespace)
+        ensured.add(cluster.server)
+    cluster.apply(ch.obj)
+    if ch.status is not None:
+        cluster.apply(ch.status, subresource="status")
+
+
+def actuate(
+    clusters: Clusters,
+    snapshot: FleetSnapshot,
+    plan: FleetPlanSpec,
+    policy: FleetPolicy,
+    namespace: str,
+    max_changes: int | None = None,
+    dry_run: bool = False,
+) -> ActuationResult:
+    """Make the fleet match ``plan`` (see the module docstring)."""
+    result = ActuationResult(dry_run=dry_run)
+    regions = sorted(snapshot.regions, key=lambda r: r.name)
+    by_region = _resolve(clusters, regions, result.errors)
+    planner = _Planner(snapshot, plan, policy, namespace, by_region, result.errors)
+    try:
+        planner.nodes()
+        planner.workloads()
+    except KubeError as err:
+        result.errors.append(str(err))
+    # capacity that cannot be read or checked: neither move routing nor remove anything
+    blocked = bool(result.errors)
+    try:
+        planner.routing()
+    except KubeError as err:
+        result.errors.append(str(err))
+    for msg in result.errors:
+        result.events.append(
+            ActuationEvent(
+                "Warning", "ActuationFailed", msg, "FleetPolicy", policy.name, policy.namespace
+            )
+        )
+    budget = policy.spec.max_changes_per_cycle if max_changes is None else max_changes
+    by_server = {c.server: c for c in by_region.values()}
+    ensured: set[str] = set()
+    todo = sorted(planner.changes, key=lambda c: c.phase)
+    for i, ch in enumerate(todo):
+        if blocked and ch.phase >= Phase.ROUTING:
+            result.pending += [f"{c.line} (blocked: a capacity change failed)" for c in todo[i:]]
+            break
+        if result.changes >= budget:
+            result.budget_exhausted = True
+            result.pending += [c.line for c in todo[i:]]
+            result.events.append(
+                ActuationEvent(
+                    "Warning",
+                    "ChangeBudgetExhausted",
+                    f"maxChangesPerCycle {budget} reached; {len(todo) - i} changes left for "
+                    "the next cycle",
+                    "FleetPolicy",
+                    policy.name,
+                    policy.namespace,
+                )
+            )
+            break
+        try:
+            if not dry_run:
+                _execute(by_server[ch.cluster], ch, namespace, ensured)
+        except KubeError as err:
+            msg = f"{ch.line}: {err}"
+            result.errors.append(msg)
+            result.events.append(
+                ActuationEvent(
+                    "Warning", "ActuationFailed", msg, ch.kind, ch.name, ch.namespace, ch.cluster
+                )
+            )
+            if ch.phase < Phase.ROUTING:
+                blocked = True
+            continue
+        result.changes += 1
+        result.diff.append(ch.line)
+        result.events.append(
+            ActuationEvent("Normal", ch.reason, ch.line, ch.kind, ch.name, ch.namespace, ch.cluster)
+        )
+    return result
+
+
+def observe(clusters: Clusters, snapshot: FleetSnapshot, namespace: str) -> Observation:
+    """Nodes per (region, pool) and replicas per (model, region, pool) now."""
+    obs = Observation()
+    regions = sorted(snapshot.regions, key=lambda r: r.name)
+    by_region = _resolve(clusters, regions, obs.errors)
+    for r in regions:
+        cluster = by_region.get(r.name)
+        if cluster is None:
+            continue
+        for pool in r.spec.pools:
+            try:
+                obs.nodes[(r.name, pool.name)] = provider_for(
+                    cluster, r.name, pool, namespace
+                ).observe()
+            except KubeError as err:
+                obs.errors.append(f"pool {r.name}/{pool.name}: {err}")
+    known = {r.name for r in regions}
+    for server, cluster in sorted({c.server: c for c in by_region.values()}.items()):
+        try:
+            deps = cluster.list(
+                "apps/v1",
+                "Deployment",
+                namespace,
+                label_selector=f"{MANAGED_BY}={MANAGER},{LABEL_MODEL}",
+            )
+        except KubeError as err:
+            obs.errors.append(f"{server}: {err}")
+            continue
+        for d in deps:
+            labels = d["metadata"].get("labels") or {}
+            key = (
+                labels.get(LABEL_MODEL, ""),
+                labels.get(LABEL_REGION, ""),
+                labels.get(LABEL_POOL, ""),
+            )
+            if key[1] not in known or by_region[key[1]].server != server:
+                continue
+            obs.replicas[key] = int((d.get("spec") or {}).get("replicas") or 0)
+            obs.ready_replicas[key] = int((d.get("status") or {}).get("readyReplicas") or 0)
+    return obs

@@ -1,0 +1,445 @@
+"""Actuation against a real kube-apiserver with the upstream Gateway API, Cluster API and
+Karpenter CRDs (pinned Go modules, fetched by ``hack/tools.sh crds``)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from llmfleet.api.model import LLMModel
+from llmfleet.api.policy import FleetPolicy
+from llmfleet.api.references import FleetSnapshot
+from llmfleet.api.region import Region
+from llmfleet.kube.actuate import RegionClusters, actuate, observe
+from llmfleet.kube.client import Cluster
+from support.builders import sample
+from support.plans import fleet_plan
+
+ROOT = Path(__file__).resolve().parents[2]
+THIRD_PARTY = {
+    "gateway-api": ["gateway.networking.k8s.io_httproutes.yaml"],
+    "cluster-api": ["cluster.x-k8s.io_machinedeployments.yaml"],
+    "karpenter": ["karpenter.sh_nodepools.yaml"],
+}
+MODEL = "llama-3-1-8b"
+
+
+def _tools_dir(name: str) -> Path:
+    out = subprocess.run(
+        ["bash", str(ROOT / "hack/tools.sh"), "dir", name],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return Path(out.stdout.strip())
+
+
+@pytest.fixture(scope="module")
+def upstream_crds(cluster: Cluster) -> None:
+    names = []
+    for name, files in THIRD_PARTY.items():
+        for f in files:
+            path = _tools_dir(name) / f
+            assert path.exists(), f"{path} missing: run `bash hack/tools.sh crds`"
+            doc = yaml.safe_load(path.read_text())
+            cluster.apply(doc)
+            names.append(doc["metadata"]["name"])
+    cluster.wait_crds_established(names)
+
+
+def _region(name: str, pools: list[dict[str, Any]], cluster: dict | None = None) -> Region:
+    return Region.from_wire(
+        {
+            "apiVersion": "llmfleet.dev/v1alpha1",
+            "kind": "Region",
+            "metadata": {"name": name},
+            "spec": {"location": name, "cluster": cluster or {"mode": "local"}, "pools": pools},
+        }
+    )
+
+
+def _pool(name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "gpuType": "H100-80GB",
+        "gpusPerNode": 8,
+        "pricePerNodeHour": 50,
+        "maxNodes": 10,
+        **({"capacityType": "spot", "spotInterruptionRatePerHour": 0.05} if "spot" in name else {}),
+        **extra,
+    }
+
+
+def _policy(namespace: str) -> FleetPolicy:
+    doc = sample("FleetPolicy")
+    doc["metadata"]["namespace"] = namespace
+    doc["spec"]["ingress"]["parentRefs"] = [{"name": "llm-gateway"}]
+    return FleetPolicy.from_wire(doc)
+
+
+def _model(namespace: str) -> LLMModel:
+    doc = sample("LLMModel", MODEL)
+    doc["metadata"]["namespace"] = namespace
+    return LLMModel.from_wire(doc)
+
+
+@pytest.fixture
+def fleet(namespace: str) -> tuple[FleetSnapshot, str, str]:
+    a, b = f"a-{namespace}", f"b-{namespace}"
+    snap = FleetSnapshot(
+        regions=[_region(a, [_pool("od"), _pool("spot")]), _region(b, [_pool("od")])],
+        models=[_model(namespace)],
+        policies=[_policy(namespace)],
+    )
+    return snap, a, b
+
+
+def _plan_up(a: str, b: str):
+    return fleet_plan(
+        nodes={(a, "od"): 2, (a, "spot"): 1, (b, "od"): 1},
+        replicas={(MODEL, a, "od"): 2, (MODEL, a, "spot"): 1, (MODEL, b, "od"): 1},
+        routing={
+            (MODEL, "fast", a): {a: 0.7, b: 0.3},
+            (MODEL, "batch", a): {b: 1.0},
+            (MODEL, "fast", b): {b: 1.0},
+        },
+    )
+
+
+def _nodes(cluster: Cluster, region: str) -> list[dict[str, Any]]:
+    return cluster.list("v1", "Node", label_selector=f"llmfleet.dev/region={region}")
+
+
+def test_plan_is_applied_in_order_and_reapplying_changes_nothing(
+    cluster, upstream_crds, fleet, namespace
+):
+    snap, a, b = fleet
+    policy = snap.policies[0]
+    res = actuate({a: cluster, b: cluster}, snap, _plan_up(a, b), policy, namespace)
+    assert res.errors == [] and res.complete, res
+    # 4 nodes, 3 deployments, 2 services, 1 HTTPRoute, 1 ConfigMap
+    assert res.changes == 11, res.diff
+    kinds = [line.split(":")[0] for line in res.diff]
+    assert all("nodes" in ln for ln in res.diff[:4])
+    assert res.diff[-2:] == [
+        "ConfigMap llmfleet-routing: routing policy updated",
+        res.diff[-1],
+    ] and res.diff[-1].startswith("HTTPRoute llmfleet-llama-3-1-8b:"), kinds
+    assert {e.reason for e in res.events} >= {"ScaledUpNodes", "ScaledUpReplicas", "UpdatedRouting"}
+
+    nodes = _nodes(cluster, a)
+    assert len(nodes) == 3
+    spot = next(n for n in nodes if n["metadata"]["labels"]["llmfleet.dev/pool"] == "spot")
+    assert spot["metadata"]["labels"]["llmfleet.dev/capacity-type"] == "spot"
+    assert spot["status"]["capacity"]["nvidia.com/gpu"] == "8"
+
+    dep = cluster.get("apps/v1", "Deployment", f"{MODEL}-{a}-od", namespace)
+    assert dep["spec"]["replicas"] == 2
+    pod = dep["spec"]["template"]
+    assert pod["metadata"]["labels"]["model_name"] == MODEL
+    assert pod["metadata"]["labels"]["capacity_type"] == "on-demand"
+    assert pod["spec"]["nodeSelector"] == {"llmfleet.dev/region": a, "llmfleet.dev/pool": "od"}
+    c = pod["spec"]["containers"][0]
+    assert c["resources"]["requests"]["nvidia.com/gpu"] == "1"
+    assert c["args"][0] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+    spot_dep = cluster.get("apps/v1", "Deployment", f"{MODEL}-{a}-spot", namespace)
+    assert {
+        "key": "llmfleet.dev/capacity-type",
+        "operator": "Equal",
+        "value": "spot",
+        "effect": "NoSchedule",
+    } in [
+        {k: v for k, v in t.items() if v is not None}
+        for t in spot_dep["spec"]["template"]["spec"]["tolerations"]
+    ]
+    assert cluster.get("v1", "Service", f"{MODEL}-{b}", namespace)["spec"]["selector"] == {
+        "llmfleet.dev/model": MODEL,
+        "llmfleet.dev/region": b,
+    }
+
+    route = cluster.get("gateway.networking.k8s.io/v1", "HTTPRoute", f"llmfleet-{MODEL}", namespace)
+    assert route["spec"]["parentRefs"][0]["name"] == "llm-gateway"
+    rules = route["spec"]["rules"]
+    fast_a = next(
+        r
+        for r in rules
+        if {"type": "Exact", "name": "x-llmfleet-tier", "value": "fast"}
+        in r["matches"][0]["headers"]
+        and {"type": "Exact", "name": "x-llmfleet-origin", "value": a} in r["matches"][0]["headers"]
+    )
+    assert {x["name"]: x["weight"] for x in fast_a["backendRefs"]} == {
+        f"{MODEL}-{a}": 700,
+        f"{MODEL}-{b}": 300,
+    }
+    assert len(rules) == 5  # (a: batch, fast, fallback) + (b: fast, fallback)
+
+    cm = cluster.get("v1", "ConfigMap", "llmfleet-routing", namespace)
+    doc = json.loads(cm["data"]["routing.json"])
+    assert doc["apiVersion"] == "llmfleet.dev/routing/v1"
+    assert doc["models"][MODEL]["routes"][0]["weights"] == {b: 1000}
+
+    again = actuate({a: cluster, b: cluster}, snap, _plan_up(a, b), policy, namespace)
+    assert again.changes == 0 and again.diff == [] and again.complete, again
+
+    obs = observe({a: cluster, b: cluster}, snap, namespace)
+    assert obs.nodes == {(a, "od"): 2, (a, "spot"): 1, (b, "od"): 1}
+    assert obs.replicas == {(MODEL, a, "od"): 2, (MODEL, a, "spot"): 1, (MODEL, b, "od"): 1}
+
+
+def test_scale_down_moves_routing_first_and_respects_the_budget(
+    cluster, upstream_crds, fleet, namespace
+):
+    snap, a, b = fleet
+    policy = snap.policies[0]
+    clusters = {a: cluster, b: cluster}
+    assert actuate(clusters, snap, _plan_up(a, b), policy, namespace).complete
+    down = fleet_plan(
+        nodes={(a, "od"): 1, (a, "spot"): 1, (b, "od"): 0},
+        replicas={(MODEL, a, "od"): 1, (MODEL, a, "spot"): 1},
+        routing={(MODEL, "fast", a): {a: 1.0}, (MODEL, "fast", b): {a: 1.0}},
+    )
+    cut = actuate(clusters, snap, down, policy, namespace, max_changes=2)
+    assert cut.changes == 2 and cut.budget_exhausted and not cut.complete
+    assert [ln.split(" ")[0] for ln in cut.diff] == ["ConfigMap", "HTTPRoute"]
+    assert any(e.reason == "ChangeBudgetExhausted" for e in cut.events)
+    assert len(cut.pending) == 4  # 2 deployments down, 2 nodes down
+    assert len(_nodes(cluster, b)) == 1  # capacity still there
+
+    rest = actuate(clusters, snap, down, policy, namespace)
+    assert rest.complete and rest.changes == 4, rest
+    assert "replicas" in rest.diff[0] and "replicas" in rest.diff[1]
+    assert "nodes" in rest.diff[2] and "nodes" in rest.diff[3]
+    assert (
+        cluster.get("apps/v1", "Deployment", f"{MODEL}-{b}-od", namespace)["spec"]["replicas"] == 0
+    )
+    assert len(_nodes(cluster, b)) == 0 and len(_nodes(cluster, a)) == 2
+    assert actuate(clusters, snap, down, policy, namespace).changes == 0
+
+    # plan-only style preview: nothing written
+    preview = actuate(clusters, snap, _plan_up(a, b), policy, namespace, dry_run=True)
+    assert preview.changes > 0 and len(_nodes(cluster, b)) == 0
+
+
+def test_cluster_api_and_karpenter_pools(cluster, upstream_crds, namespace):
+    capi, karp = f"capi-{namespace}", f"karp-{namespace}"
+    md = {
+        "apiVersion": "cluster.x-k8s.io/v1beta2",
+        "kind": "MachineDeployment",
+        "metadata": {"name": "gpu-md", "namespace": namespace},
+        "spec": {
+            "clusterName": "c1",
+            "replicas": 1,
+            "selector": {"matchLabels": {"pool": "gpu"}},
+            "template": {
+                "metadata": {"labels": {"pool": "gpu"}},
+                "spec": {
+                    "clusterName": "c1",
+                    "bootstrap": {"dataSecretName": "boot"},
+                    "infrastructureRef": {
+                        "apiGroup": "infra.example.com",
+                        "kind": "M",
+                        "name": "m",
+                    },
+                },
+            },
+        },
+    }
+    cluster.create(md)
+    np = {
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodePool",
+        "metadata": {"name": f"gpu-{namespace}"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "nodeClassRef": {
+                        "group": "karpenter.k8s.aws",
+                        "kind": "EC2NodeClass",
+                        "name": "x",
+                    },
+                    "requirements": [
+                        {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot"]}
+                    ],
+                }
+            },
+            "limits": {"cpu": "1000"},
+        },
+    }
+    cluster.create(np)
+    snap = FleetSnapshot(
+        regions=[
+            _region(
+                capi,
+                [
+                    _pool(
+                        "od",
+                        provider={"type": "clusterAPI", "machineDeploymentRef": {"name": "gpu-md"}},
+                    ),
+                    _pool(
+                        "gone",
+                        provider={"type": "clusterAPI", "machineDeploymentRef": {"name": "nope"}},
+                    ),
+                ],
+            ),
+            _region(
+                karp,
+                [
+                    _pool(
+                        "spot",
+                        provider={"type": "karpenter", "nodePoolRef": {"name": f"gpu-{namespace}"}},
+                    )
+                ],
+            ),
+        ],
+        models=[_model(namespace)],
+        policies=[_policy(namespace)],
+    )
+    clusters = {capi: cluster, karp: cluster}
+    missing = fleet_plan(nodes={(capi, "od"): 3, (capi, "gone"): 1})
+    res = actuate(clusters, snap, missing, snap.policies[0], namespace)
+    assert any(
+        f"MachineDeployment {namespace}/nope" in e and "not found" in e for e in res.errors
+    ), res.errors
+    plan = fleet_plan(nodes={(capi, "od"): 3, (karp, "spot"): 2})
+    res = actuate(clusters, snap, plan, snap.policies[0], namespace)
+    # the MachineDeployment was scaled above; the ConfigMap was blocked by the missing pool
+    assert res.complete and res.changes == 2, res
+    assert "limits nvidia.com/gpu=16" in res.diff[-1]
+    got = cluster.get("cluster.x-k8s.io/v1beta2", "MachineDeployment", "gpu-md", namespace)
+    assert got["spec"]["replicas"] == 3
+    assert got["spec"]["clusterName"] == "c1"  # other fields untouched
+    pool = cluster.get("karpenter.sh/v1", "NodePool", f"gpu-{namespace}")
+    assert pool["spec"]["limits"] == {"cpu": "1000", "nvidia.com/gpu": "16"}
+    again = actuate(clusters, snap, plan, snap.policies[0], namespace)
+    assert again.changes == 0
+    obs = observe(clusters, snap, namespace)
+    assert obs.nodes[(capi, "od")] == 3 and obs.nodes[(karp, "spot")] == 0
+
+
+def test_region_reached_through_a_kubeconfig_secret(
+    cluster, controlplane, upstream_crds, namespace
+):
+    text = controlplane.kubeconfig.read_text()
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "remote", "namespace": namespace},
+            "data": {"kubeconfig": base64.b64encode(text.encode()).decode()},
+        }
+    )
+    remote = f"r-{namespace}"
+    snap = FleetSnapshot(
+        regions=[
+            _region(
+                remote,
+                [_pool("od")],
+                cluster={
+                    "mode": "kubeconfig",
+                    "kubeconfigSecretRef": {"name": "remote", "namespace": namespace},
+                },
+            ),
+            _region(
+                f"bad-{namespace}",
+                [_pool("od")],
+                cluster={
+                    "mode": "kubeconfig",
+                    "kubeconfigSecretRef": {"name": "missing", "namespace": namespace},
+                },
+            ),
+        ],
+        models=[_model(namespace)],
+        policies=[_policy(namespace)],
+    )
+    resolver = RegionClusters(cluster)
+    try:
+        plan = fleet_plan(nodes={(remote, "od"): 1}, replicas={(MODEL, remote, "od"): 1})
+        res = actuate(resolver, snap, plan, snap.policies[0], namespace)
+        assert any("missing" in e and "not found" in e for e in res.errors), res.errors
+        assert (
+            cluster.get("apps/v1", "Deployment", f"{MODEL}-{remote}-od", namespace)["spec"][
+                "replicas"
+            ]
+            == 1
+        )
+        assert len(_nodes(cluster, remote)) == 1
+    finally:
+        resolver.close()
+
+
+def test_failed_capacity_change_blocks_routing_and_removals(
+    cluster, upstream_crds, fleet, namespace
+):
+    snap, a, b = fleet
+    policy = snap.policies[0]
+    clusters = {a: cluster, b: cluster}
+    assert actuate(clusters, snap, _plan_up(a, b), policy, namespace).complete
+    doc = sample("LLMModel", MODEL)
+    doc["metadata"]["namespace"] = namespace
+    doc["spec"]["runtime"]["env"] = [{"name": "A=B", "value": "x"}]  # the apiserver rejects it
+    broken = FleetSnapshot(
+        regions=snap.regions, models=[LLMModel.from_wire(doc)], policies=snap.policies
+    )
+    plan = fleet_plan(
+        nodes={(a, "od"): 2, (a, "spot"): 1, (b, "od"): 0},
+        replicas={(MODEL, a, "od"): 3, (MODEL, a, "spot"): 1, (MODEL, b, "od"): 0},
+        routing={(MODEL, "fast", a): {a: 1.0}},
+    )
+    res = actuate(clusters, broken, plan, policy, namespace)
+    assert res.errors and not res.complete
+    assert any(e.type == "Warning" and e.reason == "ActuationFailed" for e in res.events)
+    assert any("blocked" in p for p in res.pending)
+    assert all("HTTPRoute" not in ln and "ConfigMap" not in ln for ln in res.diff)
+    assert len(_nodes(cluster, b)) == 1  # nothing removed while capacity is broken
+
+
+def test_cli_actuates_a_recorded_fleet_plan(cluster, controlplane, upstream_crds, namespace):
+    import os
+    import sys
+
+    from llmfleet.api.plan import FleetPlan
+
+    region = f"cli-{namespace}"
+    plan = fleet_plan(
+        nodes={(region, "od"): 1},
+        replicas={(MODEL, region, "od"): 2},
+        routing={(MODEL, "fast", region): {region: 1.0}},
+    )
+    cluster.apply(_region(region, [_pool("od")]).to_wire())
+    cluster.apply(_model(namespace).to_wire())
+    cluster.apply(_policy(namespace).to_wire())
+    cluster.apply(FleetPlan.new("p1", plan, namespace=namespace).to_wire())
+    env = {**os.environ, "KUBECONFIG": str(controlplane.kubeconfig)}
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "llmfleet.cli", "actuate", "p1", "-n", namespace, *extra],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+
+    dry = run("--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would change 5 objects" in dry.stdout, dry.stdout
+    assert cluster.get("apps/v1", "Deployment", f"{MODEL}-{region}-od", namespace) is None
+    done = run()
+    assert done.returncode == 0, done.stderr
+    assert "changed 5 objects" in done.stdout  # node, deployment, service, route, configmap
+    assert (
+        cluster.get("apps/v1", "Deployment", f"{MODEL}-{region}-od", namespace)["spec"]["replicas"]
+        == 2
+    )
+    assert "changed 0 objects" in run().stdout
+    cluster.delete("llmfleet.dev/v1alpha1", "Region", region)

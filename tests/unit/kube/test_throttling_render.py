@@ -1,0 +1,86 @@
+"""Rendering of the throttling publication (pure parts of llmfleet.kube.throttling)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from llmfleet.api.policy import IngressTarget, ParentRef
+from llmfleet.api.tenant import TenantQuota
+from llmfleet.fairness.limits import PoolCapacity, Usage, compute_limits
+from llmfleet.kube.throttling import (
+    MAX_RULES,
+    rate_limit_rules,
+    render_config_map,
+    render_policies,
+    render_status,
+)
+
+
+def _q(t: str, calls: float = 1) -> TenantQuota:
+    return TenantQuota.new(
+        t,
+        {"tenantId": t, "tier": "fast", "application": {"callsPerInteraction": calls}},
+        namespace="ns",
+    )
+
+
+def test_rules_charge_first_calls_for_their_interaction_and_cap_at_256() -> None:
+    qs = [_q(f"t{i:03d}") for i in range(200)] + [_q("agent", calls=4)]
+    usage = [Usage("t150", "m", "r", 1e6)]
+    table = compute_limits(qs, [PoolCapacity("m", "r", "fast", 1e5)], usage)
+    rules, left = rate_limit_rules(table.tenants, tenant_header="x-t", token_costs=True)
+    assert len(rules) == MAX_RULES and len(left) == 201 - MAX_RULES // 2
+    assert rules[0]["clientSelectors"][0]["headers"][0]["value"] == "t150"  # throttled first
+    agent = table.tenant("agent")
+    assert agent is not None
+    rules1, _ = rate_limit_rules([agent], tenant_header="x-t", token_costs=False)
+    expect = -(-agent.limits.requests_per_second * 60 // 4)
+    assert rules1[0]["limit"]["requests"] == int(expect)
+
+
+def test_policies_per_gateway_namespace_and_deterministic_config_map() -> None:
+    qs = [_q("a"), _q("b")]
+    table = compute_limits(qs, [PoolCapacity("m", "r", "fast", 100)], [Usage("a", "m", "r", 50)])
+    ing = IngressTarget(
+        parent_refs=[
+            ParentRef(name="g1"),
+            ParentRef(name="g2", namespace="edge"),
+            ParentRef(name="svc", kind="Service", group=""),
+        ]
+    )
+    pols, left = render_policies(table, namespace="ns", ingress=ing, token_costs=False)
+    assert [
+        (p["metadata"]["namespace"], [r["name"] for r in p["spec"]["targetRefs"]]) for p in pols
+    ] == [("edge", ["g2"]), ("ns", ["g1"])]
+    assert left == []
+    a = render_config_map(table, namespace="ns", policy="p", ingress=ing)
+    b = render_config_map(table, namespace="ns", policy="p", ingress=ing)
+    assert a == b
+    doc = json.loads(a["data"]["throttling.json"])
+    assert doc["tenants"]["a"]["pools"][0]["usageTokensPerSecond"] == 50
+    st = render_status(qs[0], table, datetime(2026, 1, 1, tzinfo=UTC))
+    assert st["status"]["conditions"][0]["reason"] == "NotOverloaded"
+
+
+def test_capacity_from_plan_step_is_routed_load_over_utilisation() -> None:
+    from llmfleet.kube.throttling import capacity_from_step
+    from llmfleet.plan.types import PoolStep, ReplicaStep, Route, StepPlan
+
+    step = StepPlan(
+        step=0,
+        integral=True,
+        usd_per_hour=1.0,
+        pools=(PoolStep("us", "h100", "H100", False, 2, 4, 16, 0.8),),
+        replicas=(ReplicaStep("m", "us", "h100", 2),),
+        routes=(
+            Route("m", "fast", "us", "us", 0.7, 700.0),
+            Route("m", "fast", "eu", "us", 0.5, 100.0),
+            Route("m", "batch", "us", "us", 1.0, 200.0),
+        ),
+        batch=(),
+        backlog=(),
+        unmet=(),
+    )
+    caps = {c.key: c.tokens_per_second for c in capacity_from_step(step)}
+    assert caps == {("m", "us", "batch"): 250.0, ("m", "us", "fast"): 1000.0}
