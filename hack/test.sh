@@ -12,6 +12,7 @@ bash hack/setup.sh
 
 step() { printf '\n== %s\n' "$*"; }
 step "CRDs match the API types";   llmfleet crds --check
+step "chart files (dashboards, rules, CRD copy) match"; llmfleet dashboards --check
 step "ruff";                        ruff check operator tests
 step "mypy";                        mypy
 step "import contract";             lint-imports

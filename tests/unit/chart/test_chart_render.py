@@ -1,0 +1,216 @@
+"""The chart with the real helm: lint, render, schema, secure defaults, RBAC documented."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+from llmfleet.api.crdgen import crd_for
+from llmfleet.api.kinds import KINDS
+from support.helm import CHART, KUBE_VERSION, by_kind, helm, readme_rbac, render
+
+
+def test_helm_lint_is_clean_with_every_option() -> None:
+    out = helm("lint", str(CHART), "--strict", "--kube-version", KUBE_VERSION).stdout
+    assert "0 chart(s) failed" in out
+    helm(
+        "lint", str(CHART), "--strict", "--kube-version", KUBE_VERSION,
+        "--set", "serviceMonitor.enabled=true,prometheusRule.enabled=true",
+        "--set", "operator.watchNamespaces={a,b}",
+    )  # fmt: skip
+
+
+def test_kube_version_is_enforced() -> None:
+    proc = helm("template", "x", str(CHART), "--kube-version", "1.27.0", check=False)
+    assert proc.returncode != 0 and "kubeVersion" in proc.stderr
+
+
+def test_default_render() -> None:
+    docs = render(include_crds=True)
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds.count("CustomResourceDefinition") == len(KINDS) + 2  # + kopf peering
+    assert {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service"} <= set(
+        kinds
+    )
+    assert "ServiceMonitor" not in kinds and "PrometheusRule" not in kinds
+    assert kinds.count("ConfigMap") == 4
+    [dep] = by_kind(docs, "Deployment")
+    assert dep["spec"]["replicas"] == 2
+    pod = dep["spec"]["template"]["spec"]
+    [c] = pod["containers"]
+    assert c["image"] == "ghcr.io/llmfleet/llmfleet:0.1.0"
+    assert "--peering=llmfleet" in c["args"]
+    assert "--liveness=http://0.0.0.0:8080/healthz" in c["args"]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    [peering] = by_kind(docs, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "llmfleet"
+
+
+def test_secure_defaults() -> None:
+    [dep] = by_kind(render(), "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    sc = pod["containers"][0]["securityContext"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert pod["containers"][0]["resources"]["limits"]["memory"]
+
+
+def test_scheduling_and_extras_are_passed_through() -> None:
+    values = {
+        "nodeSelector": {"pool": "system"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {}},
+        "priorityClassName": "system-cluster-critical",
+        "operator": {
+            "extraArgs": ["--verbose"],
+            "extraEnv": [{"name": "X", "value": "1"}],
+            "watchNamespaces": ["a", "b"],
+        },
+        "image": {"tag": "dev"},
+    }
+    docs = render(values)
+    [dep] = by_kind(docs, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert pod["nodeSelector"] == {"pool": "system"}
+    assert pod["tolerations"][0]["key"] == "dedicated"
+    assert pod["affinity"] == {"nodeAffinity": {}}
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert c["args"][-3:] == ["--namespace=a", "--namespace=b", "--verbose"]
+    assert {"name": "X", "value": "1"} in c["env"]
+    assert c["image"].endswith(":dev")
+    # a namespaced operator peers in each namespace it watches
+    assert [p["metadata"]["namespace"] for p in by_kind(docs, "KopfPeering")] == ["a", "b"]
+    assert not by_kind(docs, "ClusterKopfPeering")
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("imagee.tag=x", "additional properties 'imagee' not allowed"),
+        ("crds.keeep=true", "additional properties 'keeep' not allowed"),
+        ("replicaCount=-1", "replicaCount"),
+        ("image.pullPolicy=Sometimes", "pullPolicy"),
+    ],
+)
+def test_schema_rejects_typos_and_bad_values(flag: str, message: str) -> None:
+    proc = helm(
+        "template", "x", str(CHART), "--kube-version", KUBE_VERSION, "--set", flag, check=False
+    )
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+
+
+def test_replicas_without_peering_are_refused() -> None:
+    proc = helm(
+        "template", "x", str(CHART), "--kube-version", KUBE_VERSION,
+        "--set", "operator.peering.enabled=false", check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "peering" in proc.stderr
+    docs = render({"operator": {"peering": {"enabled": False}}, "replicaCount": 1})
+    [dep] = by_kind(docs, "Deployment")
+    assert not [
+        a for a in dep["spec"]["template"]["spec"]["containers"][0]["args"] if "peering" in a
+    ]
+    rules = by_kind(docs, "ClusterRole")[0]["rules"]
+    assert not [r for r in rules if "kopf.dev" in r["apiGroups"]]
+
+
+def test_crds_are_the_generated_ones_gated_and_kept() -> None:
+    docs = by_kind(render(), "CustomResourceDefinition")
+    by_name = {d["metadata"]["name"]: d for d in docs}
+    for kind in KINDS:
+        expected = crd_for(kind)
+        got = by_name[expected["metadata"]["name"]]
+        assert got["spec"] == expected["spec"]
+        assert got["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    unkept = by_kind(render({"crds": {"keep": False}}), "CustomResourceDefinition")
+    assert unkept and all("annotations" not in d["metadata"] for d in unkept)
+    assert not by_kind(render({"crds": {"enabled": False}}), "CustomResourceDefinition")
+
+
+def test_optional_monitoring_objects() -> None:
+    docs = render(
+        {
+            "serviceMonitor": {"enabled": True, "labels": {"release": "kps"}},
+            "prometheusRule": {"enabled": True},
+        }
+    )
+    [sm] = by_kind(docs, "ServiceMonitor")
+    assert sm["metadata"]["labels"]["release"] == "kps"
+    assert sm["spec"]["endpoints"][0]["port"] == "metrics"
+    [svc] = by_kind(docs, "Service")
+    assert svc["spec"]["ports"][0]["targetPort"] == "metrics"
+    [rule] = by_kind(docs, "PrometheusRule")
+    committed = yaml.safe_load((CHART / "files" / "prometheus-rules.yaml").read_text())
+    assert rule["spec"] == committed
+    assert not by_kind(
+        render({"metrics": {"enabled": False}, "serviceMonitor": {"enabled": True}}),
+        "ServiceMonitor",
+    )
+
+
+def test_dashboards_ship_as_sidecar_configmaps() -> None:
+    cms = by_kind(
+        render({"dashboards": {"annotations": {"grafana_folder": "llmfleet"}}}), "ConfigMap"
+    )
+    assert len(cms) == 4
+    for cm in cms:
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert cm["metadata"]["annotations"] == {"grafana_folder": "llmfleet"}
+        [(name, text)] = cm["data"].items()
+        assert text + "\n" == (CHART / "dashboards" / name).read_text()
+    assert not by_kind(render({"dashboards": {"enabled": False}}), "ConfigMap")
+
+
+def test_rbac_is_exactly_what_the_readme_lists() -> None:
+    [role] = by_kind(render(), "ClusterRole")
+    granted = {
+        (g, r, v)
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+    assert granted == readme_rbac()
+    assert all("*" not in (g + r + v) for g, r, v in granted)
+
+
+def test_every_value_is_documented_and_in_the_schema() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    text = (CHART / "values.yaml").read_text().splitlines()
+
+    def walk(v: object, s: dict, path: str) -> None:
+        assert s.get("description") or path == "", f"{path}: no description in the schema"
+        if isinstance(v, dict) and s.get("additionalProperties") is False:
+            assert set(v) == set(s["properties"]), path
+            for k, sub in v.items():
+                walk(sub, s["properties"][k], f"{path}.{k}".lstrip("."))
+
+    walk(values, schema, "")
+    # every key of the chart's own objects (not Kubernetes pass-through blocks) has a comment
+    # on the line above, or is a parent whose children do
+    stack: list[tuple[int, str]] = []
+    for i, line in enumerate(text):
+        m = re.match(r"^(\s*)([A-Za-z]+):\s*(\S.*)?$", line)
+        if not m:
+            continue
+        indent = len(m.group(1))
+        stack = [(d, k) for d, k in stack if d < indent]
+        node = schema
+        for _, k in stack:
+            node = node.get("properties", {}).get(k, {})
+        stack.append((indent, m.group(2)))
+        if node.get("additionalProperties") is not False or m.group(3) is None:
+            continue
+        assert text[i - 1].strip().startswith("#"), (
+            f"values.yaml line {i + 1}: `{m.group(2)}` has no comment"
+        )
