@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import hand_workload, tiny_scenario
 
+from conftest import hand_workload, tiny_scenario
 from llmfleet.forecast.types import DemandHistory, DemandRates, FlowKey
 from llmfleet.plan.types import NoSolutionInTime
 from llmfleet.sim.policies import planner
