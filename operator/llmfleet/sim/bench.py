@@ -1,0 +1,91 @@
+"""``llmfleet bench sim``: how fast the twin replays requests, and its peak memory.
+
+For each size N the embedded default scenario's traffic is scaled so that its days hold
+about N requests (the fleet follows: the reactive baseline scales out), the workload is
+synthesised, and one policy replays it. Each size runs in a forked child so its peak
+resident memory is its own. Printed per size: requests, seconds to build the workload,
+seconds to replay it, simulated requests per second and per minute of wall time, and the
+peak RSS of the child.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+from llmfleet.sim.engine import Engine
+from llmfleet.sim.policies import policy_factories
+from llmfleet.sim.scenario import Scenario, load_scenario
+from llmfleet.sim.workload import build_workload
+
+
+def _scaled(scenario: Scenario, factor: float, days: float) -> Scenario:
+    wl = scenario.workload.model_copy(
+        update={"scale": scenario.workload.scale * factor, "days": days}
+    )
+    return scenario.model_copy(update={"workload": wl})
+
+
+def _one(conn: Connection, scenario: Scenario, policy: str, traces: str | None) -> None:
+    try:
+        snap = scenario.snapshot()
+        t0 = time.perf_counter()
+        wl = build_workload(scenario, snap, traces=traces)
+        built = time.perf_counter() - t0
+        pol = policy_factories()[policy](scenario, wl)
+        t1 = time.perf_counter()
+        rec = Engine(snap, wl, pol, scenario.engine, seed=scenario.workload.seed).run()
+        ran = time.perf_counter() - t1
+        s = rec.summary()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        conn.send(("ok", len(wl), built, ran, peak, s["completed"], s["rejected"]))
+    except Exception as err:  # report, never hang the parent
+        conn.send(("error", f"{type(err).__name__}: {err}"))
+    finally:
+        conn.close()
+
+
+def run(sizes: Sequence[int], policy: str, days: float, traces: str | None) -> list[Any]:
+    base = load_scenario()
+    probe = build_workload(_scaled(base, 1.0, days), base.snapshot(), traces=traces)
+    per_unit = max(len(probe), 1)
+    del probe
+    rows = []
+    ctx = mp.get_context("fork")
+    for n in sizes:
+        sc = _scaled(base, n / per_unit, days)
+        parent, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_one, args=(child, sc, policy, traces))
+        proc.start()
+        child.close()
+        got = parent.recv()
+        proc.join()
+        if got[0] != "ok":
+            raise RuntimeError(f"bench sim at {n:,} requests: {got[1]}")
+        rows.append(got[1:])
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="llmfleet bench sim", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--requests", type=int, nargs="+", default=[1_000_000, 10_000_000],
+                   help="sizes to run (default: %(default)s)")
+    p.add_argument("--policy", default="reactive", help="policy to replay (default: %(default)s)")
+    p.add_argument("--days", type=float, default=3.0, help="simulated days (default: %(default)s)")
+    p.add_argument("--traces", help="traces directory (default ../shared/traces)")
+    a = p.parse_args(argv)
+    print(f"{'requests':>12} {'build_s':>8} {'replay_s':>9} {'req/s':>10} {'req/min':>12} "
+          f"{'peakMiB':>8} {'completed':>10} {'rejected':>9}")
+    for n, built, ran, peak, done, rej in run(a.requests, a.policy, a.days, a.traces):
+        rate = n / max(ran, 1e-9)
+        print(f"{n:>12,} {built:8.1f} {ran:9.1f} {rate:10,.0f} {60 * rate:12,.0f} "
+              f"{peak:8.0f} {done:>10,} {rej:>9,}")
+        sys.stdout.flush()
+    return 0
