@@ -361,15 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "simulate", help="replay the traces on the digital twin: every policy, same arrivals"
     )
-    p.add_argument("scenario", nargs="?", help="scenario YAML (default: the embedded one)")
-    p.add_argument("--policies", help="comma-separated policy names (default: all)")
-    p.add_argument("--days", type=float, help="days to simulate (default: the scenario's)")
-    p.add_argument("--seed", type=int, help="workload seed (default: the scenario's)")
-    p.add_argument("--out", default="sim-report", help="report directory (default: %(default)s)")
-    p.add_argument("--traces", help="traces directory (default: ../shared/traces)")
-    p.add_argument(
-        "--scheduler", default="fcfs", help="per-replica scheduler: fcfs, rpm, vtc, fairserve"
-    )
+    from llmfleet.sim.cli import add_arguments as add_simulate_arguments
+
+    add_simulate_arguments(p)
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser(

@@ -82,7 +82,7 @@ class _Backlog:
         return sum(len(s) for s in self.waiting.values())
 
 
-class RPMLimit:
+class RPMLimit(FCFS):
     """(1) FCFS with per-tenant request-per-minute limits checked at arrival."""
 
     name = "rpm"
@@ -112,17 +112,6 @@ class RPMLimit:
         if limit is not None and len(q) >= limit * self.window / 60.0:
             return "rpm-limit"
         q.append(now)
-        return None
-
-    def pick(self, waiting: Sequence[RequestView], now: float) -> RequestView | None:
-        return waiting[0] if waiting else None
-
-    def on_service(
-        self, request: RequestView, prompt_tokens: float, output_tokens: float, now: float
-    ) -> None:
-        return None
-
-    def on_finish(self, request: RequestView, now: float) -> None:
         return None
 
 

@@ -6,11 +6,10 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from llmfleet.fairness.schedulers import make_scheduler
-from llmfleet.fairness.scheduling import Scheduler
-from llmfleet.sim.report import run_policies, summary_table, write_report
-from llmfleet.sim.scenario import load_scenario
+if TYPE_CHECKING:
+    from llmfleet.fairness.scheduling import Scheduler
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,6 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here: the CLI builds its parser from add_arguments without loading the twin
+    from llmfleet.fairness.schedulers import make_scheduler
+    from llmfleet.sim.report import run_policies, summary_table, write_report
+    from llmfleet.sim.scenario import load_scenario
     from llmfleet.sim.workload import build_workload
 
     scenario = load_scenario(args.scenario)
