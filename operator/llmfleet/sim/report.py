@@ -221,10 +221,7 @@ def _plots(cmp: Comparison, d: Path) -> list[Path]:
     ax.set_ylabel("USD per hour")
     ax.set_title("Cost over time")
     ax.legend()
-    fig.tight_layout()
-    out.append(d / "cost_over_time.png")
-    fig.savefig(out[-1], dpi=90)
-    plt.close(fig)
+    out.append(_save(fig, plt, d / "cost_over_time.png"))
     for name, r in cmp.runs.items():
         samples = r.recorder.gpu_samples
         if not samples:
@@ -240,10 +237,7 @@ def _plots(cmp: Comparison, d: Path) -> list[Path]:
         ax.set_ylabel("GPUs")
         ax.set_title(f"GPUs by pool: {name}")
         ax.legend(fontsize=7, loc="upper left", ncol=2)
-        fig.tight_layout()
-        out.append(d / f"gpus_by_pool-{name}.png")
-        fig.savefig(out[-1], dpi=90)
-        plt.close(fig)
+        out.append(_save(fig, plt, d / f"gpus_by_pool-{name}.png"))
     out += _policy_bars(cmp, d, plt)
     out += _region_demand(cmp, d, plt)
     out += _tenant_service(cmp, d, plt)
@@ -264,10 +258,7 @@ def _plots(cmp: Comparison, d: Path) -> list[Path]:
         axes[0].set_title(f"{tier}: TTFT")
         axes[1].set_title(f"{tier}: end-to-end")
         axes[1].legend(fontsize=8)
-        fig.tight_layout()
-        out.append(d / f"latency_cdf-{tier}.png")
-        fig.savefig(out[-1], dpi=90)
-        plt.close(fig)
+        out.append(_save(fig, plt, d / f"latency_cdf-{tier}.png"))
     return out
 
 
@@ -285,11 +276,7 @@ def _policy_bars(cmp: Comparison, d: Path, plt: Any) -> list[Path]:
         ax.set_title(f"{label} by policy")
         ax.tick_params(axis="x", rotation=30)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    p = d / "gpu_hours_and_usd.png"
-    fig.savefig(p, dpi=90)
-    plt.close(fig)
-    return [p]
+    return [_save(fig, plt, d / "gpu_hours_and_usd.png")]
 
 
 def _region_demand(cmp: Comparison, d: Path, plt: Any) -> list[Path]:
@@ -322,11 +309,7 @@ def _region_demand(cmp: Comparison, d: Path, plt: Any) -> list[Path]:
             ax.legend(fontsize=7, loc="upper left")
     axes[-1][0].set_xlabel("hour")
     fig.suptitle("Demand by origin region vs GPUs provisioned there")
-    fig.tight_layout()
-    p = d / "demand_vs_capacity_by_region.png"
-    fig.savefig(p, dpi=90)
-    plt.close(fig)
-    return [p]
+    return [_save(fig, plt, d / "demand_vs_capacity_by_region.png")]
 
 
 def _tenant_service(cmp: Comparison, d: Path, plt: Any) -> list[Path]:
@@ -353,8 +336,11 @@ def _tenant_service(cmp: Comparison, d: Path, plt: Any) -> list[Path]:
     ax.set_ylabel("share of all tokens asked")
     ax.set_title("Per-tenant service: tokens served vs asked, by policy")
     ax.legend(fontsize=7, ncol=4)
+    return [_save(fig, plt, d / "tenant_service.png")]
+
+
+def _save(fig: Any, plt: Any, path: Path) -> Path:
     fig.tight_layout()
-    p = d / "tenant_service.png"
-    fig.savefig(p, dpi=90)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
-    return [p]
+    return path
