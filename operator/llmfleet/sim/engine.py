@@ -78,6 +78,10 @@ class Request:
     retries: int = 0
     deadline: float = math.inf
     lane: str = "interactive"
+    admitted_at: float = math.nan
+    """First admission to a replica (the recorder's backlog test)."""
+    ttft: float = math.nan
+    """Seconds from arrival to the first token (of the last attempt)."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,11 @@ class Engine:
         scheduler_factory: SchedulerFactory = FCFS,
         seed: int = 0,
         progress: Callable[[float], None] | None = None,
+        *,
+        keep_requests: bool = False,
     ) -> None:
+        """``keep_requests`` keeps per-request arrays in the recorder (tests by hand); the
+        default keeps only aggregates, in memory that does not grow with the trace."""
         self.snap = snap
         self.wl = workload
         self.policy = policy
@@ -192,7 +200,7 @@ class Engine:
         self.target = FleetTarget(replicas={}, routes={})
         self.pending: dict[str, deque[Request]] = {}
         self.deadline_q: dict[str, list[tuple[float, int, Request]]] = {}
-        self.rec = Recorder(workload, snap, self.pools)
+        self.rec = Recorder(workload, snap, self.pools, keep_requests)
         self._ids = 0
         step = int(snap.policies[0].spec.horizon.step_seconds)
         self.step = step

@@ -1,11 +1,22 @@
-"""What a run measured, and the conservation check.
+"""What a run measured, and the conservation check — in memory that does not grow with the
+number of requests.
 
-Per request: arrival, first admission, first token, completion (or rejection with a
-reason), retries. Per pool: nodes over time, integrated into GPU-hours and USD (a node is
-billed from the moment it is asked for until it is released). Conservation: every request
-that arrived is completed, rejected with a reason, or still held somewhere at the end (a
-replica queue or batch, the pending list or the deadline queue) — :meth:`Recorder.finish`
-raises :class:`ConservationError` otherwise.
+Every request event updates running aggregates, never a per-request table: per tier and per
+tenant, counts and log-spaced latency histograms (:class:`LogHistogram`, 100 bins a decade
+from 1 ms to 1e5 s: percentiles within 1.2 %); per 10-minute window and tenant, served tokens
+and a backlogged flag (for Jain's index); per pool, nodes over time integrated into GPU-hours
+and USD (a node is billed from the moment it is asked for until it is released). The only
+per-request state is the set of ids in flight, bounded by what the fleet holds at once.
+``keep_requests=True`` also keeps per-request arrays (``status``, ``admit``, ``ttft``,
+``e2e``, ``done_at``) for tests that check single requests by hand.
+
+Conservation: every request that arrived is completed, rejected with a reason, or still held
+somewhere at the end (a replica queue or batch, the pending list or the deadline queue) —
+:meth:`Recorder.finish` raises :class:`ConservationError` otherwise.
+
+SLO attainment of a tier: the share of its decided requests (completed or rejected, or still
+in flight past their deadline) that completed within every latency target of the tier
+(interactive: TTFT and end-to-end p95 targets) or by their deadline (deadline tiers).
 
 Jain's index over backlogged tenants: per 10-minute window, the tenants with a request that
 waited more than 1 s for admission in it are backlogged; ``x_u`` = their served tokens / weight;
@@ -29,6 +40,77 @@ if TYPE_CHECKING:
     from llmfleet.sim.workload import Workload
 
 IN_FLIGHT, DONE, REJECTED = 1, 2, 3
+JAIN_WINDOW = 600.0
+
+
+class LogHistogram:
+    """Counts of positive values in log-spaced bins (a fixed-size quantile sketch)."""
+
+    LO = 1e-3
+    PER_DECADE = 100
+    DECADES = 8
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(self.PER_DECADE * self.DECADES + 2, dtype=np.int64)
+        self.n = 0
+        self.total = 0.0
+
+    def add(self, x: float) -> None:
+        self.n += 1
+        self.total += x
+        if x < self.LO:
+            self.counts[0] += 1
+            return
+        i = 1 + int(math.log10(x / self.LO) * self.PER_DECADE)
+        self.counts[min(i, self.counts.size - 1)] += 1
+
+    def edges(self) -> np.ndarray:
+        """Upper edge of each bin (the underflow bin's is LO; the overflow's is inf)."""
+        k = np.arange(1, self.counts.size - 1)
+        inner = self.LO * 10.0 ** (k / self.PER_DECADE)
+        return np.concatenate([[self.LO], inner, [np.inf]])
+
+    def quantile(self, q: float) -> float:
+        """The ``q`` quantile (upper edge of its bin, geometric centre inside the range)."""
+        if self.n == 0:
+            return float("nan")
+        cum = np.cumsum(self.counts)
+        i = int(np.searchsorted(cum, q * self.n, side="left"))
+        if i == 0:
+            return self.LO
+        if i >= self.counts.size - 1:
+            return self.LO * 10.0 ** (self.DECADES)
+        return float(self.LO * 10.0 ** ((i - 0.5) / self.PER_DECADE))
+
+    def mean(self) -> float:
+        return self.total / self.n if self.n else float("nan")
+
+    def cdf(self) -> tuple[np.ndarray, np.ndarray]:
+        """(value, fraction of values <= it) at every bin's upper edge with counts."""
+        keep = self.counts > 0
+        cum = np.cumsum(self.counts) / max(self.n, 1)
+        return self.edges()[keep], cum[keep]
+
+
+@dataclass
+class TierStats:
+    requests: int = 0
+    completed: int = 0
+    rejected: int = 0
+    ok: int = 0
+    late: int = 0
+    ttft: LogHistogram = field(default_factory=LogHistogram)
+    e2e: LogHistogram = field(default_factory=LogHistogram)
+
+
+@dataclass
+class TenantStats:
+    requests: int = 0
+    completed: int = 0
+    asked_tokens: float = 0.0
+    served_tokens: float = 0.0
+    ttft: LogHistogram = field(default_factory=LogHistogram)
+    e2e: LogHistogram = field(default_factory=LogHistogram)
 
 
 class ConservationError(AssertionError):
@@ -50,6 +132,7 @@ class Recorder:
     wl: Workload
     snap: FleetSnapshot
     pools: Mapping[tuple[str, str], NodePool]
+    keep_requests: bool = False
     hourly_usd: list[float] = field(default_factory=list)
     gpu_samples: list[tuple[float, dict[str, int]]] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
@@ -62,14 +145,25 @@ class Recorder:
     held_at_end: int = 0
 
     def __post_init__(self) -> None:
-        n = len(self.wl)
-        self.status = np.zeros(n, dtype=np.int8)
-        self.admit = np.full(n, np.nan)
-        self.ttft = np.full(n, np.nan)
-        self.e2e = np.full(n, np.nan)
-        self.done_at = np.full(n, np.nan)
-        self.retries = np.zeros(n, dtype=np.int32)
-        self.deadline = np.full(n, np.inf)
+        self.tiers = {t.metadata.name: t.spec for t in self.snap.tiers}
+        self.tier_stats: dict[str, TierStats] = {}
+        self.tenant_stats = {name: TenantStats() for name in self.wl.tenants}
+        self.weights = {t.spec.tenant_id: t.spec.weight for t in self.snap.tenants}
+        self._tenant_ix = {name: i for i, name in enumerate(self.wl.tenants)}
+        self.window_served: list[np.ndarray] = []
+        self.window_backlogged: list[np.ndarray] = []
+        self.flying: dict[int, Any] = {}
+        self.arrived_n = 0
+        self.done_n = 0
+        self.rejected_n = 0
+        self.retried_n = 0
+        if self.keep_requests:
+            n = len(self.wl)
+            self.status = np.zeros(n, dtype=np.int8)
+            self.admit = np.full(n, np.nan)
+            self.ttft = np.full(n, np.nan)
+            self.e2e = np.full(n, np.nan)
+            self.done_at = np.full(n, np.nan)
         self.meters = {
             k: PoolMeter(p.capacity_type == "spot", p.gpus_per_node, p.price_per_node_hour)
             for k, p in self.pools.items()
@@ -78,31 +172,85 @@ class Recorder:
 
     # ---------------------------------------------------------------- request events
     def arrived(self, req: Any) -> None:
-        self.status[req.id] = IN_FLIGHT
-        self.deadline[req.id] = req.deadline
+        self.arrived_n += 1
+        self.flying[req.id] = req
+        st = self.tier_stats.setdefault(req.tier, TierStats())
+        st.requests += 1
+        ts = self.tenant_stats[req.tenant]
+        ts.requests += 1
+        ts.asked_tokens += req.prompt_tokens + req.output_tokens
+        if self.keep_requests:
+            self.status[req.id] = IN_FLIGHT
 
     def admitted(self, req: Any, now: float) -> None:
-        if math.isnan(self.admit[req.id]):
-            self.admit[req.id] = now
+        if math.isnan(req.admitted_at):
+            req.admitted_at = now
+            if self.keep_requests:
+                self.admit[req.id] = now
 
     def first_token(self, req: Any, now: float) -> None:
-        self.ttft[req.id] = now - req.arrival
+        req.ttft = now - req.arrival
+        if self.keep_requests:
+            self.ttft[req.id] = req.ttft
 
     def completed(self, req: Any, now: float) -> None:
-        self.status[req.id] = DONE
-        self.e2e[req.id] = now - req.arrival
-        self.done_at[req.id] = now
-        self.deadline[req.id] = req.deadline
+        self.flying.pop(req.id, None)
+        self.done_n += 1
+        e2e = now - req.arrival
+        st = self.tier_stats[req.tier]
+        st.completed += 1
+        st.ttft.add(req.ttft)
+        st.e2e.add(e2e)
+        spec = self.tiers[req.tier]
+        if spec.deadline is not None:
+            on_time = now <= req.deadline
+            st.ok += on_time
+            st.late += not on_time
+        else:
+            it = spec.interactive
+            ok = it is None or (
+                (it.ttft_p95_seconds is None or req.ttft <= it.ttft_p95_seconds)
+                and (it.e2e_p95_seconds is None or e2e <= it.e2e_p95_seconds)
+            )
+            st.ok += ok
+        ts = self.tenant_stats[req.tenant]
+        ts.completed += 1
+        tokens = req.prompt_tokens + req.output_tokens
+        ts.served_tokens += tokens
+        ts.ttft.add(req.ttft)
+        ts.e2e.add(e2e)
+        u = self._tenant_ix[req.tenant]
+        w = self._window(now)
+        self.window_served[w][u] += tokens
+        if req.admitted_at - req.arrival > 1.0:
+            self.window_backlogged[w][u] = True
+        if self.keep_requests:
+            self.status[req.id] = DONE
+            self.e2e[req.id] = e2e
+            self.done_at[req.id] = now
 
     def rejected(self, req: Any, reason: str, now: float) -> None:
-        self.status[req.id] = REJECTED
+        self.flying.pop(req.id, None)
+        self.rejected_n += 1
         self.reasons[reason] += 1
-        self.done_at[req.id] = now
-        self.deadline[req.id] = req.deadline
+        st = self.tier_stats[req.tier]
+        st.rejected += 1
+        st.late += now > req.deadline
+        if self.keep_requests:
+            self.status[req.id] = REJECTED
+            self.done_at[req.id] = now
 
     def retried(self, req: Any, why: str) -> None:
-        self.retries[req.id] += 1
+        if req.retries == 1:
+            self.retried_n += 1
         self.retry_reasons[why] += 1
+
+    def _window(self, now: float) -> int:
+        w = int(now // JAIN_WINDOW)
+        while len(self.window_served) <= w:
+            self.window_served.append(np.zeros(len(self.wl.tenants)))
+            self.window_backlogged.append(np.zeros(len(self.wl.tenants), dtype=bool))
+        return w
 
     # ---------------------------------------------------------------- fleet events
     def loaded(self, gpus: int, seconds: float) -> None:
@@ -149,7 +297,7 @@ class Recorder:
         for m in self.meters.values():
             self._bill(m, end)
         held = {r.id for r in holders}
-        flying = set(np.nonzero(self.status == IN_FLIGHT)[0].tolist())
+        flying = set(self.flying)
         self.held_at_end = len(held)
         if held != flying:
             lost = sorted(flying - held)[:5]
@@ -157,57 +305,41 @@ class Recorder:
             raise ConservationError(
                 f"requests in flight but held nowhere: {lost}; held but not in flight: {extra}"
             )
+        for req in self.flying.values():  # overdue while still queued: a deadline miss
+            if req.deadline < end:
+                self.tier_stats[req.tier].late += 1
 
     # ---------------------------------------------------------------- summaries
     def summary(self) -> dict[str, Any]:
-        wl = self.wl
-        arrived = self.status > 0
         gpu_h = {"on-demand": 0.0, "spot": 0.0}
         usd = {"on-demand": 0.0, "spot": 0.0}
         for m in self.meters.values():
             k = "spot" if m.spot else "on-demand"
             gpu_h[k] += m.node_seconds * m.gpus_per_node / 3600.0
             usd[k] += m.node_seconds * m.price / 3600.0
+        open_by_tier = Counter(
+            r.tier for r in self.flying.values() if r.deadline >= self.end
+        )
         tiers: dict[str, dict[str, float]] = {}
-        for ti, name in enumerate(wl.tiers):
-            sel = arrived & (wl.tier == ti)
-            n = int(sel.sum())
-            if n == 0:
+        for name in self.wl.tiers:
+            st = self.tier_stats.get(name)
+            if st is None or st.requests == 0:
                 continue
-            spec = next(t.spec for t in self.snap.tiers if t.metadata.name == name)
-            done = sel & (self.status == DONE)
-            ttft = self.ttft[done]
-            e2e = self.e2e[done]
-            ok = done.copy()
-            if spec.interactive is not None:
-                it = spec.interactive
-                if it.ttft_p95_seconds is not None:
-                    ok &= np.nan_to_num(self.ttft, nan=np.inf) <= it.ttft_p95_seconds
-                if it.e2e_p95_seconds is not None:
-                    ok &= np.nan_to_num(self.e2e, nan=np.inf) <= it.e2e_p95_seconds
-            missed = 0
-            if spec.deadline is not None:
-                late = sel & (self.status != IN_FLIGHT) & ~(self.done_at <= self.deadline)
-                late |= sel & (self.status == IN_FLIGHT) & (self.deadline < self.end)
-                missed = int(late.sum())
-                ok = done & (self.done_at <= self.deadline)
             # requests still in flight and not yet overdue have no outcome yet
-            open_ = sel & (self.status == IN_FLIGHT) & (self.deadline >= self.end)
-            decided = max(n - int(open_.sum()), 1)
+            decided = max(st.requests - open_by_tier[name], 1)
             tiers[name] = {
-                "requests": n, "completed": int(done.sum()),
-                "rejected": int((sel & (self.status == REJECTED)).sum()),
-                "attainment": float((ok & sel).sum() / decided),
-                "deadline_misses": missed,
-                **_pct("ttft", ttft), **_pct("e2e", e2e),
+                "requests": st.requests, "completed": st.completed, "rejected": st.rejected,
+                "attainment": st.ok / decided,
+                "deadline_misses": st.late if self.tiers[name].deadline is not None else 0,
+                **_pct("ttft", st.ttft), **_pct("e2e", st.e2e),
             }
         return {
-            "requests": int(arrived.sum()),
-            "completed": int((self.status == DONE).sum()),
-            "rejected": int((self.status == REJECTED).sum()),
-            "in_flight_end": int((self.status == IN_FLIGHT).sum()),
+            "requests": self.arrived_n,
+            "completed": self.done_n,
+            "rejected": self.rejected_n,
+            "in_flight_end": len(self.flying),
             "reject_reasons": dict(self.reasons),
-            "retried": int((self.retries > 0).sum()),
+            "retried": self.retried_n,
             "retry_reasons": dict(self.retry_reasons),
             "gpu_hours": gpu_h, "usd": usd,
             "gpu_hours_total": sum(gpu_h.values()), "usd_total": sum(usd.values()),
@@ -218,43 +350,25 @@ class Recorder:
         }
 
     def per_tenant(self) -> list[dict[str, Any]]:
-        wl = self.wl
-        out = []
-        for ui, name in enumerate(wl.tenants):
-            sel = (self.status == DONE) & (wl.tenant == ui)
-            out.append({"tenant": name, "requests": int(((self.status > 0) & (wl.tenant == ui))
-                                                         .sum()),
-                        "completed": int(sel.sum()),
-                        **_pct("ttft", self.ttft[sel]), **_pct("e2e", self.e2e[sel])})
-        return out
+        return [
+            {"tenant": name, "requests": ts.requests, "completed": ts.completed,
+             "asked_tokens": ts.asked_tokens, "served_tokens": ts.served_tokens,
+             **_pct("ttft", ts.ttft), **_pct("e2e", ts.e2e)}
+            for name, ts in self.tenant_stats.items()
+        ]
 
-    def jain(self, window: float = 600.0) -> float:
-        wl = self.wl
-        done = self.status == DONE
-        if not done.any():
+    def jain(self) -> float:
+        if not self.window_served:
             return float("nan")
-        weights = {t.spec.tenant_id: t.spec.weight for t in self.snap.tenants}
-        w = np.array([weights.get(n, 1.0) for n in wl.tenants])
-        win = (self.done_at[done] // window).astype(np.int64)
-        ten = wl.tenant[done]
-        tok = (wl.prompt[done] + wl.output[done]).astype(np.float64)
-        waited = (self.admit[done] - wl.arrival[done]) > 1.0
-        nw = int(win.max()) + 1
-        served = np.zeros((nw, len(wl.tenants)))
-        np.add.at(served, (win, ten), tok)
-        back = np.zeros((nw, len(wl.tenants)), dtype=bool)
-        back[win[waited], ten[waited]] = True
+        w = np.array([self.weights.get(n, 1.0) for n in self.wl.tenants])
         vals = []
-        for i in range(nw):
-            x = served[i, back[i]] / w[back[i]]
+        for served, back in zip(self.window_served, self.window_backlogged, strict=True):
+            x = served[back] / w[back]
             if x.size >= 2 and (x**2).sum() > 0:
                 vals.append(x.sum() ** 2 / (x.size * (x**2).sum()))
         return float(np.mean(vals)) if vals else 1.0
 
 
-def _pct(name: str, v: np.ndarray) -> dict[str, float]:
-    if v.size == 0:
-        return {f"{name}_p50": float("nan"), f"{name}_p95": float("nan"),
-                f"{name}_p99": float("nan")}
-    p = np.percentile(v, [50, 95, 99])
-    return {f"{name}_p50": float(p[0]), f"{name}_p95": float(p[1]), f"{name}_p99": float(p[2])}
+def _pct(name: str, h: LogHistogram) -> dict[str, float]:
+    return {f"{name}_p50": h.quantile(0.50), f"{name}_p95": h.quantile(0.95),
+            f"{name}_p99": h.quantile(0.99), f"{name}_mean": h.mean()}

@@ -20,7 +20,7 @@ import numpy as np
 from llmfleet.fairness.scheduling import FCFS
 from llmfleet.sim.bound import fluid_bound
 from llmfleet.sim.engine import Engine, SchedulerFactory
-from llmfleet.sim.metrics import DONE, Recorder
+from llmfleet.sim.metrics import Recorder
 from llmfleet.sim.policies import PolicyFactory, policy_factories
 from llmfleet.sim.scenario import Scenario
 from llmfleet.sim.workload import Workload, build_workload
@@ -242,16 +242,15 @@ def _plots(cmp: Comparison, d: Path) -> list[Path]:
     out += _region_demand(cmp, d, plt)
     out += _tenant_service(cmp, d, plt)
     wl = cmp.workload
-    for ti, tier in enumerate(wl.tiers):
+    for tier in wl.tiers:
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         for name, r in cmp.runs.items():
-            rec = r.recorder
-            sel = (rec.status == DONE) & (wl.tier == ti)
-            for ax, v, lbl in ((axes[0], rec.ttft[sel], "TTFT s"), (axes[1], rec.e2e[sel],
-                                                                    "end-to-end s")):
-                if v.size:
-                    x = np.sort(v)
-                    ax.plot(np.maximum(x, 1e-3), np.arange(1, x.size + 1) / x.size, label=name)
+            st = r.recorder.tier_stats.get(tier)
+            for ax, h, lbl in ((axes[0], st.ttft if st else None, "TTFT s"),
+                               (axes[1], st.e2e if st else None, "end-to-end s")):
+                if h is not None and h.n:
+                    x, y = h.cdf()
+                    ax.step(np.maximum(x, 1e-3), y, where="post", label=name)
                 ax.set_xscale("log")
                 ax.set_xlabel(lbl)
                 ax.set_ylabel("CDF")
@@ -324,10 +323,8 @@ def _tenant_service(cmp: Comparison, d: Path, plt: Any) -> list[Path]:
     x = np.arange(len(wl.tenants))
     ax.bar(x, asked[order] / asked.sum(), color="C7", alpha=0.35, label="asked (share)")
     for i, (name, r) in enumerate(cmp.runs.items()):
-        done = r.recorder.status == DONE
-        served = np.bincount(wl.tenant[done],
-                             weights=(wl.prompt[done] + wl.output[done]).astype(np.float64),
-                             minlength=len(wl.tenants))
+        ts = r.recorder.tenant_stats
+        served = np.array([ts[n].served_tokens for n in wl.tenants])
         ax.plot(x, served[order] / max(asked.sum(), 1.0), marker=".", lw=0.8, color=f"C{i}",
                 label=name)
     ax.plot(x, w[order] / w.sum(), color="k", ls=":", lw=1, label="weight share")

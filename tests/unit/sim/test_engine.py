@@ -14,7 +14,7 @@ from llmfleet.sim.policies.sizing import profile_spec, tier_spec
 
 def _run(sc, wl, policy=None, seed=0):
     snap = sc.snapshot()
-    return Engine(snap, wl, policy or Fixed(1), sc.engine, seed=seed).run()
+    return Engine(snap, wl, policy or Fixed(1), sc.engine, seed=seed, keep_requests=True).run()
 
 
 def test_single_replica_latencies_by_hand(scenario):

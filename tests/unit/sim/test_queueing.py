@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import Fixed, hand_workload, tiny_scenario
 
+from conftest import Fixed, hand_workload, tiny_scenario
 from llmfleet.sim.engine import Engine
 from llmfleet.sim.metrics import DONE
 
@@ -28,7 +28,7 @@ def md1():
     policy = Fixed(1, on_decide=lambda obs: samples.extend(
         (s.busy, s.waiting) for s in obs.replicas.values()))
     policy.interval_seconds = 5.0
-    rec = Engine(sc.snapshot(), wl, policy, sc.engine).run()
+    rec = Engine(sc.snapshot(), wl, policy, sc.engine, keep_requests=True).run()
     return wl, rec, samples, lam, duration
 
 

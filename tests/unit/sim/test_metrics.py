@@ -1,0 +1,54 @@
+"""Streaming metrics: a fixed-size latency sketch, and a recorder whose memory does not grow
+with the number of requests but agrees with the per-request record."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import Fixed, hand_workload, tiny_scenario
+from llmfleet.sim.engine import Engine
+from llmfleet.sim.metrics import DONE, LogHistogram
+
+
+def test_log_histogram_quantiles_are_within_the_bin_width():
+    rng = np.random.default_rng(3)
+    x = rng.lognormal(mean=0.0, sigma=1.5, size=50_000)
+    h = LogHistogram()
+    for v in x:
+        h.add(float(v))
+    for q in (0.5, 0.95, 0.99):
+        assert h.quantile(q) == pytest.approx(np.quantile(x, q), rel=0.012)
+    assert h.mean() == pytest.approx(x.mean())
+    _, frac = h.cdf()
+    assert frac[-1] == pytest.approx(1.0) and np.all(np.diff(frac) > 0)
+    assert h.counts.size == LogHistogram().counts.size  # fixed size, whatever was added
+
+
+def _run(keep: bool):
+    rng = np.random.default_rng(5)
+    n = 3000
+    arrivals = np.cumsum(rng.exponential(1.0, n))
+    wl = hand_workload(arrivals.tolist(), rng.integers(50, 800, n).tolist(),
+                       rng.integers(10, 200, n).tolist(), duration=float(arrivals[-1]) + 30)
+    sc = tiny_scenario()
+    return wl, Engine(sc.snapshot(), wl, Fixed(2), sc.engine, keep_requests=keep).run()
+
+
+def test_aggregates_match_the_per_request_record():
+    _, lean = _run(False)
+    wl, full = _run(True)
+    assert not hasattr(lean, "status")  # no per-request arrays unless asked for
+    a, b = lean.summary(), full.summary()
+    for k in ("requests", "completed", "rejected", "in_flight_end", "jain", "usd_total"):
+        assert a[k] == b[k], k
+    done = full.status == DONE
+    ttft = full.ttft[done]
+    tier = a["tiers"]["fast"]
+    assert tier["ttft_p95"] == pytest.approx(np.percentile(ttft, 95), rel=0.012)
+    assert tier["e2e_mean"] == pytest.approx(full.e2e[done].mean())
+    fast = next(t for t in tiny_scenario().snapshot().tiers if t.metadata.name == "fast")
+    slo = fast.spec.interactive.ttft_p95_seconds
+    decided = len(wl) - a["in_flight_end"]
+    assert 0.2 < tier["attainment"] < 1.0
+    assert tier["attainment"] == pytest.approx((ttft <= slo).sum() / decided)
