@@ -210,13 +210,16 @@ def test_scale_down_moves_routing_first_and_respects_the_budget(
     assert cut.changes == 2 and cut.budget_exhausted and not cut.complete
     assert [ln.split(" ")[0] for ln in cut.diff] == ["ConfigMap", "HTTPRoute"]
     assert any(e.reason == "ChangeBudgetExhausted" for e in cut.events)
-    assert len(cut.pending) == 4  # 2 deployments down, 2 nodes down
+    assert len(cut.pending) == 5  # 2 deployments down, b's Service, 2 nodes down
     assert len(_nodes(cluster, b)) == 1  # capacity still there
 
     rest = actuate(clusters, snap, down, policy, namespace)
-    assert rest.complete and rest.changes == 4, rest
+    assert rest.complete and rest.changes == 5, rest
     assert "replicas" in rest.diff[0] and "replicas" in rest.diff[1]
-    assert "nodes" in rest.diff[2] and "nodes" in rest.diff[3]
+    assert rest.diff[2] == f"Service {MODEL}-{b}: deleted (no replicas of its model in its region)"
+    assert "nodes" in rest.diff[3] and "nodes" in rest.diff[4]
+    assert cluster.get("v1", "Service", f"{MODEL}-{b}", namespace) is None
+    assert cluster.get("v1", "Service", f"{MODEL}-{a}", namespace) is not None
     assert (
         cluster.get("apps/v1", "Deployment", f"{MODEL}-{b}-od", namespace)["spec"]["replicas"] == 0
     )

@@ -77,6 +77,10 @@ class FleetMetrics:
             _labels("llmfleet_actuation_errors_total"),
             registry=r,
         )
+        self.region_reachable = gauge(
+            "llmfleet_region_reachable",
+            "1 when the controller reached the region's cluster in its last cycle, else 0.",
+        )
         self.data_age = Gauge(
             "llmfleet_demand_data_age_seconds",
             "Age of the newest demand sample read from Prometheus, seconds.",

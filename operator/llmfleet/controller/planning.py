@@ -18,18 +18,28 @@ One cycle (:func:`run_cycle`, testable without kopf):
              from the policy's namespace) and the fleet now (``kube.actuate.observe``);
     demand   range-query Prometheus (``kube.prometheus``) at the horizon's step over
              ``forecast.historySeconds`` and forecast every flow (``forecast.forecaster``).
-             No Prometheus data -> TenantQuota budgets (``forecast.synthetic``), said so in
-             the status and the plan's solver message. Unreachable -> TemporaryError, last
-             plan kept. Data older than ``maxDataAgeSeconds`` -> last plan kept (never scale
-             down on stale data). Rejected query -> PermanentError until the spec changes;
-    plan     ``plan.solve.plan_fleet``; an infeasible or timed-out solve writes no FleetPlan:
-             the last good plan stays, the status says why;
+             Prometheus unreachable -> TemporaryError, last plan kept. Data older than
+             ``maxDataAgeSeconds`` -> last plan kept. No data (or none for a known flow) ->
+             the last plan is kept when there is one; before the first plan, the demand the
+             TenantQuotas' budgets imply (``forecast.synthetic``) is planned for, with every
+             pool and replica count floored at what runs now (never scale down on missing
+             data). Each of the three sets ``DemandDataStale=True``. Rejected query ->
+             PermanentError until the spec changes;
+    observe  nodes and replicas in every region's cluster. A region whose cluster does not
+             answer is *held*: its pools are pinned and its replicas kept at the last plan's
+             figures (it is neither scaled down nor counted on for more), the condition
+             ``RegionUnreachable=True`` names it, and the other regions are still actuated;
+    plan     ``plan.solve.plan_fleet`` (on its time limit it returns the best feasible plan
+             found); an infeasible solve, or none found in time, writes no FleetPlan: the
+             last good plan stays, the status says why;
     record   FleetPlan ``<policy>-<yyyymmddhhmmss>`` owned by the policy; older plans beyond
              ``plansToKeep`` are deleted;
     actuate  ``kube.actuate.actuate`` when ``mode: apply``; a dry-run diff otherwise.
 
 Every scale action and every failure is an Event; the policy's status carries the last plan,
-USD/h, gap, next run and the ``Planned``/``DemandRead``/``Actuated`` conditions.
+USD/h, gap, next run and the ``Planned``/``DemandRead``/``DemandDataStale``/
+``RegionUnreachable``/``Actuated`` conditions. A FleetPolicy the operator cannot read is
+``Planned=False InvalidSpec`` with a Warning Event (never a crash).
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ import copy
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -48,7 +58,7 @@ from pydantic import ValidationError
 from llmfleet.api.base import API_VERSION, GROUP, VERSION, ConditionStatus
 from llmfleet.api.conditions import upsert_condition
 from llmfleet.api.loading import describe_validation_error
-from llmfleet.api.plan import FleetPlanSpec
+from llmfleet.api.plan import FleetPlan, FleetPlanSpec, ModelReplicas, PoolNodes
 from llmfleet.api.policy import FleetPolicy, PrometheusQueries
 from llmfleet.api.references import FleetSnapshot
 from llmfleet.api.resource import Resource
@@ -56,6 +66,7 @@ from llmfleet.controller.metrics import FleetMetrics
 from llmfleet.forecast.forecaster import forecast_all
 from llmfleet.forecast.synthetic import quota_demand
 from llmfleet.forecast.types import DemandForecast, FlowKey
+from llmfleet.kube.actuate import RegionClusters, actuate, observe
 from llmfleet.kube.client import Cluster, KubeError
 from llmfleet.kube.prometheus import (
     BadQuery,
@@ -65,12 +76,14 @@ from llmfleet.kube.prometheus import (
     PrometheusUnreachable,
 )
 from llmfleet.plan.convert import to_fleet_plan_spec
-from llmfleet.plan.instance import CurrentState, InstanceError, from_snapshot
+from llmfleet.plan.instance import CurrentState, InstanceError, PlanningInstance, from_snapshot
 from llmfleet.plan.solve import plan_fleet
-from llmfleet.plan.types import Infeasible, Plan
+from llmfleet.plan.types import Infeasible, Plan, PlanOutcome
 
 PLANNED = "Planned"
 DEMAND = "DemandRead"
+STALE = "DemandDataStale"
+UNREACHABLE = "RegionUnreachable"
 ACTUATED = "Actuated"
 POLICY_LABEL = f"{GROUP}/policy"
 RETRY_SECONDS = 60.0
@@ -110,6 +123,143 @@ class Demand:
     source: DemandSourceKind
     message: str
     age_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Floors:
+    """What a plan may not go under: ``nodes`` per (region, pool) and ``replicas`` per
+    (model, region, pool). Regions in ``pinned`` (unreachable ones) are held exactly: their
+    pools neither grow nor shrink and their replicas are the floors (0 where none)."""
+
+    nodes: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    replicas: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    pinned: frozenset[str] = frozenset()
+    why: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.nodes or self.replicas or self.pinned)
+
+    def merged(self, other: Floors) -> Floors:
+        """Both floors (the higher of two); the pinned regions' own figures win."""
+        nodes = {k: max(v, other.nodes.get(k, 0)) for k, v in self.nodes.items()}
+        nodes |= {k: v for k, v in other.nodes.items() if k not in nodes}
+        replicas = {k: max(v, other.replicas.get(k, 0)) for k, v in self.replicas.items()}
+        replicas |= {k: v for k, v in other.replicas.items() if k not in replicas}
+        pinned = self.pinned | other.pinned
+        for src in (self, other):
+            if src.pinned:
+                nodes |= {k: v for k, v in src.nodes.items() if k[0] in src.pinned}
+                replicas |= {k: v for k, v in src.replicas.items() if k[1] in src.pinned}
+        return Floors(nodes, replicas, pinned, "; ".join(w for w in (self.why, other.why) if w))
+
+
+def held_regions(last: FleetPlanSpec | None, regions: Mapping[str, str]) -> Floors:
+    """Pin the unreachable ``regions`` (name -> why) at the last plan's figures."""
+    if last is None or not regions:
+        return Floors(why=_unreachable_note(regions, None) if regions else "")
+    names = set(regions)
+    return Floors(
+        nodes={(n.region, n.pool): n.nodes for n in last.nodes if n.region in names},
+        replicas={
+            (r.model, r.region, r.pool): r.replicas for r in last.replicas if r.region in names
+        },
+        pinned=frozenset(names),
+        why=_unreachable_note(regions, last),
+    )
+
+
+def _unreachable_note(regions: Mapping[str, str], last: FleetPlanSpec | None) -> str:
+    names = ", ".join(sorted(regions))
+    held = "held at the last plan's nodes and replicas" if last else "not changed (no plan yet)"
+    return f"region(s) {names} unreachable: {held}"
+
+
+def bounded(inst: PlanningInstance, floors: Floors) -> PlanningInstance:
+    """``inst`` with every pool's minNodes raised to its floor; pinned regions' pools held
+    at exactly their floor."""
+    if not floors:
+        return inst
+    regions = []
+    for r in inst.regions:
+        pools = []
+        for p in r.pools:
+            lo = floors.nodes.get((r.name, p.name))
+            if r.name in floors.pinned and lo is not None:
+                pools.append(replace(p, min_nodes=lo, max_nodes=lo))
+            elif lo is not None and lo > p.min_nodes:
+                pools.append(replace(p, min_nodes=lo, max_nodes=max(p.max_nodes, lo)))
+            else:
+                pools.append(p)
+        regions.append(replace(r, pools=tuple(pools)))
+    return replace(inst, regions=tuple(regions))
+
+
+def floored(spec: FleetPlanSpec, floors: Floors, inst: PlanningInstance) -> FleetPlanSpec:
+    """``spec`` with no replica count under its floor (pinned regions exactly at theirs) and
+    every pool holding enough nodes for its replicas; the solver message says what moved."""
+    if not floors:
+        return spec
+    pools = {(p.region, p.name): p for r in inst.regions for p in r.pools}
+    gpr = {(m.name, pr.gpu_type): pr.gpus_per_replica for m in inst.models for pr in m.profiles}
+    replicas = {(r.model, r.region, r.pool): r for r in spec.replicas}
+    raised = 0
+    for key in sorted(set(replicas) | set(floors.replicas)):
+        model, region, pool = key
+        if (region, pool) not in pools:
+            continue
+        lo = floors.replicas.get(key, 0)
+        cur = replicas.get(key)
+        have = cur.replicas if cur is not None else 0
+        want = lo if region in floors.pinned else max(have, lo)
+        if want != have:
+            raised += 1
+            replicas[key] = (
+                cur.model_copy(update={"replicas": want})
+                if cur is not None
+                else ModelReplicas(
+                    model=model, region=region, pool=pool, replicas=want, current_replicas=want
+                )
+            )
+    need: dict[tuple[str, str], int] = {}
+    for (model, region, pool), r in replicas.items():
+        p = pools.get((region, pool))
+        if p is not None:
+            need[(region, pool)] = need.get((region, pool), 0) + r.replicas * gpr.get(
+                (model, p.gpu_type), 1
+            )
+    nodes = {(n.region, n.pool): n for n in spec.nodes}
+    cost = spec.cost_per_hour
+    for where, p in sorted(pools.items()):
+        cur_n = nodes.get(where)
+        have = cur_n.nodes if cur_n is not None else 0
+        lo = floors.nodes.get(where, 0)
+        fit = -(-need.get(where, 0) // p.gpus_per_node)
+        pin = where[0] in floors.pinned and where in floors.nodes
+        want = lo if pin else max(have, lo, fit)
+        if want == have:
+            continue
+        cost += (want - have) * p.price_per_node_hour
+        nodes[where] = (
+            cur_n.model_copy(update={"nodes": want})
+            if cur_n is not None
+            else PoolNodes(
+                region=p.region,
+                pool=p.name,
+                gpu_type=p.gpu_type,
+                capacity_type="spot" if p.spot else "on-demand",
+                nodes=want,
+            )
+        )
+    solver = spec.solver
+    note = f"floors: {floors.why}" + (f" ({raised} replica counts held)" if raised else "")
+    return spec.model_copy(
+        update={
+            "nodes": [nodes[k] for k in sorted(nodes)],
+            "replicas": [replicas[k] for k in sorted(replicas)],
+            "cost_per_hour": round(max(cost, 0.0), 2),
+            "solver": solver.model_copy(update={"message": f"{solver.message}; {note}"[:4096]}),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -246,17 +396,20 @@ def run_cycle(
     demand: Demand,
     current: CurrentState,
     made_at: datetime,
+    floors: Floors | None = None,
+    solve: Callable[[PlanningInstance], PlanOutcome] = plan_fleet,
 ) -> CycleResult:
-    """Plan for ``demand`` from ``current``: a FleetPlanSpec, or why not (never raises on
-    bad input)."""
+    """Plan for ``demand`` from ``current``, never under ``floors``: a FleetPlanSpec, or why
+    not (never raises on bad input)."""
+    floors = floors or Floors()
     try:
-        inst = from_snapshot(snapshot, list(demand.forecasts), current, policy)
+        inst = bounded(from_snapshot(snapshot, list(demand.forecasts), current, policy), floors)
     except InstanceError as err:
         return CycleResult(demand, "Error", 0.0, failure=f"cannot plan: {err}",
                            failure_reason="InvalidFleet")  # fmt: skip
-    outcome = plan_fleet(inst)
+    outcome = solve(inst)
     if isinstance(outcome, Plan):
-        spec = to_fleet_plan_spec(outcome, inst, made_at)
+        spec = floored(to_fleet_plan_spec(outcome, inst, made_at), floors, inst)
         note = f"demand: {demand.message}"
         solver = spec.solver
         spec = spec.model_copy(
@@ -438,6 +591,7 @@ class PlanningLoop:
                 else ("StaleDemand")
             )
             cond.set(DEMAND, "False", reason, str(err))
+            cond.set(STALE, "True", reason, f"{err}; the last plan stays, nothing is scaled down")
             cond.set(PLANNED, "False", reason, f"{err}; the last plan stays")
             self._finish(patch, status, cond, now, None, retry)
             kopf.event(body, type="Warning", reason=reason, message=str(err)[:1000])
@@ -454,18 +608,46 @@ class PlanningLoop:
             reader.close()
         if demand.age_seconds is not None:
             self.metrics.data_age.set(demand.age_seconds)
+        last_plan = status.get("lastAppliedPlan") or status.get("lastPlan")
+        if demand.source == "quota" and last_plan:
+            # no demand data: keep the plan made from data, never scale down on a guess
+            msg = f"{demand.message.split('; planned for')[0]}; the last plan {last_plan} stays"
+            cond.set(DEMAND, "False", "NoDemandData", msg)
+            cond.set(STALE, "True", "NoDemandData", f"{msg}, nothing is scaled down")
+            cond.set(PLANNED, "False", "NoDemandData", msg)
+            self._finish(patch, status, cond, now, None, retry)
+            kopf.event(body, type="Warning", reason="NoDemandData", message=msg[:1000])
+            return
         cond.set(
             DEMAND,
             "True",
             "PrometheusData" if demand.source == "prometheus" else "QuotaFallback",
             demand.message,
         )
+        if demand.source == "quota":
+            cond.set(STALE, "True", "NoDemandData",
+                     f"{demand.message}; no replica or node count is lowered")  # fmt: skip
+        else:
+            cond.set(STALE, "False", "DemandDataFresh", demand.message)
 
         # -- current state, plan
-        current, observe_note = self._observe(snapshot, namespace)
-        result = run_cycle(policy, snapshot, demand, current, now)
+        current, observe_note, unreachable = self._observe(snapshot, namespace)
+        floors = Floors()
+        if unreachable:
+            held = held_regions(self._plan_spec(last_plan, namespace), unreachable)
+            floors = held
+            current = CurrentState(
+                nodes={**current.nodes, **held.nodes},
+                replicas={**current.replicas, **held.replicas},
+            )
+        if demand.source == "quota":
+            floors = floors.merged(
+                Floors(dict(current.nodes), dict(current.replicas), why="no demand data")
+            )
+        result = run_cycle(policy, snapshot, demand, current, now, floors)
         self.metrics.record_solve(policy.name, result.solver_status, result.solve_seconds)
         if result.spec is None:
+            self._reachability(cond, body, snapshot, unreachable, floors)
             msg = result.failure or "no plan"
             cond.set(PLANNED, "False", result.failure_reason or "NoPlan", msg)
             self._finish(patch, status, cond, now, None, interval)
@@ -511,7 +693,10 @@ class PlanningLoop:
         )
 
         # -- actuate
-        applied = self._actuate(policy, snapshot, spec, plan_obj, namespace, cond, body, logger)
+        applied, lost = self._actuate(
+            policy, snapshot, spec, plan_obj, namespace, cond, body, logger
+        )
+        self._reachability(cond, body, snapshot, {**unreachable, **lost}, floors)
         patch.status["lastPlan"] = name
         patch.status["costPerHour"] = round(spec.cost_per_hour, 4)
         if gap is not None:
@@ -540,20 +725,54 @@ class PlanningLoop:
             patch.status["lastRunTime"] = _iso(ran)
         patch.status["nextRunTime"] = _iso(now + timedelta(seconds=next_in))
 
-    def _observe(self, snapshot: FleetSnapshot, namespace: str) -> tuple[CurrentState, str]:
-        try:
-            from llmfleet.kube.actuate import RegionClusters, observe
-        except ImportError:
-            return CurrentState(), "fleet not observed (actuation not available)"
+    def _observe(
+        self, snapshot: FleetSnapshot, namespace: str
+    ) -> tuple[CurrentState, str, dict[str, str]]:
+        """The fleet now, a note on what could not be read, and the unreachable regions."""
         clusters = RegionClusters(self.cluster)
         try:
             obs = observe(clusters, snapshot, namespace)
         except KubeError as err:
-            return CurrentState(), f"fleet not observed: {err}"
+            return CurrentState(), f"fleet not observed: {err}", {}
         finally:
             clusters.close()
         note = f"observing the fleet: {'; '.join(obs.errors)}" if obs.errors else ""
-        return CurrentState(nodes=dict(obs.nodes), replicas=dict(obs.replicas)), note
+        current = CurrentState(nodes=dict(obs.nodes), replicas=dict(obs.replicas))
+        return current, note, dict(obs.unreachable)
+
+    def _plan_spec(self, name: str | None, namespace: str) -> FleetPlanSpec | None:
+        """The spec of FleetPlan ``name`` (None when it is gone or unreadable)."""
+        if not name:
+            return None
+        try:
+            doc = self.cluster.get(API_VERSION, "FleetPlan", name, namespace)
+            return FleetPlan.from_wire(doc).spec if doc else None
+        except (KubeError, ValidationError):
+            return None
+
+    def _reachability(
+        self,
+        cond: _Conditions,
+        body: kopf.Body,
+        snapshot: FleetSnapshot,
+        unreachable: Mapping[str, str],
+        floors: Floors,
+    ) -> None:
+        for r in snapshot.regions:
+            self.metrics.region_reachable.labels(r.name).set(0.0 if r.name in unreachable else 1.0)
+        if not unreachable:
+            cond.set(UNREACHABLE, "False", "AllRegionsReachable",
+                     f"{len(snapshot.regions)} regions reached")  # fmt: skip
+            return
+        names = ", ".join(sorted(unreachable))
+        msg = (
+            f"{names}: "
+            + "; ".join(unreachable[r] for r in sorted(unreachable))
+            + (f"; {floors.why}" if floors.why else "; not scaled down")
+            + "; the other regions are actuated"
+        )
+        cond.set(UNREACHABLE, "True", "RegionUnreachable", msg[:4096])
+        kopf.event(body, type="Warning", reason="RegionUnreachable", message=msg[:1000])
 
     def _prune(self, policy: FleetPolicy, namespace: str) -> None:
         plans = self.cluster.list(
@@ -583,17 +802,11 @@ class PlanningLoop:
         cond: _Conditions,
         body: kopf.Body,
         logger: logging.Logger,
-    ) -> bool:
+    ) -> tuple[bool, dict[str, str]]:
+        """Actuate (or, plan-only, diff) ``spec``: whether it is fully applied, and the
+        regions found unreachable."""
         name = plan_obj["metadata"]["name"]
         dry_run = policy.spec.mode == "plan-only"
-        try:
-            from llmfleet.kube.actuate import RegionClusters, actuate
-        except ImportError:
-            cond.set(
-                ACTUATED, "False", "NotImplemented", "actuation is not available in this build"
-            )
-            self._plan_status(name, namespace, {"phase": "PlanOnly" if dry_run else "Pending"})
-            return False
         clusters = RegionClusters(self.cluster)
         try:
             result = actuate(
@@ -607,7 +820,7 @@ class PlanningLoop:
             kopf.event(body, type="Warning", reason="ActuationFailed", message=msg[:1000])
             self.metrics.record_actuation_errors([("", "other")])
             self._plan_status(name, namespace, {"phase": "Failed", "applied": False})
-            return False
+            return False, {}
         finally:
             clusters.close()
         errors = list(result.errors)
@@ -617,7 +830,7 @@ class PlanningLoop:
                      f"mode plan-only: FleetPlan {name} would make {len(result.diff)} changes")  # fmt: skip
             self._plan_status(name, namespace, {"phase": "PlanOnly", "applied": False,
                                                 "changes": 0, "diff": result.diff[:4096]})  # fmt: skip
-            return False
+            return False, dict(result.unreachable)
         target: Any = plan_obj  # kopf reads apiVersion, kind and metadata of any mapping
         for ev in result.events:
             kopf.event(
@@ -636,7 +849,14 @@ class PlanningLoop:
                 "diff": result.diff[:4096],
             },
         )
-        if errors:
+        held = set(result.unreachable.values())
+        if errors and all(e in held for e in errors):
+            msg = (
+                f"FleetPlan {name}: {result.changes} changes applied to the reachable regions; "
+                f"{', '.join(sorted(result.unreachable))} unreachable (held as they are)"
+            )
+            cond.set(ACTUATED, "False", "RegionUnreachable", msg)
+        elif errors:
             self.metrics.record_actuation_errors(_error_labels(errors))
             msg = f"FleetPlan {name}: {len(errors)} errors, e.g. {errors[0]}"
             cond.set(ACTUATED, "False", "ActuationFailed", msg)
@@ -651,7 +871,7 @@ class PlanningLoop:
             cond.set(ACTUATED, "True", "Applied", msg)
             if result.changes:
                 kopf.event(body, type="Normal", reason="Applied", message=msg)
-        return complete
+        return complete, dict(result.unreachable)
 
 
 def _error_labels(errors: Sequence[str]) -> list[tuple[str, str]]:

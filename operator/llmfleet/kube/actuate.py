@@ -25,10 +25,17 @@ How (one cycle):
 2. Order: nodes up, workloads up (new Deployments, more replicas, template edits, Services),
    routing, workloads down, nodes down. Capacity is added before routing moves to it and
    removed only after routing left it.
+   Managed Services no (model, region) of the plan serves any more are deleted with the
+   removals.
 3. Execute in that order, one object = one change, until the budget (``max_changes``, else
    the policy's ``maxChangesPerCycle``) is spent; the rest is reported as ``pending``. When a
-   capacity change fails, or a region's cluster or pool cannot be read or checked, routing and
-   removals are not attempted this cycle (they are reported as pending, ``blocked``).
+   capacity change fails, or a pool of a reachable cluster cannot be read or checked, routing
+   and removals are not attempted this cycle (they are reported as pending, ``blocked``).
+
+A region whose cluster does not answer (or whose kubeconfig Secret is missing or unusable)
+is *unreachable*: it is skipped after its first failed request, named in
+``ActuationResult.unreachable`` and in the errors, and the other regions are still actuated
+(nothing is written to it, so nothing of it is scaled down).
 
 ``actuate`` does not read the policy's ``spec.mode``: the caller decides (for ``plan-only``,
 call it with ``dry_run=True`` to get the diff without writing).
@@ -52,7 +59,7 @@ from llmfleet.api.plan import FleetPlanSpec
 from llmfleet.api.policy import FleetPolicy
 from llmfleet.api.references import FleetSnapshot
 from llmfleet.api.region import NodePool, Region
-from llmfleet.kube.client import Cluster, KubeError
+from llmfleet.kube.client import Cluster, ClusterUnreachable, KubeError
 from llmfleet.kube.providers import Change, Phase, provider_for
 from llmfleet.kube.render import (
     GATEWAY_VERSION,
@@ -99,6 +106,8 @@ class ActuationResult:
     pending: list[str] = field(default_factory=list)
     """Changes left for a later cycle (budget, or blocked by a failed capacity change)."""
     dry_run: bool = False
+    unreachable: dict[str, str] = field(default_factory=dict)
+    """Region -> why its cluster could not be reached (nothing was written there)."""
 
     @property
     def complete(self) -> bool:
@@ -117,6 +126,8 @@ class Observation:
     ready_replicas: dict[tuple[str, str, str], int] = field(default_factory=dict)
     """(model, region, pool) -> ready replicas."""
     errors: list[str] = field(default_factory=list)
+    unreachable: dict[str, str] = field(default_factory=dict)
+    """Region -> why its cluster could not be reached (its figures are missing, not 0)."""
 
 
 class RegionClusters:
@@ -163,7 +174,9 @@ class RegionClusters:
 Clusters = Mapping[str, Cluster] | RegionClusters
 
 
-def _resolve(clusters: Clusters, regions: list[Region], errors: list[str]) -> dict[str, Cluster]:
+def _resolve(
+    clusters: Clusters, regions: list[Region], errors: list[str], unreachable: dict[str, str]
+) -> dict[str, Cluster]:
     out: dict[str, Cluster] = {}
     for r in regions:
         try:
@@ -172,10 +185,21 @@ def _resolve(clusters: Clusters, regions: list[Region], errors: list[str]) -> di
             elif r.name in clusters:
                 out[r.name] = clusters[r.name]
             else:
-                errors.append(f"Region {r.name}: no cluster given for it")
+                unreachable[r.name] = f"Region {r.name}: no cluster given for it"
         except KubeError as err:
-            errors.append(str(err))
+            unreachable[r.name] = str(err)
+    errors += [unreachable[r] for r in sorted(unreachable)]
     return out
+
+
+def _unreachable_regions(
+    by_region: dict[str, Cluster], down: dict[str, str], unreachable: dict[str, str]
+) -> None:
+    """Move the regions of the clusters in ``down`` (server -> why) into ``unreachable``."""
+    for region, cluster in sorted(by_region.items()):
+        if cluster.server in down:
+            unreachable.setdefault(region, down[cluster.server])
+            del by_region[region]
 
 
 def _comparable(obj: dict[str, Any] | None) -> dict[str, Any]:
@@ -234,6 +258,18 @@ class _Planner:
     by_region: dict[str, Cluster]
     errors: list[str]
     changes: list[Change] = field(default_factory=list)
+    down: dict[str, str] = field(default_factory=dict)
+    """Cluster server -> why it did not answer (skipped from then on)."""
+
+    def failed(self, cluster: Cluster, err: KubeError, where: str = "") -> None:
+        """Record ``err``: an unreachable cluster is skipped, anything else is an error."""
+        if isinstance(err, ClusterUnreachable):
+            self.down.setdefault(cluster.server, str(err))
+        else:
+            self.errors.append(f"{where}: {err}" if where else str(err))
+
+    def reachable(self, cluster: Cluster) -> bool:
+        return cluster.server not in self.down
 
     def _diff(
         self,
@@ -244,10 +280,12 @@ class _Planner:
         line: str,
         reason: str,
     ) -> Change | None:
+        if not self.reachable(cluster):
+            return None
         try:
             return _apply_change(cluster, obj, phase_up, phase_down, line, reason)
         except KubeError as err:
-            self.errors.append(f"{line}: {err}")
+            self.failed(cluster, err, line)
             return None
 
     def _pool(self, region: str, pool: str) -> NodePool | None:
@@ -262,7 +300,7 @@ class _Planner:
             if pool is None:
                 self.errors.append(f"{where}: Region {pn.region} has no pool {pn.pool}")
                 continue
-            if cluster is None:
+            if cluster is None or not self.reachable(cluster):
                 continue
             if not pool.min_nodes <= pn.nodes <= pool.max_nodes:
                 self.errors.append(
@@ -274,7 +312,7 @@ class _Planner:
                 provider = provider_for(cluster, pn.region, pool, self.namespace)
                 self.changes += provider.changes(pn.nodes)
             except KubeError as err:
-                self.errors.append(f"{where}: {err}")
+                self.failed(cluster, err, where)
 
     def workloads(self) -> None:
         models = {m.name: m for m in self.snapshot.models}
@@ -301,10 +339,12 @@ class _Planner:
                 services[(cluster.server, svc["metadata"]["name"])] = svc
         clusters = {c.server: c for c in self.by_region.values()}
         for _server, cluster in sorted(clusters.items()):
+            if not self.reachable(cluster):
+                continue
             try:
                 self._workloads_in(cluster, models, desired, services)
             except KubeError as err:
-                self.errors.append(str(err))
+                self.failed(cluster, err)
 
     def _workloads_in(
         self,
@@ -388,6 +428,24 @@ class _Planner:
             )
             if ch is not None:
                 self.changes.append(ch)
+        wanted = {name for (srv, name) in services if srv == cluster.server}
+        stale = cluster.list(
+            "v1", "Service", self.namespace, label_selector=f"{MANAGED_BY}={MANAGER},{LABEL_MODEL}"
+        )
+        for name in sorted({s["metadata"]["name"] for s in stale} - wanted):
+            self.changes.append(
+                Change(
+                    Phase.WORKLOADS_DOWN,
+                    cluster.server,
+                    "Service",
+                    "v1",
+                    name,
+                    self.namespace,
+                    "delete",
+                    f"Service {name}: deleted (no replicas of its model in its region)",
+                    "DeletedService",
+                )
+            )
 
     def routing(self) -> None:
         ingress = self.policy.spec.ingress
@@ -409,6 +467,8 @@ class _Planner:
             if e.model not in models:
                 self.errors.append(f"plan routing[{e.model}/{e.tier}/{e.origin}]: no LLMModel")
         for server, cluster in sorted(clusters.items()):
+            if not self.reachable(cluster):
+                continue
             try:
                 cm = render_config_map(
                     ingress.routing_config_map, self.namespace, ROUTING_KEY, text
@@ -426,7 +486,7 @@ class _Planner:
                 if ingress.parent_refs:
                     self._routes_in(cluster, regions_of[server], table, models)
             except KubeError as err:
-                self.errors.append(str(err))
+                self.failed(cluster, err)
 
     def _routes_in(
         self, cluster: Cluster, local: set[str], table: Any, models: dict[str, LLMModel]
@@ -516,19 +576,26 @@ def actuate(
     """Make the fleet match ``plan`` (see the module docstring)."""
     result = ActuationResult(dry_run=dry_run)
     regions = sorted(snapshot.regions, key=lambda r: r.name)
-    by_region = _resolve(clusters, regions, result.errors)
+    by_region = _resolve(clusters, regions, result.errors, result.unreachable)
+    unresolved = len(result.errors)
     planner = _Planner(snapshot, plan, policy, namespace, by_region, result.errors)
     try:
         planner.nodes()
         planner.workloads()
     except KubeError as err:
         result.errors.append(str(err))
-    # capacity that cannot be read or checked: neither move routing nor remove anything
-    blocked = bool(result.errors)
+    # capacity of a reachable cluster that cannot be read or checked: neither move routing
+    # nor remove anything (an unreachable region is held as it is: it does not block)
+    blocked = len(result.errors) > unresolved
     try:
         planner.routing()
     except KubeError as err:
         result.errors.append(str(err))
+    if planner.down:
+        before = set(result.unreachable)
+        _unreachable_regions(by_region, planner.down, result.unreachable)
+        result.errors += [result.unreachable[r] for r in sorted(set(result.unreachable) - before)]
+        planner.changes = [c for c in planner.changes if c.cluster not in planner.down]
     for msg in result.errors:
         result.events.append(
             ActuationEvent(
@@ -558,10 +625,16 @@ def actuate(
                 )
             )
             break
+        if ch.cluster in planner.down:
+            result.pending.append(f"{ch.line} (cluster unreachable)")
+            continue
         try:
             if not dry_run:
                 _execute(by_server[ch.cluster], ch, namespace, ensured)
         except KubeError as err:
+            if isinstance(err, ClusterUnreachable):
+                planner.down.setdefault(ch.cluster, str(err))
+                _unreachable_regions(by_region, planner.down, result.unreachable)
             msg = f"{ch.line}: {err}"
             result.errors.append(msg)
             result.events.append(
@@ -584,20 +657,27 @@ def observe(clusters: Clusters, snapshot: FleetSnapshot, namespace: str) -> Obse
     """Nodes per (region, pool) and replicas per (model, region, pool) now."""
     obs = Observation()
     regions = sorted(snapshot.regions, key=lambda r: r.name)
-    by_region = _resolve(clusters, regions, obs.errors)
+    by_region = _resolve(clusters, regions, obs.errors, obs.unreachable)
+    down: dict[str, str] = {}
     for r in regions:
         cluster = by_region.get(r.name)
         if cluster is None:
             continue
         for pool in r.spec.pools:
+            if cluster.server in down:
+                break
             try:
                 obs.nodes[(r.name, pool.name)] = provider_for(
                     cluster, r.name, pool, namespace
                 ).observe()
+            except ClusterUnreachable as err:
+                down[cluster.server] = str(err)
             except KubeError as err:
                 obs.errors.append(f"pool {r.name}/{pool.name}: {err}")
     known = {r.name for r in regions}
     for server, cluster in sorted({c.server: c for c in by_region.values()}.items()):
+        if server in down:
+            continue
         try:
             deps = cluster.list(
                 "apps/v1",
@@ -605,6 +685,9 @@ def observe(clusters: Clusters, snapshot: FleetSnapshot, namespace: str) -> Obse
                 namespace,
                 label_selector=f"{MANAGED_BY}={MANAGER},{LABEL_MODEL}",
             )
+        except ClusterUnreachable as err:
+            down[server] = str(err)
+            continue
         except KubeError as err:
             obs.errors.append(f"{server}: {err}")
             continue
@@ -615,8 +698,16 @@ def observe(clusters: Clusters, snapshot: FleetSnapshot, namespace: str) -> Obse
                 labels.get(LABEL_REGION, ""),
                 labels.get(LABEL_POOL, ""),
             )
-            if key[1] not in known or by_region[key[1]].server != server:
+            if key[1] not in known or key[1] not in by_region or by_region[key[1]].server != server:
                 continue
             obs.replicas[key] = int((d.get("spec") or {}).get("replicas") or 0)
             obs.ready_replicas[key] = int((d.get("status") or {}).get("readyReplicas") or 0)
+    if down:
+        before = set(obs.unreachable)
+        _unreachable_regions(by_region, down, obs.unreachable)
+        obs.errors += [obs.unreachable[r] for r in sorted(set(obs.unreachable) - before)]
+        gone = set(obs.unreachable)
+        obs.nodes = {k: v for k, v in obs.nodes.items() if k[0] not in gone}
+        obs.replicas = {k: v for k, v in obs.replicas.items() if k[1] not in gone}
+        obs.ready_replicas = {k: v for k, v in obs.ready_replicas.items() if k[1] not in gone}
     return obs

@@ -3,17 +3,24 @@
 Everything here takes a :class:`Cluster` (no module-level client, no global config) and
 every request carries a timeout. Writes are server-side apply with field manager
 ``llmfleet`` so repeated applies are idempotent and ownership of fields is visible.
+
+Errors are :class:`KubeError` values with the apiserver's message; an apiserver that does
+not answer at all (refused, timed out, TLS failure) is :class:`ClusterUnreachable`. A write
+(or read) answered ``409 Conflict`` (a concurrent writer won the race; not ``AlreadyExists``)
+or ``429 Too Many Requests`` is tried again after an exponential backoff
+(:class:`RetryPolicy`, honouring ``Retry-After``); anything else is not retried.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
@@ -29,6 +36,47 @@ class KubeError(RuntimeError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ClusterUnreachable(KubeError):
+    """The apiserver did not answer (connection refused or reset, timeout, TLS failure)."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff for answers worth repeating (409 Conflict, 429): ``attempts`` tries in all,
+    waiting ``base * 2**(n-1)`` seconds (at most ``max_seconds``) after the n-th."""
+
+    attempts: int = 5
+    base_seconds: float = 0.1
+    max_seconds: float = 2.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        wait = min(self.max_seconds, self.base_seconds * 2.0 ** (attempt - 1))
+        if retry_after is not None:
+            wait = min(self.max_seconds, max(wait, retry_after))
+        return float(wait)
+
+
+def retryable(err: ApiException) -> bool:
+    """A conflict with a concurrent writer, or throttling: the same request may succeed."""
+    if err.status == 429:
+        return True
+    if err.status != 409:
+        return False
+    try:
+        reason = json.loads(err.body or "{}").get("reason")
+    except (TypeError, ValueError, AttributeError):
+        reason = None
+    return bool(reason != "AlreadyExists")
+
+
+def _retry_after(err: ApiException) -> float | None:
+    value = (err.headers or {}).get("Retry-After") if err.headers else None
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def explain_api_exception(err: ApiException) -> str:
@@ -47,6 +95,9 @@ class Cluster:
     api: client.ApiClient
     timeout: float = DEFAULT_TIMEOUT
     name: str = "local"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    """How backoff waits (tests pass a recorder)."""
 
     @classmethod
     def connect(
@@ -78,6 +129,8 @@ class Cluster:
         cfg = client.Configuration()
         loader = config.kube_config.KubeConfigLoader(config_dict=kubeconfig)
         loader.load_and_set(cfg)
+        # one connection attempt per request: a dead region must not cost 4 x the timeout
+        cfg.retries = 1
         return cls(api=client.ApiClient(cfg), timeout=timeout, name=name)
 
     def close(self) -> None:
@@ -92,18 +145,44 @@ class Cluster:
     def dynamic(self) -> DynamicClient:
         dyn = getattr(self, "_dynamic", None)
         if dyn is None:
-            dyn = DynamicClient(self.api)
+            dyn = self._call("discovery", lambda: DynamicClient(self.api), retry=False)
             self._dynamic = dyn
-        return dyn
+        return dyn  # type: ignore[no-any-return]
+
+    def _call(self, what: str, fn: Callable[[], Any], *, retry: bool = True) -> Any:
+        """``fn()`` with the errors turned into :class:`KubeError` values; conflicts and
+        throttling tried again per :attr:`retry` (see the module docstring)."""
+        attempt = 1
+        while True:
+            try:
+                return fn()
+            except ApiException as err:
+                if retry and retryable(err) and attempt < self.retry.attempts:
+                    self.sleep(self.retry.delay(attempt, _retry_after(err)))
+                    attempt += 1
+                    continue
+                tried = f" (after {attempt} attempts)" if attempt > 1 else ""
+                raise KubeError(
+                    f"{self.name}: {what}: {explain_api_exception(err)}{tried}", err.status
+                ) from None
+            except (urllib3.exceptions.HTTPError, OSError) as err:
+                reason = getattr(err, "reason", None) or err
+                raise ClusterUnreachable(
+                    f"{self.name}: {what}: apiserver {self.server} unreachable: "
+                    f"{type(reason).__name__}: {str(reason)[:200]}"
+                ) from None
 
     def resource(self, api_version: str, kind: str) -> Any:
-        try:
+        def lookup() -> Any:
             return self.dynamic.resources.get(api_version=api_version, kind=kind)
+
+        try:
+            return self._call(f"discover {api_version} {kind}", lookup, retry=False)
         except ResourceNotFoundError:
             # discovery is cached; a CRD installed a moment ago needs a refresh
-            self.dynamic.resources.invalidate_cache()
+            self._call("discovery", self.dynamic.resources.invalidate_cache, retry=False)
             try:
-                return self.dynamic.resources.get(api_version=api_version, kind=kind)
+                return self._call(f"discover {api_version} {kind}", lookup, retry=False)
             except ResourceNotFoundError:
                 raise KubeError(
                     f"{self.name}: the API {api_version} {kind} is not served (CRD missing?)"
@@ -137,13 +216,9 @@ class Cluster:
             kwargs["namespace"] = meta.get("namespace") or "default"
         if dry_run:
             kwargs["dry_run"] = "All"
-        try:
-            out = res.server_side_apply(**kwargs)
-        except ApiException as err:
-            raise KubeError(
-                f"{self.name}: apply {obj['kind']} {meta.get('name')}: {explain_api_exception(err)}",
-                err.status,
-            ) from None
+        out = self._call(
+            f"apply {obj['kind']} {meta.get('name')}", lambda: res.server_side_apply(**kwargs)
+        )
         return out.to_dict()  # type: ignore[no-any-return]
 
     def apply_all(self, objs: Iterable[dict[str, Any]], **kwargs: Any) -> list[dict[str, Any]]:
@@ -156,29 +231,25 @@ class Cluster:
         kwargs: dict[str, Any] = {"body": obj, "_request_timeout": self.timeout}
         if res.namespaced:
             kwargs["namespace"] = meta.get("namespace") or "default"
-        try:
-            return res.create(**kwargs).to_dict()  # type: ignore[no-any-return]
-        except ApiException as err:
-            raise KubeError(
-                f"{self.name}: create {obj['kind']} {meta.get('name')}: {explain_api_exception(err)}",
-                err.status,
-            ) from None
+        out = self._call(f"create {obj['kind']} {meta.get('name')}", lambda: res.create(**kwargs))
+        return out.to_dict()  # type: ignore[no-any-return]
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete; False when it was already gone."""
         res = self.resource(api_version, kind)
         try:
-            res.delete(
-                name=name,
-                namespace=namespace if res.namespaced else None,
-                _request_timeout=self.timeout,
+            self._call(
+                f"delete {kind} {name}",
+                lambda: res.delete(
+                    name=name,
+                    namespace=namespace if res.namespaced else None,
+                    _request_timeout=self.timeout,
+                ),
             )
-        except ApiException as err:
+        except KubeError as err:
             if err.status == 404:
                 return False
-            raise KubeError(
-                f"{self.name}: delete {kind} {name}: {explain_api_exception(err)}", err.status
-            ) from None
+            raise
         return True
 
     def ensure_namespace(self, name: str) -> None:
@@ -191,17 +262,18 @@ class Cluster:
     ) -> dict[str, Any] | None:
         res = self.resource(api_version, kind)
         try:
-            out = res.get(
-                name=name,
-                namespace=namespace if res.namespaced else None,
-                _request_timeout=self.timeout,
+            out = self._call(
+                f"get {kind} {name}",
+                lambda: res.get(
+                    name=name,
+                    namespace=namespace if res.namespaced else None,
+                    _request_timeout=self.timeout,
+                ),
             )
-        except ApiException as err:
+        except KubeError as err:
             if err.status == 404:
                 return None
-            raise KubeError(
-                f"{self.name}: get {kind} {name}: {explain_api_exception(err)}", err.status
-            ) from None
+            raise
         return out.to_dict()  # type: ignore[no-any-return]
 
     def list(
@@ -217,12 +289,7 @@ class Cluster:
             kwargs["namespace"] = namespace
         if label_selector:
             kwargs["label_selector"] = label_selector
-        try:
-            out = res.get(**kwargs)
-        except ApiException as err:
-            raise KubeError(
-                f"{self.name}: list {kind}: {explain_api_exception(err)}", err.status
-            ) from None
+        out = self._call(f"list {kind}", lambda: res.get(**kwargs))
         return [i.to_dict() for i in out.items]
 
     def raw_get(self, path: str, accept: str = "application/json") -> Any:
@@ -230,15 +297,15 @@ class Cluster:
         request = self.api.param_serialize(
             "GET", path, header_params={"Accept": accept}, auth_settings=["BearerToken"]
         )
-        try:
+
+        def get() -> Any:
             resp = self.api.call_api(*request, _request_timeout=self.timeout)
             resp.read()
             if not 200 <= resp.status <= 299:
                 self.api.response_deserialize(resp, {})
-        except ApiException as err:
-            raise KubeError(
-                f"{self.name}: GET {path}: {explain_api_exception(err)}", err.status
-            ) from None
+            return resp
+
+        resp = self._call(f"GET {path}", get)
         return json.loads(resp.data or b"null")
 
     def table(
