@@ -1,11 +1,12 @@
 """``llmfleet bench sim``: how fast the twin replays requests, and its peak memory.
 
 For each size N the embedded default scenario's traffic is scaled so that its days hold
-about N requests (the fleet follows: the reactive baseline scales out), the workload is
-synthesised, and one policy replays it. Each size runs in a forked child so its peak
-resident memory is its own. Printed per size: requests, seconds to build the workload,
-seconds to replay it, simulated requests per second and per minute of wall time, and the
-peak RSS of the child.
+about N requests (the fleet follows: the reactive baseline scales out) and one policy replays
+the streamed workload (synthesised an hour at a time while it is replayed, as
+``llmfleet simulate`` does). Each size runs in a forked child so its peak resident memory is
+its own. Printed per size: requests, seconds of one synthesis pass alone, seconds to
+replay (synthesis included), simulated requests per second and per minute of wall time, and
+the peak RSS of the child: with streamed requests and metrics it should not grow with N.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from llmfleet.sim.engine import Engine
 from llmfleet.sim.policies import policy_factories
 from llmfleet.sim.scenario import Scenario, load_scenario
-from llmfleet.sim.workload import build_workload
+from llmfleet.sim.workload import stream_workload
 
 
 def _scaled(scenario: Scenario, factor: float, days: float) -> Scenario:
@@ -36,7 +37,8 @@ def _one(conn: Connection, scenario: Scenario, policy: str, traces: str | None) 
     try:
         snap = scenario.snapshot()
         t0 = time.perf_counter()
-        wl = build_workload(scenario, snap, traces=traces)
+        wl = stream_workload(scenario, snap, traces=traces)
+        len(wl)  # one synthesis pass on its own
         built = time.perf_counter() - t0
         pol = policy_factories()[policy](scenario, wl)
         t1 = time.perf_counter()
@@ -53,9 +55,7 @@ def _one(conn: Connection, scenario: Scenario, policy: str, traces: str | None) 
 
 def run(sizes: Sequence[int], policy: str, days: float, traces: str | None) -> list[Any]:
     base = load_scenario()
-    probe = build_workload(_scaled(base, 1.0, days), base.snapshot(), traces=traces)
-    per_unit = max(len(probe), 1)
-    del probe
+    per_unit = max(len(stream_workload(_scaled(base, 1.0, days), base.snapshot(), traces=traces)), 1)
     rows = []
     ctx = mp.get_context("fork")
     for n in sizes:

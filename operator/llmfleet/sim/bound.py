@@ -14,25 +14,31 @@ utilisation 1).
 
 from __future__ import annotations
 
+import numpy as np
+
 from llmfleet.api.references import FleetSnapshot
 from llmfleet.plan.capacity import mix_throughput
 from llmfleet.sim.policies.sizing import profile_spec
-from llmfleet.sim.workload import Workload
+from llmfleet.sim.workload import AnyWorkload
 
 
-def fluid_bound(snap: FleetSnapshot, wl: Workload) -> dict[str, float]:
-    """{"usd": lower bound on USD, "gpu_hours": lower bound on GPU-hours} for ``wl``."""
+def fluid_bound(snap: FleetSnapshot, wl: AnyWorkload) -> dict[str, float]:
+    """{"usd": lower bound on USD, "gpu_hours": lower bound on GPU-hours} for ``wl`` (one
+    pass over the stream)."""
     tiers = {t.metadata.name: t for t in snap.tiers}
     models = {m.metadata.name: m for m in snap.models}
+    prompt = np.zeros((len(wl.models), len(wl.tiers)))
+    output = np.zeros_like(prompt)
+    for c in wl.chunks():
+        np.add.at(prompt, (c.model, c.tier), c.prompt.astype(np.float64))
+        np.add.at(output, (c.model, c.tier), c.output.astype(np.float64))
     usd = gpu_h = 0.0
     for mi, mname in enumerate(wl.models):
         for ti, tname in enumerate(wl.tiers):
-            sel = (wl.model == mi) & (wl.tier == ti)
-            if not sel.any():
+            work = float(prompt[mi, ti] + output[mi, ti])
+            if work <= 0:
                 continue
-            prompt = float(wl.prompt[sel].sum())
-            work = prompt + float(wl.output[sel].sum())
-            share = prompt / work
+            share = float(prompt[mi, ti]) / work
             spot_ok = tiers[tname].spec.spot_allowed
             best_usd = best_gpu = 0.0
             m = models[mname]

@@ -48,12 +48,12 @@ def run(args: argparse.Namespace) -> int:
     from llmfleet.fairness.schedulers import make_scheduler
     from llmfleet.sim.report import run_policies, summary_table, write_report
     from llmfleet.sim.scenario import load_scenario
-    from llmfleet.sim.workload import build_workload
+    from llmfleet.sim.workload import stream_workload
 
     scenario = load_scenario(args.scenario)
     snap = scenario.snapshot()
     t0 = time.perf_counter()
-    wl = build_workload(scenario, snap, traces=args.traces, days=args.days, seed=args.seed)
+    wl = stream_workload(scenario, snap, traces=args.traces, days=args.days, seed=args.seed)
     sys.stderr.write(f"workload: {len(wl):,} requests from {len(wl.tenants)} tenants over "
                      f"{wl.duration / 86400:g} days ({time.perf_counter() - t0:.1f}s)\n")
     policies = args.policies.split(",") if args.policies else None

@@ -53,7 +53,7 @@ from llmfleet.sim.policy import (
     ReplicaStats,
 )
 from llmfleet.sim.scenario import EngineSpec
-from llmfleet.sim.workload import Workload
+from llmfleet.sim.workload import AnyWorkload, Workload
 
 SchedulerFactory = Callable[[], Scheduler]
 
@@ -153,7 +153,7 @@ class Engine:
     def __init__(
         self,
         snap: FleetSnapshot,
-        workload: Workload,
+        workload: AnyWorkload,
         policy: Policy,
         settings: EngineSpec | None = None,
         scheduler_factory: SchedulerFactory = FCFS,
@@ -220,8 +220,10 @@ class Engine:
 
     def run(self) -> Recorder:
         wl = self.wl
-        n = len(wl)
-        arrivals = wl.arrival
+        chunks = iter(wl.chunks())
+        chunk: Workload | None = next(chunks, None)
+        arrivals = chunk.arrival if chunk is not None else np.zeros(0)
+        n = arrivals.size
         i = 0
         self._push(0.0, _DECIDE, 0, None)
         react = getattr(self.policy, "react_seconds", None)
@@ -231,6 +233,10 @@ class Engine:
         end = wl.duration
         last_report = 0.0
         while True:
+            while i >= n and chunk is not None:  # next hour of the stream
+                chunk = next(chunks, None)
+                arrivals = chunk.arrival if chunk is not None else np.zeros(0)
+                n, i = arrivals.size, 0
             next_arr = arrivals[i] if i < n else math.inf
             if self._heap and self._heap[0][0] <= next_arr:
                 t, kind, _, a, obj = heapq.heappop(self._heap)
@@ -242,7 +248,8 @@ class Engine:
                 if next_arr > end:
                     break
                 self.now = float(next_arr)
-                self._arrive(i)
+                assert chunk is not None
+                self._arrive(chunk, i)
                 i += 1
             if self.progress is not None and self.now - last_report > 3600:
                 last_report = self.now
@@ -288,15 +295,16 @@ class Engine:
                 self._push(self.now + float(every), _REACT, 0, None)
 
     # ------------------------------------------------------------------ arrivals
-    def _arrive(self, i: int) -> None:
-        wl = self.wl
+    def _arrive(self, wl: Workload, i: int) -> None:
+        """Request ``i`` of the chunk ``wl`` arrives (its id is the chunk offset + i)."""
         model = wl.models[wl.model[i]]
         tier = wl.tiers[wl.tier[i]]
+        rid = wl.offset + i
         req = Request(
-            id=i, tenant=wl.tenants[wl.tenant[i]], tier=tier, model=model,
+            id=rid, tenant=wl.tenants[wl.tenant[i]], tier=tier, model=model,
             arrival=self.now, prompt_tokens=int(wl.prompt[i]),
             output_tokens=int(wl.output[i]), origin=wl.regions[wl.origin[i]],
-            interaction=int(wl.interaction[i]) if wl.interaction is not None else i,
+            interaction=int(wl.interaction[i]) if wl.interaction is not None else rid,
             call_index=int(wl.call_index[i]) if wl.call_index is not None else 0,
         )
         key = (int(wl.model[i]), int(wl.origin[i]), int(wl.tier[i]))
@@ -316,7 +324,7 @@ class Engine:
             req.lane = "deadline"
         self.rec.arrived(req)
         if batch:
-            heapq.heappush(self.deadline_q.setdefault(model, []), (req.deadline, i, req))
+            heapq.heappush(self.deadline_q.setdefault(model, []), (req.deadline, rid, req))
             self._release_batch(model)
             return
         self._route(req)

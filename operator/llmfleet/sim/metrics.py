@@ -37,7 +37,7 @@ from llmfleet.api.references import FleetSnapshot
 from llmfleet.api.region import NodePool
 
 if TYPE_CHECKING:
-    from llmfleet.sim.workload import Workload
+    from llmfleet.sim.workload import AnyWorkload
 
 IN_FLIGHT, DONE, REJECTED = 1, 2, 3
 JAIN_WINDOW = 600.0
@@ -129,7 +129,7 @@ class PoolMeter:
 
 @dataclass
 class Recorder:
-    wl: Workload
+    wl: AnyWorkload
     snap: FleetSnapshot
     pools: Mapping[tuple[str, str], NodePool]
     keep_requests: bool = False

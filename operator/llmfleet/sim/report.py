@@ -23,7 +23,7 @@ from llmfleet.sim.engine import Engine, SchedulerFactory
 from llmfleet.sim.metrics import Recorder
 from llmfleet.sim.policies import PolicyFactory, policy_factories
 from llmfleet.sim.scenario import Scenario
-from llmfleet.sim.workload import Workload, build_workload
+from llmfleet.sim.workload import AnyWorkload, stream_workload
 
 BASELINE = "reactive"
 
@@ -39,9 +39,14 @@ class RunResult:
 @dataclass
 class Comparison:
     scenario: Scenario
-    workload: Workload
+    workload: AnyWorkload
     runs: dict[str, RunResult]
     bound: dict[str, float]
+
+    @property
+    def requests(self) -> int:
+        """Requests in the workload (every run saw the same ones)."""
+        return int(next(iter(self.runs.values())).summary["requests"]) if self.runs else 0
 
 
 def run_policies(
@@ -52,16 +57,17 @@ def run_policies(
     scheduler_factory: SchedulerFactory = FCFS,
     factories: Mapping[str, PolicyFactory] | None = None,
     progress: Callable[[str, float], None] | None = None,
-    workload: Workload | None = None,
+    workload: AnyWorkload | None = None,
 ) -> Comparison:
-    """Run each policy on the same synthesised arrivals (one workload, one seed)."""
+    """Run each policy on the same synthesised arrivals (one workload, one seed; by default
+    a stream, replayed once per policy, so memory does not grow with the run's length)."""
     snap = scenario.snapshot()
     table = dict(factories or policy_factories())
     names = list(policies or table)
     unknown = [n for n in names if n not in table]
     if unknown:
         raise KeyError(f"unknown policies {unknown}; known: {sorted(table)}")
-    wl = workload or build_workload(scenario, snap, days=days, seed=seed)
+    wl = workload or stream_workload(scenario, snap, days=days, seed=seed)
     run_seed = scenario.workload.seed if seed is None else seed
     runs: dict[str, RunResult] = {}
     for name in names:
@@ -122,7 +128,7 @@ def summary_table(cmp: Comparison) -> str:
     lines.append(f"fluid lower bound: {b['usd']:,.0f} USD, {b['gpu_hours']:,.0f} GPU-h "
                  "(token work / best throughput per USD, per GPU; no queueing, no packing)")
     wl = cmp.workload
-    lines.append(f"workload: {len(wl):,} requests, {len(wl.tenants)} tenants, "
+    lines.append(f"workload: {cmp.requests:,} requests, {len(wl.tenants)} tenants, "
                  f"{wl.duration / 86400:g} days; capacity scale "
                  f"{cmp.scenario.engine.capacity_scale:g}")
     return "\n".join(lines)
@@ -171,7 +177,7 @@ def markdown_report(cmp: Comparison, plots: Sequence[str] = ()) -> str:
     out = [
         f"# llmfleet digital twin: {cmp.scenario.name}",
         "",
-        f"{len(wl):,} requests from {len(wl.tenants)} tenants over {wl.duration / 86400:g} "
+        f"{cmp.requests:,} requests from {len(wl.tenants)} tenants over {wl.duration / 86400:g} "
         f"days; every policy replays the same arrivals. Capacity scale "
         f"{cmp.scenario.engine.capacity_scale:g} (a simulated replica is a 1/k slice of a real "
         "one, so ratios are what compare).",
@@ -282,14 +288,15 @@ def _region_demand(cmp: Comparison, d: Path, plt: Any) -> list[Path]:
     """Token demand by origin region (hourly) against each policy's GPUs in that region."""
     wl = cmp.workload
     hours = max(math.ceil(wl.duration / 3600), 1)
-    h = np.minimum((wl.arrival // 3600).astype(np.int64), hours - 1)
-    tok = (wl.prompt + wl.output).astype(np.float64)
+    demand_by = np.zeros((len(wl.regions), hours))
+    for c in wl.chunks():
+        h = np.minimum((c.arrival // 3600).astype(np.int64), hours - 1)
+        np.add.at(demand_by, (c.origin, h), (c.prompt + c.output).astype(np.float64))
     fig, axes = plt.subplots(len(wl.regions), 1, figsize=(9, 2.6 * len(wl.regions)),
                              sharex=True, squeeze=False)
     for ri, region in enumerate(wl.regions):
         ax = axes[ri][0]
-        sel = wl.origin == ri
-        demand = np.bincount(h[sel], weights=tok[sel], minlength=hours) / 3600.0
+        demand = demand_by[ri] / 3600.0
         ax.fill_between(np.arange(hours) + 0.5, demand, step="mid", color="C7", alpha=0.35,
                         label="demand from here (tok/s)")
         ax.set_ylabel(f"{region}\ntok/s")
@@ -316,8 +323,8 @@ def _tenant_service(cmp: Comparison, d: Path, plt: Any) -> list[Path]:
     wl = cmp.workload
     weights = {t.spec.tenant_id: t.spec.weight for t in cmp.scenario.snapshot().tenants}
     w = np.array([weights.get(n, 1.0) for n in wl.tenants])
-    asked = np.bincount(wl.tenant, weights=(wl.prompt + wl.output).astype(np.float64),
-                        minlength=len(wl.tenants))
+    first = next(iter(cmp.runs.values())).recorder.tenant_stats
+    asked = np.array([first[n].asked_tokens for n in wl.tenants])
     order = np.argsort(-asked)
     fig, ax = plt.subplots(figsize=(10, 4))
     x = np.arange(len(wl.tenants))

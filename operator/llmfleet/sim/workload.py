@@ -18,14 +18,21 @@ keeping each row with probability ``s``.
 
 History for the controller (``history_days`` before the start) is the expected demand of
 the same curves (rate x mean lengths), never sampled arrivals of the simulated period.
+
+**Streaming.** Requests are synthesised an hour at a time (:data:`CHUNK_SECONDS`), each
+client from its own random stream (``SeedSequence(seed).spawn``), so the same seed gives the
+same requests whether they are held in memory (:func:`build_workload`, for tests and small
+runs) or replayed chunk by chunk (:func:`stream_workload`: memory bounded by one hour of
+traffic however long the run; every pass over it synthesises the same requests again).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +52,7 @@ from llmfleet.sim.traces import (
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 TRACE_SECONDS = 14 * 86400
+CHUNK_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -73,9 +81,45 @@ class Workload:
     """Interaction (agentic session) id per request; None: every request is its own."""
     call_index: IntArray | None = None
     """0 for an interaction's first call, 1, 2, ... for later ones (None: all 0)."""
+    offset: int = 0
+    """Id of the first request here (a chunk of a stream starts where the last one ended)."""
 
     def __len__(self) -> int:
         return int(self.arrival.size)
+
+    def chunks(self) -> Iterator[Workload]:
+        """The requests in arrival order, a slice at a time (here: all at once)."""
+        yield self
+
+
+@dataclass(frozen=True)
+class StreamingWorkload:
+    """A workload synthesised an hour at a time on every pass (see the module doc): the same
+    metadata as :class:`Workload`, requests only through :meth:`chunks`."""
+
+    tenants: tuple[str, ...]
+    models: tuple[str, ...]
+    tiers: tuple[str, ...]
+    regions: tuple[str, ...]
+    duration: float
+    start_unix: float
+    history_start_unix: float
+    history_step: int
+    history: dict[tuple[str, str, str], FloatArray]
+    make_chunks: Callable[[], Iterator[Workload]] = field(repr=False)
+    _count: list[int] = field(default_factory=list, repr=False)
+
+    def chunks(self) -> Iterator[Workload]:
+        return self.make_chunks()
+
+    def __len__(self) -> int:
+        """Requests in the run (one pass of synthesis the first time it is asked)."""
+        if not self._count:
+            self._count.append(sum(len(c) for c in self.chunks()))
+        return self._count[0]
+
+
+AnyWorkload = Workload | StreamingWorkload
 
 
 def _unit_gaps(rng: np.random.Generator, dist: str, shape: float, n: int) -> FloatArray:
@@ -103,44 +147,58 @@ def _lengths(
     return np.maximum(out, 1)
 
 
+def _bounds(duration: float) -> list[tuple[float, float]]:
+    n = max(math.ceil(duration / CHUNK_SECONDS), 1)
+    return [(i * CHUNK_SECONDS, min((i + 1) * CHUNK_SECONDS, duration)) for i in range(n)]
+
+
+Part = tuple[FloatArray, IntArray, IntArray]
+
+
 def _servegen_client(
     rng: np.random.Generator, pool: ServeGenPool, chunk: int, scale: float,
     shift: float, duration: float,
-) -> tuple[FloatArray, IntArray, IntArray]:
+) -> Iterator[Part]:
+    """One client's requests, a chunk at a time: (arrival, prompt, output)."""
     c = pool.client(chunk)
-    times: list[FloatArray] = []
-    t = 0.0
-    while t < duration:
-        tau = (shift + t) % TRACE_SECONDS
-        w = int(tau // WINDOW_SECONDS)
-        end = min(duration, t + (WINDOW_SECONDS - (tau - w * WINDOW_SECONDS)))
-        rate = float(c.rate[w]) * scale
-        if rate > 0:
-            span = end - t
-            mean_gap = 1.0 / rate
-            n = int(span * rate * 2 + 10)
-            gaps = _unit_gaps(rng, str(c.dist[w]), float(c.p1[w]), n) * mean_gap
-            gaps[0] *= rng.random()
-            at = t + np.cumsum(gaps)
-            times.append(at[at < end])
-        t = end
-    arr = np.concatenate(times) if times else np.zeros(0)
-    block = (((shift + arr) % TRACE_SECONDS) // LENGTH_BLOCK_SECONDS).astype(np.int64)
     lw = pool.lengths(c)
-    prompt = _lengths(rng, lw.input, lambda: pool.pool_lengths.input, block, 1000)
-    output = _lengths(rng, lw.output, lambda: pool.pool_lengths.output, block, 250)
-    return arr, prompt, output
+    for t0, t1 in _bounds(duration):
+        times: list[FloatArray] = []
+        t = t0
+        while t < t1:
+            tau = (shift + t) % TRACE_SECONDS
+            w = int(tau // WINDOW_SECONDS)
+            end = min(t1, t + (WINDOW_SECONDS - (tau - w * WINDOW_SECONDS)))
+            rate = float(c.rate[w]) * scale
+            if rate > 0:
+                span = end - t
+                mean_gap = 1.0 / rate
+                n = int(span * rate * 2 + 10)
+                gaps = _unit_gaps(rng, str(c.dist[w]), float(c.p1[w]), n) * mean_gap
+                gaps[0] *= rng.random()
+                at = t + np.cumsum(gaps)
+                times.append(at[at < end])
+            t = end
+        arr = np.concatenate(times) if times else np.zeros(0)
+        block = (((shift + arr) % TRACE_SECONDS) // LENGTH_BLOCK_SECONDS).astype(np.int64)
+        prompt = _lengths(rng, lw.input, lambda: pool.pool_lengths.input, block, 1000)
+        output = _lengths(rng, lw.output, lambda: pool.pool_lengths.output, block, 250)
+        yield arr, prompt, output
 
 
 def _azure_client(
     rng: np.random.Generator, trace: AzureTrace, scale: float, duration: float
-) -> tuple[FloatArray, IntArray, IntArray]:
+) -> Iterator[Part]:
+    """The hour-long trace on a loop, each row kept with probability ``scale``."""
     period = float(np.ceil(trace.arrival_s[-1] + 1.0))
-    reps = int(np.ceil(duration / period))
-    arr = (trace.arrival_s[None, :] + period * np.arange(reps)[:, None]).ravel()
-    idx = np.tile(np.arange(len(trace)), reps)
-    keep = (rng.random(arr.size) < min(scale, 1.0)) & (arr < duration)
-    return arr[keep], trace.prompt_tokens[idx[keep]], trace.output_tokens[idx[keep]]
+    for t0, t1 in _bounds(duration):
+        reps = np.arange(int(t0 // period), int(np.ceil(t1 / period)))
+        arr = (trace.arrival_s[None, :] + period * reps[:, None]).ravel()
+        idx = np.tile(np.arange(len(trace)), reps.size)
+        inside = (arr >= t0) & (arr < t1)
+        arr, idx = arr[inside], idx[inside]
+        keep = rng.random(arr.size) < min(scale, 1.0)
+        yield arr[keep], trace.prompt_tokens[idx[keep]], trace.output_tokens[idx[keep]]
 
 
 def build_workload(
@@ -148,13 +206,36 @@ def build_workload(
     days: float | None = None, seed: int | None = None,
     pools: dict[str, ServeGenPool] | None = None,
 ) -> Workload:
-    """Synthesise every request of ``scenario`` (deterministic for a seed). ``pools`` is an
-    optional caller-owned cache of parsed ServeGen pools (filled on use), so repeated builds
-    skip re-reading the trace files."""
+    """Synthesise every request of ``scenario`` into memory (deterministic for a seed; the
+    same requests :func:`stream_workload` replays). ``pools`` is an optional caller-owned
+    cache of parsed ServeGen pools (filled on use), so repeated builds skip re-reading the
+    trace files."""
+    st = stream_workload(scenario, snap, traces, days, seed, pools)
+    parts = list(st.chunks())
+    if not parts:
+        raise ValueError("the workload has no chunk")
+
+    def cat(name: str) -> npt.NDArray[Any]:
+        return np.concatenate([getattr(p, name) for p in parts])
+
+    return replace(
+        parts[0], arrival=cat("arrival"), tenant=cat("tenant"), model=cat("model"),
+        tier=cat("tier"), origin=cat("origin"), prompt=cat("prompt"), output=cat("output"),
+        interaction=cat("interaction"), call_index=cat("call_index"), offset=0,
+    )
+
+
+def stream_workload(
+    scenario: Scenario, snap: FleetSnapshot | None = None, traces: Path | str | None = None,
+    days: float | None = None, seed: int | None = None,
+    pools: dict[str, ServeGenPool] | None = None,
+) -> StreamingWorkload:
+    """The requests of ``scenario`` as a stream of hour-long chunks (see the module doc);
+    the traces are read once, here, so a bad scenario fails before any replay."""
     snap = snap or scenario.snapshot()
     wl = scenario.workload
     duration = (days if days is not None else wl.days) * 86400.0
-    rng = np.random.default_rng(wl.seed if seed is None else seed)
+    base_seed = wl.seed if seed is None else seed
     regions = tuple(sorted(r.metadata.name for r in snap.regions))
     offsets = {r.metadata.name: r.spec.utc_offset_hours for r in snap.regions}
     models = tuple(sorted(m.metadata.name for m in snap.models))
@@ -163,10 +244,11 @@ def build_workload(
     tenants = tuple(sorted({c.tenant for c in wl.clients}))
     pools = {} if pools is None else pools
     azure: dict[str, AzureTrace] = {}
-    parts: list[tuple[FloatArray, IntArray, IntArray, int, int, int, int]] = []
     step = 3600
     hist_steps = wl.history_days * 24
     history: dict[tuple[str, str, str], FloatArray] = {}
+    # (make the client's chunk iterator from its rng, tenant, model, tier, origin) per client
+    clients: list[tuple[Callable[[np.random.Generator], Iterator[Part]], int, int, int, int]] = []
     for c in wl.clients:
         q = quotas[c.tenant]
         model = c.model or (q.spec.models[0] if q.spec.models else models[0])
@@ -174,23 +256,30 @@ def build_workload(
         shift = wl.start_day * 86400 + offsets[c.region] * 3600.0
         kind, _, ref = c.source.partition(":")
         key = (model, c.region, q.spec.tier)
+        make: Callable[[np.random.Generator], Iterator[Part]]
         if kind == "servegen":
             pool_name, _, chunk = ref.partition("/")
             if pool_name not in pools:
                 pools[pool_name] = read_servegen(pool_name, traces)
             pool = pools[pool_name]
-            arr, prompt, output = _servegen_client(
-                rng, pool, int(chunk), scale, shift, duration
-            )
+
+            def make(rng: np.random.Generator, pool: ServeGenPool = pool, chunk: str = chunk,
+                     scale: float = scale, shift: float = shift) -> Iterator[Part]:
+                return _servegen_client(rng, pool, int(chunk), scale, shift, duration)
+
             if hist_steps:
                 h = _history(pool, int(chunk), scale, shift, hist_steps, step)
                 history[key] = history.get(key, 0.0) + h
         elif kind == "azure":
             if ref not in azure:
                 azure[ref] = read_azure(ref, traces)  # type: ignore[arg-type]
-            arr, prompt, output = _azure_client(rng, azure[ref], scale, duration)
+            tr = azure[ref]
+
+            def make(rng: np.random.Generator, tr: AzureTrace = tr,
+                     scale: float = scale) -> Iterator[Part]:
+                return _azure_client(rng, tr, scale, duration)
+
             if hist_steps:
-                tr = azure[ref]
                 per_s = len(tr) / (tr.arrival_s[-1] + 1.0) * min(scale, 1.0)
                 h = np.tile(
                     [per_s, per_s * tr.prompt_tokens.mean(), per_s * tr.output_tokens.mean()],
@@ -199,32 +288,48 @@ def build_workload(
                 history[key] = history.get(key, 0.0) + h
         else:
             raise ValueError(f"workload client source {c.source!r}: expected servegen:… or azure:…")
-        parts.append((
-            arr, prompt, output, tenants.index(c.tenant), models.index(model),
-            tiers.index(q.spec.tier), regions.index(c.region),
-        ))
-    arrival = np.concatenate([p[0] for p in parts])
-    order = np.argsort(arrival, kind="stable")
-
-    def col(i: int) -> IntArray:
-        return np.concatenate([np.full(p[0].size, p[i], dtype=np.int64) for p in parts])[order]
-
-    tenant_col = col(3)
+        clients.append((make, tenants.index(c.tenant), models.index(model),
+                        tiers.index(q.spec.tier), regions.index(c.region)))
     calls = {
         tenants.index(t): quotas[t].spec.application.calls_per_interaction for t in tenants
     }
-    interaction, call_index = _interactions(rng, tenant_col, calls)
-    return Workload(
-        interaction=interaction, call_index=call_index,
-        arrival=arrival[order],
-        tenant=tenant_col, model=col(4), tier=col(5), origin=col(6),
-        prompt=np.concatenate([p[1] for p in parts]).astype(np.int64)[order],
-        output=np.concatenate([p[2] for p in parts]).astype(np.int64)[order],
-        tenants=tenants, models=models, tiers=tiers, regions=regions,
-        duration=duration, start_unix=wl.start_unix,
-        history_start_unix=wl.start_unix - hist_steps * step, history_step=step,
-        history=history,
-    )
+    meta: dict[str, Any] = {
+        "tenants": tenants, "models": models, "tiers": tiers, "regions": regions,
+        "duration": duration, "start_unix": wl.start_unix,
+        "history_start_unix": wl.start_unix - hist_steps * step, "history_step": step,
+        "history": history,
+    }
+
+    def chunks() -> Iterator[Workload]:
+        seqs = np.random.SeedSequence(base_seed).spawn(len(clients) + 1)
+        gens = [make(np.random.default_rng(sq)) for (make, *_), sq in zip(clients, seqs, strict=False)]
+        rng_calls = np.random.default_rng(seqs[-1])
+        open_calls: dict[int, tuple[int, int]] = {}  # tenant -> (interaction id, next call)
+        offset = 0
+        for _ in _bounds(duration):
+            parts = [next(g) for g in gens]
+            arrival = np.concatenate([p[0] for p in parts])
+            order = np.argsort(arrival, kind="stable")
+
+            def col(i: int, parts: list[Part] = parts, order: IntArray = order) -> IntArray:
+                return np.concatenate([
+                    np.full(p[0].size, cl[i], dtype=np.int64)
+                    for p, cl in zip(parts, clients, strict=True)
+                ])[order]
+
+            tenant_col = col(1)
+            interaction, call_index = _interactions(rng_calls, tenant_col, calls, open_calls,
+                                                    offset)
+            yield Workload(
+                arrival=arrival[order], tenant=tenant_col, model=col(2), tier=col(3),
+                origin=col(4),
+                prompt=np.concatenate([p[1] for p in parts]).astype(np.int64)[order],
+                output=np.concatenate([p[2] for p in parts]).astype(np.int64)[order],
+                interaction=interaction, call_index=call_index, offset=offset, **meta,
+            )
+            offset += int(arrival.size)
+
+    return StreamingWorkload(make_chunks=chunks, **meta)
 
 
 def _history(
@@ -253,22 +358,35 @@ def _history(
 
 
 def _interactions(
-    rng: np.random.Generator, tenant: IntArray, calls: dict[int, float]
+    rng: np.random.Generator, tenant: IntArray, calls: dict[int, float],
+    open_calls: dict[int, tuple[int, int]], offset: int,
 ) -> tuple[IntArray, IntArray]:
     """Group each tenant's consecutive requests into interactions of geometric size with
-    mean ``callsPerInteraction`` (its application profile); ids are the first call's index."""
+    mean ``callsPerInteraction`` (its application profile); ids are the first call's global
+    index. ``open_calls`` carries each tenant's interaction under way across chunks."""
     n = tenant.size
-    interaction = np.arange(n, dtype=np.int64)
+    interaction = np.arange(offset, offset + n, dtype=np.int64)
     call_index = np.zeros(n, dtype=np.int64)
     for u, mean in calls.items():
         if mean <= 1.0:
             continue
         idx = np.nonzero(tenant == u)[0]
+        if idx.size == 0:
+            continue
         starts = rng.random(idx.size) < 1.0 / mean  # a new interaction begins here
-        starts[:1] = True
-        group = np.cumsum(starts) - 1
-        first = idx[np.nonzero(starts)[0]]
-        interaction[idx] = first[group]
+        carried = open_calls.get(u)
+        if carried is None:
+            starts[0] = True
+        group = np.cumsum(starts) - 1  # -1: still the carried interaction
+        first_ids = offset + idx[np.nonzero(starts)[0]]
+        first_pos = np.nonzero(starts)[0]
         pos = np.arange(idx.size)
-        call_index[idx] = pos - np.nonzero(starts)[0][group]
+        mine = group >= 0
+        interaction[idx[mine]] = first_ids[group[mine]]
+        call_index[idx[mine]] = pos[mine] - first_pos[group[mine]]
+        if carried is not None and (~mine).any():
+            interaction[idx[~mine]] = carried[0]
+            call_index[idx[~mine]] = carried[1] + pos[~mine]
+        last = idx.size - 1
+        open_calls[u] = (int(interaction[idx[last]]), int(call_index[idx[last]]) + 1)
     return interaction, call_index

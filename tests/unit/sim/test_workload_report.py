@@ -8,7 +8,7 @@ import pytest
 from llmfleet.sim.cli import main as simulate_main
 from llmfleet.sim.report import run_policies, summary_table
 from llmfleet.sim.scenario import ScenarioError, load_scenario, parse_scenario
-from llmfleet.sim.workload import build_workload
+from llmfleet.sim.workload import build_workload, stream_workload
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +87,23 @@ def test_simulate_cli_writes_the_report(tmp_path, capsys):
             "gpu_hours_and_usd.png", "demand_vs_capacity_by_region.png", "tenant_service.png",
             "gpus_by_pool-reactive.png", "tenants-reactive.csv"} <= names
     assert any(n.startswith("latency_cdf-") for n in names)
+
+
+def test_stream_replays_the_same_requests_an_hour_at_a_time(default, pools):
+    st = stream_workload(default, days=0.2, seed=3, pools=pools)
+    wl = build_workload(default, days=0.2, seed=3, pools=pools)
+    chunks = list(st.chunks())
+    assert len(chunks) == 5 and len(st) == len(wl) > 1000
+    assert [c.offset for c in chunks] == list(np.cumsum([0] + [len(c) for c in chunks[:-1]]))
+    for f in ("arrival", "tenant", "prompt", "output", "interaction", "call_index"):
+        assert np.array_equal(np.concatenate([getattr(c, f) for c in chunks]), getattr(wl, f)), f
+    again = np.concatenate([c.arrival for c in st.chunks()])  # every pass is the same
+    assert np.array_equal(again, wl.arrival)
+    # interactions run on across chunk boundaries: ids are a call's first index, in order
+    ids, calls = wl.interaction, wl.call_index
+    assert np.all(ids <= np.arange(len(wl))) and (calls > 0).any()
+    later = np.nonzero(calls > 0)[0]
+    assert np.all(wl.tenant[ids[later]] == wl.tenant[later])
+    a = run_policies(default, ["reactive"], seed=3, workload=st).runs["reactive"].summary
+    b = run_policies(default, ["reactive"], seed=3, workload=wl).runs["reactive"].summary
+    assert a == b

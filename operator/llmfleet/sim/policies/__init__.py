@@ -10,9 +10,9 @@ from llmfleet.sim.policy import Policy
 from llmfleet.sim.scenario import Scenario
 
 if TYPE_CHECKING:
-    from llmfleet.sim.workload import Workload
+    from llmfleet.sim.workload import AnyWorkload
 
-PolicyFactory = Callable[[Scenario, "Workload"], Policy]
+PolicyFactory = Callable[[Scenario, "AnyWorkload"], Policy]
 """factory(scenario, workload): the workload is for the oracle only (the true future);
 every other policy must ignore it and read only its Observations."""
 

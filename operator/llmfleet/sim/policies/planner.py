@@ -39,7 +39,7 @@ from llmfleet.plan.types import Plan
 from llmfleet.sim.policies.sizing import best_pool
 from llmfleet.sim.policy import FleetTarget, Observation, ReplicaKey, RouteKey
 from llmfleet.sim.scenario import Scenario
-from llmfleet.sim.workload import Workload
+from llmfleet.sim.workload import AnyWorkload
 
 
 def current_state(obs: Observation) -> CurrentState:
@@ -81,30 +81,34 @@ def step0_target(plan: Plan, note: str) -> FleetTarget:
 
 
 def realised_rates(
-    wl: Workload, step: int, peak_window: int = 300
+    wl: AnyWorkload, step: int, peak_window: int = 300
 ) -> dict[FlowKey, tuple[np.ndarray, np.ndarray]]:
     """Per flow, the rates the workload really sends in each planning step: (mean, peak),
     each an array (steps, 3) of requests, prompt and output tokens per second; the peak is
     the busiest ``peak_window`` inside the step (what the oracle provisions interactive
-    tiers for, as the live planner does with its upper quantile)."""
+    tiers for, as the live planner does with its upper quantile). One pass over the stream."""
     n = max(math.ceil(wl.duration / step), 1)
     per = max(step // peak_window, 1)
-    fine = (wl.arrival // (step / per)).astype(np.int64)
-    fine = np.minimum(fine, n * per - 1)
+    sums: dict[tuple[int, int, int], np.ndarray] = {}
+    for c in wl.chunks():
+        fine = np.minimum((c.arrival // (step / per)).astype(np.int64), n * per - 1)
+        flows = np.stack([c.model, c.origin, c.tier], axis=1)
+        if flows.shape[0] == 0:
+            continue
+        keys, inverse = np.unique(flows, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        for f, key in enumerate(keys):
+            sel = inverse == f
+            arr = sums.setdefault((int(key[0]), int(key[1]), int(key[2])), np.zeros((n * per, 3)))
+            np.add.at(arr[:, 0], fine[sel], 1.0)
+            np.add.at(arr[:, 1], fine[sel], c.prompt[sel].astype(float))
+            np.add.at(arr[:, 2], fine[sel], c.output[sel].astype(float))
     out: dict[FlowKey, tuple[np.ndarray, np.ndarray]] = {}
-    flows = np.stack([wl.model, wl.origin, wl.tier], axis=1)
-    keys, inverse = np.unique(flows, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    for f, (m, o, t) in enumerate(keys):
-        sel = inverse == f
-        arr = np.zeros((n * per, 3))
-        np.add.at(arr[:, 0], fine[sel], 1.0)
-        np.add.at(arr[:, 1], fine[sel], wl.prompt[sel].astype(float))
-        np.add.at(arr[:, 2], fine[sel], wl.output[sel].astype(float))
-        arr = arr.reshape(n, per, 3) / (step / per)
-        busiest = arr[np.arange(n), arr[:, :, 1:].sum(axis=2).argmax(axis=1)]
+    for (m, o, t), arr in sums.items():
+        rates = arr.reshape(n, per, 3) / (step / per)
+        busiest = rates[np.arange(n), rates[:, :, 1:].sum(axis=2).argmax(axis=1)]
         fk = FlowKey(model=wl.models[m], origin=wl.regions[o], tier=wl.tiers[t])
-        out[fk] = (arr.mean(axis=1), busiest)
+        out[fk] = (rates.mean(axis=1), busiest)
     return out
 
 
@@ -119,7 +123,7 @@ class Llmfleet:
     def __init__(
         self,
         scenario: Scenario,
-        workload: Workload | None = None,
+        workload: AnyWorkload | None = None,
         *,
         oracle: bool = False,
         time_limit: float = 10.0,
@@ -230,7 +234,7 @@ class Llmfleet:
 class Oracle(Llmfleet):
     """The planner fed the true future demand."""
 
-    def __init__(self, scenario: Scenario, workload: Workload | None = None) -> None:
+    def __init__(self, scenario: Scenario, workload: AnyWorkload | None = None) -> None:
         super().__init__(scenario, workload, oracle=True)
 
 
@@ -244,7 +248,7 @@ class SageServe:
     scale_in_below = 0.25
 
     def __init__(
-        self, scenario: Scenario, workload: Workload | None = None, time_limit: float = 10.0
+        self, scenario: Scenario, workload: AnyWorkload | None = None, time_limit: float = 10.0
     ) -> None:
         del workload  # a live policy never sees the future
         self.snap = scenario.snapshot()
