@@ -202,11 +202,12 @@ def floored(spec: FleetPlanSpec, floors: Floors, inst: PlanningInstance) -> Flee
     pools = {(p.region, p.name): p for r in inst.regions for p in r.pools}
     gpr = {(m.name, pr.gpu_type): pr.gpus_per_replica for m in inst.models for pr in m.profiles}
     replicas = {(r.model, r.region, r.pool): r for r in spec.replicas}
+    models = {m.name for m in inst.models}
     raised = 0
     for key in sorted(set(replicas) | set(floors.replicas)):
         model, region, pool = key
-        if (region, pool) not in pools:
-            continue
+        if (region, pool) not in pools or model not in models:
+            continue  # a model or pool that is gone is not held
         lo = floors.replicas.get(key, 0)
         cur = replicas.get(key)
         have = cur.replicas if cur is not None else 0
