@@ -18,7 +18,8 @@ once" rule), so no test waits for an interval:
    down), the other regions are actuated; back -> it converges;
 6. an operator killed in the middle of an actuation -> after the restart the next cycle
    converges, no Node, Deployment or Service duplicated or orphaned;
-7. a bad LLMModel (its Deployment is rejected) -> status and Events, no crash.
+7. Prometheus empty, stale or down -> DemandDataStale, the last plan stays, nothing changes;
+8. a bad LLMModel (its Deployment is rejected) -> status and Events, no crash.
 """
 
 from __future__ import annotations
@@ -530,6 +531,69 @@ def _snapshot(f: Fleet) -> FleetSnapshot:
     snap, problems = read_snapshot(f.hub, NS)
     assert problems == []
     return snap
+
+
+def _wait_stale(f: Fleet, reason: str) -> dict[str, Any]:
+    return wait_for(
+        lambda: (
+            (c := _cond(_status(f), "DemandDataStale")).get("reason") == reason
+            and c.get("observedGeneration") == _generation(f)
+            and c
+        ),
+        timeout=60,
+        what=f"DemandDataStale {reason}",
+    )
+
+
+def _generation(f: Fleet) -> int:
+    return int(f.hub.get(API_VERSION, "FleetPolicy", "default", NS)["metadata"]["generation"])
+
+
+def test_missing_demand_data_keeps_the_last_plan_and_scales_nothing_down(fleet: Fleet):
+    f = fleet
+    last = _status(f)["lastPlan"]
+    fleet_before = {r: (_nodes(c, r), _deployments(c, r)) for r, c in f.regions.items()}
+
+    def unchanged() -> None:
+        st = _status(f)
+        assert st["lastPlan"] == last and _cond(st, "Planned")["status"] == "False"
+        assert {r: (_nodes(c, r), _deployments(c, r)) for r, c in f.regions.items()} == (
+            fleet_before
+        )
+
+    # empty: Prometheus answers, but holds no vLLM series
+    f.prom.stop()
+    shutil.rmtree(f.prom.workdir / "data", ignore_errors=True)
+    end = time.time() - 15
+    f.prom.start([Series("up", {"job": "none"}, lambda t: 1.0)], end - 600, end)
+    _replan(f)
+    cond = _wait_stale(f, "NoDemandData")
+    assert cond["status"] == "True" and f"the last plan {last} stays" in cond["message"]
+    unchanged()
+
+    # stale: the newest sample is two hours old (maxDataAgeSeconds 900)
+    f.prom.stop()
+    shutil.rmtree(f.prom.workdir / "data", ignore_errors=True)
+    end = time.time() - 2 * 3600
+    f.prom.start(_series(end - HOURS * 3600, 1.0), end - HOURS * 3600, end, step=60)
+    _replan(f)
+    cond = _wait_stale(f, "StaleDemand")
+    assert cond["status"] == "True" and "maxDataAgeSeconds 900" in cond["message"]
+    unchanged()
+
+    # down
+    f.prom.stop()
+    _replan(f)
+    cond = _wait_stale(f, "PrometheusUnreachable")
+    assert cond["status"] == "True" and "nothing is scaled down" in cond["message"]
+    unchanged()
+    f.check_operator()
+
+    # back: plans from data again
+    _load(f.prom, 1.0)
+    _replan(f)
+    _next_plan(f)
+    assert _cond(_status(f), "DemandDataStale")["status"] == "False"
 
 
 def test_a_bad_model_is_a_status_and_an_event_never_a_crash(fleet: Fleet):
