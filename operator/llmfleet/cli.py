@@ -231,6 +231,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from llmfleet.sim import bench as sim_bench
 
         return sim_bench.main(rest)
+    if args.target == "controller":
+        from llmfleet.controller import bench as controller_bench
+
+        return controller_bench.main(rest)
     from llmfleet.plan import bench as planner_bench
 
     return int(planner_bench.main(rest) or 0)
@@ -369,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "bench", help="benchmarks that print figures (see `llmfleet bench X --help`)"
     )
-    p.add_argument("target", choices=["forecast", "planner", "fairness", "sim"])
+    p.add_argument("target", choices=["forecast", "planner", "fairness", "sim", "controller"])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the benchmark")
     p.set_defaults(func=_cmd_bench)
     return parser
