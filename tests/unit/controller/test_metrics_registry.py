@@ -93,3 +93,12 @@ def test_served_over_http():
         assert "llmfleet_demand_data_age_seconds 3.0" in body
     finally:
         server.shutdown()
+
+
+def test_region_reachability_is_exported_for_the_alert():
+    m = FleetMetrics()
+    m.region_reachable.labels("eu-west").set(0)
+    m.region_reachable.labels("us-east").set(1)
+    text = generate_latest(m.registry).decode()
+    assert 'llmfleet_region_reachable{region="eu-west"} 0.0' in text
+    assert 'llmfleet_region_reachable{region="us-east"} 1.0' in text
