@@ -27,11 +27,16 @@ def test_explain_names_the_binding_reasons(capsys):
 
 
 def test_explain_says_min_replicas_keep_an_idle_region(capsys):
-    # The 8B model's load in ap-northeast is below one replica; minReplicasPerRegion=1 keeps one.
+    # The step-0 MIP routes the 8B model's load so that one region's share is below one
+    # replica (which region depends on the plan: us-east, formerly ap-northeast, both at
+    # equal service); minReplicasPerRegion=1 keeps one replica there and explain says so.
     assert main(["explain", "--model", "llama-3-1-8b"]) == 0
     lines = _replica_lines(capsys.readouterr().out)
-    ap = [line for line in lines if "@ ap-northeast" in line]
-    assert ap and "because of min-replicas" in ap[0] and "minReplicasPerRegion=1" in ap[0]
+    bound = [line for line in lines if "because of min-replicas" in line]
+    assert len(bound) == 1 and ": 1 replica(s)" in bound[0]
+    assert "minReplicasPerRegion=1" in bound[0]
+    m = re.search(r"load needs ([0-9.]+) replica", bound[0])
+    assert m and float(m.group(1)) < 1.0
 
 
 def test_explain_reports_bad_manifests(tmp_path, capsys):
