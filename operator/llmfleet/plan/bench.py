@@ -59,6 +59,18 @@ step-0 MIP over a restricted one-step model   gap 2.64 % -> 1.79 %, step-0 USD/h
 the rounding's), hinted with the rounding      at 8 s (SolveOptions.max_mip_seconds); at 60 s
                                                1.72 % / 2079 USD/h. 200x12x6x24: not
                                                accepted within 8 s -> rounding (31.8 s, 3.04 %)
+step-0 MIP on the LP's support first (RINS:    50x6x4x24: support MIP optimal in 0.4 s
+replicas/nodes 0 in LP and rounding stay 0),   (3064 -> 2747 step-0 objective), whole MIP
+then the whole step-0 MIP from its plan; gap   from it 2580 in 6 s: step 0 2102 USD/h in
+on the step-0 objective; MIP time up to        8.5 s total. 200x12x6x24: whole MIP found
+max(6.5 s, LP time / 2)                        nothing in 8 s; support MIP 9198 -> 8844
+                                               USD/h in ~15 s
+how much of x0_loss is integrality             10x3x2x24: all (exact integer-step-0 MIP
+(exact MIP: integer step 0, horizon as LP,     with no extra shedding = the plan's step 0,
+no more load shed than the plan)               570 USD/h); 50x6x4x24 (600 s): bound 42108
+                                               vs LP 41518 vs plan 42327: >= 73 % of the
+                                               plan's excess over the LP is integrality,
+                                               <= 27 % (0.5 % of cost) search
 rounding every step (gap_int)                  27-43 %: 8-GPU replicas of large models with
                                                small regional demand round up per region;
                                                the LP bound is weak there
