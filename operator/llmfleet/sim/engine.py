@@ -135,7 +135,9 @@ class Replica:
 
     @property
     def load(self) -> float:
-        return (self.slots + len(self.waiting)) / self.profile.max_seqs
+        # slots inlined: this is the router's key, evaluated for every candidate replica
+        held = len(self.prefill_q) + len(self.decode) + len(self.waiting)
+        return (held + (self.prefilling is not None)) / self.profile.max_seqs
 
     def rate(self) -> float:
         p = self.profile

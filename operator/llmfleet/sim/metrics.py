@@ -51,18 +51,32 @@ class LogHistogram:
     DECADES = 8
 
     def __init__(self) -> None:
-        self.counts = np.zeros(self.PER_DECADE * self.DECADES + 2, dtype=np.int64)
+        self._counts = np.zeros(self.PER_DECADE * self.DECADES + 2, dtype=np.int64)
+        self._buf: list[float] = []  # binned in batches (one vectorised log per 4096 adds)
         self.n = 0
         self.total = 0.0
 
     def add(self, x: float) -> None:
         self.n += 1
         self.total += x
-        if x < self.LO:
-            self.counts[0] += 1
+        self._buf.append(x)
+        if len(self._buf) >= 4096:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buf:
             return
-        i = 1 + int(math.log10(x / self.LO) * self.PER_DECADE)
-        self.counts[min(i, self.counts.size - 1)] += 1
+        x = np.asarray(self._buf)
+        self._buf.clear()
+        i = np.zeros(x.size, dtype=np.int64)
+        big = x >= self.LO
+        i[big] = 1 + (np.log10(x[big] / self.LO) * self.PER_DECADE).astype(np.int64)
+        np.add.at(self._counts, np.minimum(i, self._counts.size - 1), 1)
+
+    @property
+    def counts(self) -> np.ndarray:
+        self._flush()
+        return self._counts
 
     def edges(self) -> np.ndarray:
         """Upper edge of each bin (the underflow bin's is LO; the overflow's is inf)."""
