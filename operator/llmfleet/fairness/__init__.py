@@ -7,6 +7,6 @@
   (:func:`~llmfleet.fairness.limits.compute_limits`), the plan's ``spec.throttles`` and the
   ``llmfleet_tenant_{limit,usage}_tokens_per_second`` samples.
 * :mod:`llmfleet.fairness.schedulers` — RPM limits, VTC (OSDI 2024) and FairServe's weighted
-  service counter (plus a token-normalised variant), by name via
-  :func:`~llmfleet.fairness.schedulers.make_scheduler`.
+  service counter in token shares (plus the published per-call form, for comparison), by
+  name via :func:`~llmfleet.fairness.schedulers.make_scheduler`.
 """

@@ -19,21 +19,32 @@ the engine does):
 3. **Capacity.** ``mu = L / (L_in / P + L_out * t(S) / S)`` tokens/s at full batch ``S``
    (``t(S)`` the iteration time, ``L`` mean tokens of a call); a tenant's *share* is its
    weighted share of ``mu`` (what :func:`llmfleet.fairness.limits.compute_limits` calls the
-   entitlement).
+   entitlement). Each tenant's TenantQuota declares its calls' mean prompt and output
+   lengths as its application profile; RPM limits are the entitlement in calls per minute,
+   FairServe's throttling limits are :func:`~llmfleet.fairness.limits.compute_limits` of
+   the plan for the tenants' mean offered load.
 
 Metrics (service = weighted served tokens, ``(prompt + 2 * output) / weight``, counted as
-reported, sampled every ``sample_dt`` seconds; a tenant is *backlogged* when it has a
-request waiting):
+reported, sampled every ``sample_dt`` seconds; a tenant is *backlogged* at a sample when it
+had a request waiting throughout the interval since the previous sample — at both samples,
+and its queue never ran empty in between, even for an instant, as in VTC's definition):
 
-* **Jain** — mean over 60 s windows with >= 2 tenants backlogged at >= 90% of the
-  window's samples of Jain's index ``(sum x)^2 / (n sum x^2)`` of their service in the window
-  (``n/a`` when no window has two such tenants: nobody waits long, e.g. under RPM limits);
+* **Jain** — mean over 60 s windows of Jain's index ``(sum r)^2 / (n sum r^2)`` of the
+  tenants' weighted service rates *while backlogged together with another tenant*
+  (:func:`mean_jain`): 1 when every tenant that competes for the replica gets the same
+  weighted rate while it competes (ideal weighted fair sharing), ``1/n`` when one takes
+  everything; only windows in which >= 2 tenants competed count;
 * **max diff** — the largest ``|S_i(t1, t2) - S_j(t1, t2)|`` over intervals in which both
-  ``i`` and ``j`` are backlogged at every sample;
+  ``i`` and ``j`` are backlogged (VTC's measure; its bound is ``2 * max request cost``);
 * **p95 TTFT** of the well-behaved tenants (offered load at most their share, not bursty),
   over the SLO; **throughput** (tokens/s), **utilisation** (mean share of busy slots),
   **throttled** requests (rejected by the scheduler at arrival) and **abandoned** ones
   (waited longer than ``queue_timeout``).
+
+Each scenario runs ``--seeds`` workloads (default 3); the table shows each scheduler's mean
+figures with ratios to FCFS, then a line saying whether the issue's goal holds
+(:func:`goal`): FairServe at least as fair as VTC and fairer than RPM, at equal or better
+throughput, with the well-behaved tenants inside their SLO.
 """
 
 from __future__ import annotations
@@ -157,6 +168,8 @@ def serve(
     )
     waiting: list[Call] = []
     queued: dict[str, int] = defaultdict(int)
+    emptied: set[str] = set()  # tenants whose queue ran empty since the last sample
+    was: set[str] = set()  # tenants with a request waiting at the last sample
     running: dict[int, list[int]] = {}  # id -> [decoded, unreported]
     calls: dict[int, Call] = {}
     now = 0.0
@@ -178,7 +191,10 @@ def serve(
             out.busy.append(batch)
             for t in tenants:
                 out.service[t].append(service[t])
-                out.backlogged[t].append(queued[t] > 0)
+                out.backlogged[t].append(queued[t] > 0 and t in was and t not in emptied)
+            emptied.clear()
+            was.clear()
+            was.update(t for t in tenants if queued[t] > 0)
             next_sample += config.sample_dt
 
     while now < end and (pending or waiting or running):
@@ -203,6 +219,8 @@ def serve(
         while waiting and waiting[0].arrival < now - config.queue_timeout:
             gone = waiting.pop(0)  # the client gave up; its interaction ends
             queued[gone.tenant] -= 1
+            if not queued[gone.tenant]:
+                emptied.add(gone.tenant)
             calls.pop(gone.id)
             out.timed_out[gone.tenant] += 1
             scheduler.on_finish(gone, now)
@@ -215,6 +233,8 @@ def serve(
             waiting.remove(c2)  # type: ignore[arg-type]
             call = calls[c2.id]
             queued[call.tenant] -= 1
+            if not queued[call.tenant]:
+                emptied.add(call.tenant)
             running[call.id] = [0, 0]
             prefill += call.prompt_tokens / config.prefill_tps
             out.ttft[call.tenant].append(now + prefill - call.arrival)
@@ -288,26 +308,42 @@ def jain_index(values: Sequence[float]) -> float:
 
 
 def mean_jain(out: Outcome, window: float = 60.0) -> float:
-    """Mean Jain's index over windows (see the module docstring)."""
-    per = (
-        max(1, round(window / max(out.times[1] - out.times[0], 1e-9))) if len(out.times) > 1 else 1
-    )
-    vals: list[float] = []
+    """Mean over ``window``-second windows of Jain's index of the tenants' weighted service
+    *rates while backlogged under contention* (see the module docstring).
+
+    Sample interval ``k`` is ``[t_{k-1}, t_k]``; tenant ``i`` is *contended* in it when
+    ``i`` and at least one other tenant were continuously backlogged over it
+    (``backlogged[k]`` of both). In a window, ``r_i = sum_k dS_i(k) / n_i`` over the ``n_i``
+    intervals where ``i`` is contended — what a tenant receives per second while it wants
+    more and competes for it (weighted by ``1 / weight``, so under ideal weighted fair
+    sharing every contended tenant's ``r_i`` is the same). A window counts when >= 2 tenants
+    were contended in it; ``NaN`` when none does (no two tenants ever wait together).
+    """
     n = len(out.times)
-    for a in range(0, n - per, per):
-        b = a + per
-        xs = [
-            out.service[t][b] - out.service[t][a]
-            for t in out.service
-            if sum(out.backlogged[t][a:b]) >= 0.9 * per
-        ]
-        if len(xs) >= 2:
-            vals.append(jain_index(xs))
+    if n < 2:
+        return math.nan
+    per = max(1, round(window / max(out.times[1] - out.times[0], 1e-9)))
+    names = list(out.service)
+    vals: list[float] = []
+    for a in range(1, n, per):
+        got = dict.fromkeys(names, 0.0)
+        cnt = dict.fromkeys(names, 0)
+        for k in range(a, min(a + per, n)):
+            contended = [t for t in names if out.backlogged[t][k]]
+            if len(contended) < 2:
+                continue
+            for t in contended:
+                got[t] += out.service[t][k] - out.service[t][k - 1]
+                cnt[t] += 1
+        rates = [got[t] / cnt[t] for t in names if cnt[t]]
+        if len(rates) >= 2:
+            vals.append(jain_index(rates))
     return float(np.mean(vals)) if vals else math.nan
 
 
 def max_service_difference(out: Outcome, pairs: Iterable[tuple[str, str]] | None = None) -> float:
-    """Largest service difference between two tenants over a common backlogged interval."""
+    """Largest service difference between two tenants over an interval in which both were
+    continuously backlogged (``backlogged`` true at every sample of it)."""
     names = sorted(out.service)
     todo = (
         pairs
@@ -450,8 +486,9 @@ def synth(
     config: ServerConfig,
     duration: float,
     seed: int,
-) -> tuple[list[Interaction], dict[str, float], float]:
-    """Interactions of the scenario; returns (interactions, tenant -> mean call tokens, mu)."""
+) -> tuple[list[Interaction], dict[str, tuple[float, float]], float]:
+    """Interactions of the scenario; returns (interactions, tenant -> (mean prompt, mean
+    output) tokens of a call, mu)."""
     rng = np.random.default_rng(seed)
     probe = [s.sample_lengths(rng, 2000) for s in shapes]
     mean_in = float(np.mean([p[0].mean() for p in probe]))
@@ -459,12 +496,12 @@ def synth(
     mu = config.capacity(mean_in, mean_out)
     wsum = sum(t.weight for t in scenario.tenants)
     out: list[Interaction] = []
-    per_call: dict[str, float] = {}
+    lengths: dict[str, tuple[float, float]] = {}
     nid = 0
     for spec, shape, (pi, po) in zip(scenario.tenants, shapes, probe, strict=False):
-        per_call[spec.name] = float(pi.mean() + po.mean())
+        lengths[spec.name] = (float(pi.mean()), float(po.mean()))
         share = mu * spec.weight / wsum
-        calls_per_s = spec.load * share / per_call[spec.name]
+        calls_per_s = spec.load * share / sum(lengths[spec.name])
         inter_rate = calls_per_s / spec.calls
         t = 0.0
         win = 600.0
@@ -492,12 +529,14 @@ def synth(
             )
             nid += 1
     out.sort(key=lambda i: i.start)
-    return out, per_call, mu
+    return out, lengths, mu
 
 
-def quotas_for(scenario: Scenario, per_call: Mapping[str, float]) -> list[TenantQuota]:
+def quotas_for(scenario: Scenario, lengths: Mapping[str, tuple[float, float]]) -> list[TenantQuota]:
+    """Each tenant's TenantQuota; its application profile is its calls' mean lengths."""
     docs = []
     for t in scenario.tenants:
+        mean_in, mean_out = lengths[t.name]
         q = TenantQuota.new(
             t.name,
             {
@@ -505,9 +544,9 @@ def quotas_for(scenario: Scenario, per_call: Mapping[str, float]) -> list[Tenant
                 "tier": "interactive",
                 "weight": t.weight,
                 "application": {
-                    "meanInputTokens": per_call[t.name] * 0.8,
+                    "meanInputTokens": mean_in,
                     "meanSystemTokens": 0,
-                    "meanOutputTokens": per_call[t.name] * 0.2,
+                    "meanOutputTokens": mean_out,
                     "callsPerInteraction": t.calls,
                 },
             },
@@ -530,8 +569,9 @@ def run_scenario(
         shapes = servegen_shapes(
             len(scenario.tenants), 86400 + 14 * 3600, duration, seed, 4096, 1024
         )
-    inters, per_call, mu = synth(scenario, shapes, config, duration, seed)
-    quotas = quotas_for(scenario, per_call)
+    inters, lengths, mu = synth(scenario, shapes, config, duration, seed)
+    per_call = {t: sum(x) for t, x in lengths.items()}
+    quotas = quotas_for(scenario, lengths)
     weights = {t.name: t.weight for t in scenario.tenants}
     wsum = sum(weights.values())
     pool = PoolCapacity("m-small", "r", "interactive", mu, config.slots)
@@ -583,6 +623,71 @@ def render(scenario: str, figs: Mapping[str, Figures]) -> str:
     return "\n".join(lines)
 
 
+def mean_figures(runs: Sequence[Mapping[str, Figures]]) -> dict[str, Figures]:
+    """Each scheduler's figures averaged over runs (seeds); NaNs are skipped."""
+
+    def avg(xs: Sequence[float]) -> float:
+        ok = [x for x in xs if not math.isnan(x)]
+        return float(np.mean(ok)) if ok else math.nan
+
+    out: dict[str, Figures] = {}
+    for name in runs[0]:
+        fs = [r[name] for r in runs]
+        out[name] = Figures(
+            jain=avg([f.jain for f in fs]),
+            max_diff=avg([f.max_diff for f in fs]),
+            p95_ttft_well=avg([f.p95_ttft_well for f in fs]),
+            throughput=avg([f.throughput for f in fs]),
+            utilisation=avg([f.utilisation for f in fs]),
+            throttled=round(float(np.mean([f.throttled for f in fs]))),
+            timed_out=round(float(np.mean([f.timed_out for f in fs]))),
+        )
+    return out
+
+
+def goal(
+    figs: Mapping[str, Figures],
+    runs: Sequence[Mapping[str, Figures]] = (),
+    scheduler: str = "fairserve",
+) -> tuple[bool, str]:
+    """The issue's goal on one scenario's figures: ``scheduler`` at least as fair as VTC
+    (max service difference <= VTC's, Jain >= VTC's) and fairer than RPM (max difference
+    < RPM's, Jain > RPM's), at equal or better throughput than both, with the well-behaved
+    tenants' p95 TTFT within the SLO. Strict comparisons of the printed figures (the means
+    over ``runs``); a missing (NaN) Jain fails its comparison. With several runs the line
+    also gives the per-seed differences to VTC, to tell a real gap from seed-to-seed noise.
+    Returns (met, one line saying what held)."""
+    f, v, r = figs.get(scheduler), figs.get("vtc"), figs.get("rpm")
+    if f is None or v is None or r is None:
+        return False, f"goal: not evaluated (needs {scheduler}, vtc and rpm)"
+
+    def per_seed(key: str, fmt: str) -> str:
+        if len(runs) < 2:
+            return ""
+        ds = [getattr(x[scheduler], key) - getattr(x["vtc"], key) for x in runs]
+        return " (per seed " + ", ".join(fmt.format(d) for d in ds) + ")"
+
+    checks = (
+        (
+            f"max diff {f.max_diff:,.0f} <= vtc {v.max_diff:,.0f}"
+            + per_seed("max_diff", "{:+,.0f}"),
+            f.max_diff <= v.max_diff,
+        ),
+        (f"< rpm {r.max_diff:,.0f}", f.max_diff < r.max_diff),
+        (f"Jain {f.jain:.3f} >= vtc {v.jain:.3f}" + per_seed("jain", "{:+.3f}"), f.jain >= v.jain),
+        (f"> rpm {r.jain:.3f}", f.jain > r.jain),
+        (
+            f"throughput {f.throughput:,.0f} >= vtc {v.throughput:,.0f}",
+            f.throughput >= v.throughput,
+        ),
+        (f">= rpm {r.throughput:,.0f}", f.throughput >= r.throughput),
+        (f"well-behaved p95 TTFT {f.p95_ttft_well:.2f} x SLO <= 1", f.p95_ttft_well <= 1.0),
+    )
+    met = all(ok for _, ok in checks)
+    parts = "; ".join(f"{text}: {'yes' if ok else 'NO'}" for text, ok in checks)
+    return met, f"goal ({scheduler} vs vtc, rpm): {'MET' if met else 'NOT MET'} — {parts}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="llmfleet bench fairness", description=__doc__.split("\n")[0])
     ap.add_argument(
@@ -599,24 +704,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="mini: the one-replica server here (closed-loop agents, default); twin: one "
         "replica of the fleet simulator (llmfleet.sim.engine)",
     )
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="first workload seed")
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="workloads per scenario (seeds seed, seed+1, ...); the table shows the means",
+    )
     ap.add_argument("--slo-ttft", type=float, default=2.0, help="TTFT p95 SLO, seconds")
     args = ap.parse_args(argv)
     cfg = ServerConfig()
+    shapes: dict[int, list[ClientShape]] = {}
     for name in args.scenario or list(SCENARIOS):
-        if args.engine == "twin":
-            figs = run_scenario_twin(
-                SCENARIOS[name], duration=args.duration, seed=args.seed, slo_ttft=args.slo_ttft
-            )
-        else:
-            figs = run_scenario(
-                SCENARIOS[name],
-                duration=args.duration,
-                seed=args.seed,
-                config=cfg,
-                slo_ttft=args.slo_ttft,
-            )
-        print(render(f"{name} ({args.engine})", figs))
+        sc = SCENARIOS[name]
+        n = len(sc.tenants)
+        if n not in shapes:
+            shapes[n] = servegen_shapes(n, 86400 + 14 * 3600, args.duration, args.seed, 4096, 1024)
+        runs: list[dict[str, Figures]] = []
+        for seed in range(args.seed, args.seed + max(1, args.seeds)):
+            if args.engine == "twin":
+                runs.append(
+                    run_scenario_twin(
+                        sc,
+                        duration=args.duration,
+                        seed=seed,
+                        slo_ttft=args.slo_ttft,
+                        shapes=shapes[n],
+                    )
+                )
+            else:
+                runs.append(
+                    run_scenario(
+                        sc,
+                        duration=args.duration,
+                        seed=seed,
+                        config=cfg,
+                        slo_ttft=args.slo_ttft,
+                        shapes=shapes[n],
+                    )
+                )
+        figs = mean_figures(runs)
+        seeds = f"seed {args.seed}" if len(runs) == 1 else f"mean of seeds {args.seed}-{seed}"
+        print(render(f"{name} ({args.engine}, {seeds})", figs))
+        print()
+        print(goal(figs, runs)[1])
         print()
     return 0
 
@@ -693,17 +824,22 @@ class _Recording:
         )
         k = 0
         t = 0.0
+        was: set[str] = set()
         while t <= until:
+            emptied: set[str] = set()
             while k < len(ev) and ev[k][0] <= t:
                 _, ten, cost, dq = ev[k]
                 service[ten] += cost
                 queued[ten] += dq
+                if not queued[ten]:
+                    emptied.add(ten)
                 out.served_tokens += cost * out.weights[ten]
                 k += 1
             out.times.append(t)
             for ten in tenants:
                 out.service[ten].append(service[ten])
-                out.backlogged[ten].append(queued[ten] > 0)
+                out.backlogged[ten].append(queued[ten] > 0 and ten in was and ten not in emptied)
+            was = {ten for ten in tenants if queued[ten] > 0}
             t += dt
         return out
 
@@ -750,7 +886,8 @@ def run_scenario_twin(
         iter_base=0.0,
         iter_per_seq=1.0 / prof.decode_tokens_per_second,
     )
-    inters, per_call, mu = synth(scenario, shapes, cfg, duration, seed)
+    inters, lengths, mu = synth(scenario, shapes, cfg, duration, seed)
+    per_call = {t: sum(x) for t, x in lengths.items()}
     warm = 900.0  # node provisioning + model load before the replica serves
     rows = sorted(
         (i.start + warm + j * call_gap, i.tenant, p, o, i.id, j)
@@ -782,7 +919,7 @@ def run_scenario_twin(
     )
     quotas = [
         q.model_copy(update={"spec": q.spec.model_copy(update={"tier": tier})})
-        for q in quotas_for(scenario, per_call)
+        for q in quotas_for(scenario, lengths)
     ]
     snap = FleetSnapshot(
         regions=snap0.regions,

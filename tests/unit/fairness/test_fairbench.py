@@ -6,10 +6,15 @@ import math
 
 import numpy as np
 
+from llmfleet.fairness.scheduling import FCFS
 from llmfleet.sim.fairbench import (
     SCENARIOS,
     ClientShape,
+    Figures,
     ServerConfig,
+    _Recording,
+    goal,
+    mean_figures,
     render,
     run_scenario,
     servegen_shapes,
@@ -32,15 +37,59 @@ def test_abusive_tenant_fair_schedulers_protect_the_others() -> None:
         seed=0,
         config=ServerConfig(),
         shapes=shapes,
-        schedulers=("fcfs", "vtc", "fairserve-tokens"),
+        schedulers=("fcfs", "rpm", "vtc", "fairserve"),
     )
-    fcfs, vtc, wsc = figs["fcfs"], figs["vtc"], figs["fairserve-tokens"]
+    fcfs, rpm, vtc, wsc = figs["fcfs"], figs["rpm"], figs["vtc"], figs["fairserve"]
     assert vtc.max_diff < fcfs.max_diff / 10 and wsc.max_diff < fcfs.max_diff / 10
+    assert wsc.max_diff < rpm.max_diff
     assert vtc.p95_ttft_well < 1 < fcfs.p95_ttft_well  # well-behaved inside the SLO
     assert wsc.p95_ttft_well < 1
     assert wsc.utilisation > 0.95 and wsc.throttled > 0
+    assert wsc.throughput > rpm.throughput
+    for f in figs.values():  # every scheduler gets a Jain index
+        assert 0 < f.jain <= 1
+    assert wsc.jain > fcfs.jain and vtc.jain > fcfs.jain
     table = render("abusive", figs)
     assert "| max service difference (tokens) |" in table and "x)" in table
+
+
+def _figs(max_diff: float, jain: float, thr: float, ttft: float = 0.5) -> Figures:
+    return Figures(jain, max_diff, ttft, thr, 1.0, 0, 0)
+
+
+def test_goal_line_needs_every_part() -> None:
+    base = {"rpm": _figs(9000, 0.5, 2000), "vtc": _figs(3000, 0.90, 4000)}
+    ok, line = goal({**base, "fairserve": _figs(2900, 0.91, 4000)})
+    assert ok and line.startswith("goal (fairserve vs vtc, rpm): MET")
+    for bad, what in (
+        (_figs(3100, 0.91, 4000), "max diff 3,100 <= vtc 3,000: NO"),
+        (_figs(2900, 0.89, 4000), "Jain 0.890 >= vtc 0.900: NO"),
+        (_figs(2900, 0.91, 3999), "throughput 3,999 >= vtc 4,000: NO"),
+        (_figs(2900, 0.91, 4000, ttft=1.2), "TTFT 1.20 x SLO <= 1: NO"),
+        (_figs(2900, math.nan, 4000), "Jain nan >= vtc 0.900: NO"),
+    ):
+        ok, line = goal({**base, "fairserve": bad})
+        assert not ok and "NOT MET" in line and what in line
+    runs = [{**base, "fairserve": _figs(2900, 0.91, 4000)}] * 2
+    _, line = goal(mean_figures(runs), runs)
+    assert "(per seed -100, -100)" in line
+    assert not goal({"vtc": base["vtc"]})[0]
+
+
+def test_backlogged_means_waiting_throughout_the_sample_interval() -> None:
+    rec = _Recording(FCFS(), {})
+    rec.events = [
+        (0.2, "a", 0.0, 1),  # a: waits from 0.2 ...
+        (1.5, "a", 0.0, -1),  # ... admitted at 1.5: its queue ran empty ...
+        (1.7, "a", 0.0, 1),  # ... and refilled before the sample at 2
+        (3.5, "a", 0.0, -1),
+        (0.2, "b", 0.0, 1),  # b: waits from 0.2 to 3.5 without a break
+        (3.5, "b", 0.0, -1),
+    ]
+    out = rec.outcome(["a", "b"], until=4.0, slots=1, dt=1.0)
+    assert out.times == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert out.backlogged["b"] == [False, False, True, True, False]  # not yet at t=0
+    assert out.backlogged["a"] == [False, False, False, True, False]
 
 
 def test_servegen_shapes_are_busy_clients_with_their_lengths() -> None:
@@ -58,9 +107,9 @@ def test_the_same_schedulers_run_on_the_fleet_twin() -> None:
     sc = SCENARIOS["abusive"]
     shapes = [_shape(600, 120) for _ in sc.tenants]
     figs = run_scenario_twin(
-        sc, duration=300, seed=0, shapes=shapes, schedulers=("fcfs", "fairserve-tokens")
+        sc, duration=300, seed=0, shapes=shapes, schedulers=("fcfs", "fairserve")
     )
-    fcfs, wsc = figs["fcfs"], figs["fairserve-tokens"]
+    fcfs, wsc = figs["fcfs"], figs["fairserve"]
     assert wsc.max_diff < fcfs.max_diff / 5
     assert wsc.p95_ttft_well < fcfs.p95_ttft_well
     assert wsc.throttled > 0 and wsc.throughput > 0

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 
 import pytest
 
+from llmfleet.api.tenant import TenantQuota
 from llmfleet.fairness.schedulers import (
+    SCHEDULERS,
     VTC,
     OverloadThrottle,
     RPMLimit,
@@ -78,20 +80,60 @@ def test_vtc_weights_divide_the_counter():
     assert s.counters["a"] == pytest.approx((W_PROMPT * 100 + W_OUTPUT * 50) / 2)
 
 
-def test_weighted_service_counter_normalises_by_profile_and_runs_later_calls_first():
+def test_fairserve_counts_tokens_over_weight_whatever_the_profile():
+    # a weight is a share of tokens, so FairServe's priority is c(E_u) / w_u and the
+    # profile normalisation cancels: the counter is VTC-priced tokens over the weight
     prof = {"chat": TokenProfile(900, 100, 200), "agent": TokenProfile(100, 0, 50)}
-    s = WeightedServiceCounter(prof)
-    # one typical call costs 1 whatever the application (a_in=1, a_sys=2, a_out=1)
+    s = WeightedServiceCounter(prof, {"agent": 2.0})
+    s.on_service(call(1, "chat", p=1000, o=200), 1000, 0, 0.0)
+    s.on_service(call(1, "chat", p=1000, o=200), 0, 200, 0.0)
+    s.on_service(call(2, "agent", p=100, o=50), 100, 50, 0.0)
+    assert s.counters["chat"] == pytest.approx(W_PROMPT * 1000 + W_OUTPUT * 200)
+    assert s.counters["agent"] == pytest.approx((W_PROMPT * 100 + W_OUTPUT * 50) / 2)
+
+
+def test_published_fairserve_counts_typical_calls():
+    # (4): one typical call costs 1 whatever the application (a_in=1, a_sys=2, a_out=1)
+    prof = {"chat": TokenProfile(900, 100, 200), "agent": TokenProfile(100, 0, 50)}
+    s = WeightedServiceCounter(prof, a_in=1.0, a_sys=2.0, a_out=1.0, per_call=True)
     s.on_service(call(1, "chat", p=1000, o=0), 1000, 0, 0.0)
     s.on_service(call(1, "chat", p=1000, o=200), 0, 200, 0.0)
     s.on_service(call(2, "agent", p=100, o=50), 100, 50, 0.0)
     assert s.counters["chat"] == pytest.approx(1.0)
     assert s.counters["agent"] == pytest.approx(1.0)
+
+
+def test_later_calls_go_first_within_one_typical_call_of_the_least_served() -> None:
+    prof = {"chat": TokenProfile(100, 0, 10), "agent": TokenProfile(60, 0, 20)}  # c(E) 120, 100
+    s = WeightedServiceCounter(prof)
+    waiting = [call(1, "chat"), call(2, "agent", k=1)]
+    for c in waiting:
+        s.on_arrival(c, 0.0)
+    s.counters["agent"] = 90.0  # within one typical call of chat (0): its later call first
+    assert _drain(s, waiting).tenant == "agent"
     waiting = [call(3, "chat"), call(4, "agent", k=2)]
     for c in waiting:
         s.on_arrival(c, 0.0)
-    s.counters["agent"] = 50.0  # far behind, but its interaction is under way
-    assert _drain(s, waiting).tenant == "agent"
+    s.counters["agent"] = 150.0  # further ahead: the least-served tenant goes first
+    assert _drain(s, waiting).tenant == "chat"
+    # the published rule (no slack): later calls always first
+    lit = make_scheduler("fairserve-calls", _quotas({"chat": 1, "agent": 4}))
+    assert isinstance(lit, WeightedServiceCounter) and lit.interaction_slack is None
+    waiting = [call(5, "chat"), call(6, "agent", k=1)]
+    for c in waiting:
+        lit.on_arrival(c, 0.0)
+    lit.counters["agent"] = 1e6
+    assert _drain(lit, waiting).tenant == "agent"
+
+
+def test_a_later_call_of_an_idle_tenant_is_lifted() -> None:
+    s = WeightedServiceCounter({"a": TokenProfile(100, 0, 10)})
+    a = call(1, "a")
+    s.on_arrival(a, 0.0)
+    s.counters["a"] = 500.0
+    later = call(2, "b", k=1)  # b had nothing waiting: it banks no credit
+    s.on_arrival(later, 1.0)
+    assert s.counters["b"] == pytest.approx(500.0)
 
 
 def test_overload_throttle_spares_later_calls_and_idle_replicas():
@@ -103,13 +145,32 @@ def test_overload_throttle_spares_later_calls_and_idle_replicas():
     assert th.check(call(4, "a"), 11.0, waiting=5) is None  # usage aged out
 
 
-def test_make_scheduler_names():
-    from llmfleet.api.tenant import TenantQuota
+def _quotas(
+    calls: dict[str, float],
+    lengths: dict[str, tuple[float, float]] | None = None,
+    weights: dict[str, float] | None = None,
+) -> list[TenantQuota]:
+    out = []
+    for t, k in calls.items():
+        p, o = (lengths or {}).get(t, (100.0, 10.0))
+        app = {"meanInputTokens": p, "meanOutputTokens": o, "callsPerInteraction": k}
+        spec = {"tenantId": t, "tier": "x", "weight": (weights or {}).get(t, 1.0)}
+        out.append(TenantQuota.new(t, {**spec, "application": app}))
+    return out
 
+
+def test_make_scheduler_names():
     q = TenantQuota.new("a", {"tenantId": "a", "tier": "t", "budgets": {"requestsPerMinute": 5}})
     assert isinstance(make_scheduler("fcfs", [q]), FCFS)
     rpm = make_scheduler("rpm", [q])
     assert isinstance(rpm, RPMLimit) and rpm.rpm == {"a": 5.0}
+    fs = make_scheduler("fairserve", [q], limits={"a": 10.0})
+    assert isinstance(fs, WeightedServiceCounter) and fs.name == "fairserve"
+    assert fs.throttle is not None and not fs.per_call
+    assert fs.interaction_slack == {"a": pytest.approx(1000 + 2 * 250)}  # one typical call
+    lit = make_scheduler("fairserve-calls", [q])
+    assert isinstance(lit, WeightedServiceCounter) and lit.per_call and lit.throttle is None
+    assert set(SCHEDULERS) == {"fcfs", "rpm", "vtc", "fairserve", "fairserve-calls"}
     with pytest.raises(ValueError, match="unknown scheduler"):
         make_scheduler("lottery", [q])
 
@@ -151,7 +212,7 @@ def test_vtc_service_difference_between_backlogged_clients_is_bounded(weights):
     assert max_service_difference(fcfs, pairs) > bound
 
 
-@pytest.mark.parametrize("name", ["fcfs", "vtc", "fairserve"])
+@pytest.mark.parametrize("name", ["fcfs", "vtc", "fairserve", "fairserve-calls"])
 def test_no_idle_capacity_while_an_unthrottled_tenant_waits(name):
     from llmfleet.api.tenant import TenantQuota
 
@@ -188,18 +249,63 @@ def test_a_non_work_conserving_scheduler_is_caught():
     assert out.idle_while_waiting > 0
 
 
-def test_later_calls_go_first_only_within_one_interaction_of_the_least_served() -> None:
-    s = WeightedServiceCounter({}, a_out=2.0)
-    s.interaction_slack = {"agent": 100.0}
-    waiting = [call(1, "chat"), call(2, "agent", k=1)]
-    for c in waiting:
-        s.on_arrival(c, 0.0)
-    s.counters["agent"] = 50.0  # within one interaction: its later call goes first
-    r = s.pick(waiting, 0.0)
-    assert r is not None and r.tenant == "agent"
-    waiting = [call(3, "chat"), call(4, "agent", k=2)]
-    for c in waiting:
-        s.on_arrival(c, 0.0)
-    s.counters["agent"] = 500.0  # far ahead: the least-served tenant goes first
-    r = s.pick(waiting, 0.0)
-    assert r is not None and r.tenant == "chat"
+def _flood(
+    spec: dict[str, tuple[int, int, int, int, int]], seed: int, think: float = 0.0
+) -> list[Interaction]:
+    """tenant -> (interactions, calls each, max prompt, max output, start): every tenant
+    floods the replica from its start (always backlogged)."""
+    rng = random.Random(seed)
+    out = []
+    for tenant, (n, k, max_in, max_out, start) in spec.items():
+        for _ in range(n):
+            calls = tuple(
+                (rng.randint(max_in // 2, max_in), rng.randint(max_out // 2, max_out))
+                for _ in range(k)
+            )
+            out.append(Interaction(len(out), tenant, start + rng.random() * 0.1, calls, think))
+    return sorted(out, key=lambda x: x.start)
+
+
+_SIM = ServerConfig(slots=8, report_every=1, sample_dt=0.05, queue_timeout=1e9)
+
+
+def test_fairserve_keeps_token_shares_between_tenants_of_different_call_sizes() -> None:
+    # "big" calls are ~15x "small" ones; both always backlogged, "small" weighs 2
+    spec = {"big": (400, 1, 600, 40, 0), "small": (8000, 1, 40, 4, 0)}
+    inters = _flood(spec, seed=2)
+    lengths = {"big": (450.0, 30.0), "small": (30.0, 3.0)}
+    quotas = _quotas({"big": 1, "small": 1}, lengths, {"small": 2.0})
+    weights = {"small": 2.0}
+    fs = make_scheduler("fairserve", quotas)
+    out = serve(inters, fs, _SIM, weights=weights, until=20.0)
+    assert isinstance(fs, WeightedServiceCounter)
+    c_max = W_PROMPT * 600 + W_OUTPUT * 40
+    bound = 2 * c_max + max(fs.interaction_slack.values())  # type: ignore[union-attr]
+    diff = max_service_difference(out, [("big", "small")])
+    assert 0 < diff <= bound
+    # per-call normalisation (as published) equalises calls: "big" gets its 15x
+    lit = serve(
+        inters, make_scheduler("fairserve-calls", quotas), _SIM, weights=weights, until=20.0
+    )
+    assert max_service_difference(lit, [("big", "small")]) > 3 * bound
+
+
+def test_fairserve_bounds_an_agent_whose_interactions_outrun_its_profile() -> None:
+    # the agent declares one call per interaction but makes 40, many interactions at once
+    spec = {"agent": (60, 40, 300, 30, 0), "chat": (3000, 1, 300, 30, 0)}
+    inters = _flood(spec, seed=3)
+    quotas = _quotas({"agent": 1, "chat": 1}, {"agent": (225.0, 22.5), "chat": (225.0, 22.5)})
+    fs = make_scheduler("fairserve", quotas)
+    out = serve(inters, fs, _SIM, until=20.0)
+    assert isinstance(fs, WeightedServiceCounter)
+    c_max = W_PROMPT * 300 + W_OUTPUT * 30
+    bound = 2 * c_max + max(fs.interaction_slack.values())  # type: ignore[union-attr]
+    diff = max_service_difference(out, [("agent", "chat")])
+    assert 0 < diff <= bound
+    assert any(s > 0 for s in out.service["chat"])
+    # later calls always first (the published rule): the agent's calls take every slot
+    lit = make_scheduler("fairserve", quotas)
+    assert isinstance(lit, WeightedServiceCounter)
+    lit.interaction_slack = None
+    unfair = serve(inters, lit, _SIM, until=20.0)
+    assert max_service_difference(unfair, [("agent", "chat")]) > 3 * bound
