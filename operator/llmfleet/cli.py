@@ -133,6 +133,14 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     from llmfleet.controller.planning import PlanningSettings
     from llmfleet.controller.validation import ValidationSettings
 
+    if getattr(args, "context", None):
+        # kopf logs in with the kubeconfig's current context and has no override for it
+        print(
+            "llmfleet operator: --context is not supported; point --kubeconfig at a file whose "
+            "current-context is the cluster to run against (kubectl config use-context NAME)",
+            file=sys.stderr,
+        )
+        return 2
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
     cfg = OperatorConfig(

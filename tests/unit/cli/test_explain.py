@@ -46,3 +46,8 @@ def test_explain_reports_bad_manifests(tmp_path, capsys):
     )
     assert main(["explain", str(bad)]) == 1
     assert "pools" in capsys.readouterr().err
+
+
+def test_operator_refuses_a_context_it_cannot_honour(capsys):
+    assert main(["operator", "--context", "prod"]) == 2
+    assert "current-context" in capsys.readouterr().err
