@@ -56,16 +56,10 @@ CHUNK_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
-class Workload:
-    """Every request of a run, sorted by arrival (struct of arrays)."""
+class WorkloadMeta:
+    """What a run's requests are about (names the request arrays index into) and the demand
+    history a controller has at the start."""
 
-    arrival: FloatArray
-    tenant: IntArray
-    model: IntArray
-    tier: IntArray
-    origin: IntArray
-    prompt: IntArray
-    output: IntArray
     tenants: tuple[str, ...]
     models: tuple[str, ...]
     tiers: tuple[str, ...]
@@ -77,6 +71,19 @@ class Workload:
     history: dict[tuple[str, str, str], FloatArray]
     """(model, origin, tier) -> array (steps, 3) of requests, prompt, output per second over
     the ``history_days`` before the start (expected rates of the curves)."""
+
+
+@dataclass(frozen=True)
+class Workload(WorkloadMeta):
+    """Every request of a run (or of one chunk of it), sorted by arrival (struct of arrays)."""
+
+    arrival: FloatArray
+    tenant: IntArray
+    model: IntArray
+    tier: IntArray
+    origin: IntArray
+    prompt: IntArray
+    output: IntArray
     interaction: IntArray | None = None
     """Interaction (agentic session) id per request; None: every request is its own."""
     call_index: IntArray | None = None
@@ -93,19 +100,10 @@ class Workload:
 
 
 @dataclass(frozen=True)
-class StreamingWorkload:
-    """A workload synthesised an hour at a time on every pass (see the module doc): the same
-    metadata as :class:`Workload`, requests only through :meth:`chunks`."""
+class StreamingWorkload(WorkloadMeta):
+    """A workload synthesised an hour at a time on every pass (see the module doc): requests
+    only through :meth:`chunks`."""
 
-    tenants: tuple[str, ...]
-    models: tuple[str, ...]
-    tiers: tuple[str, ...]
-    regions: tuple[str, ...]
-    duration: float
-    start_unix: float
-    history_start_unix: float
-    history_step: int
-    history: dict[tuple[str, str, str], FloatArray]
     make_chunks: Callable[[], Iterator[Workload]] = field(repr=False)
     _count: list[int] = field(default_factory=list, repr=False)
 
