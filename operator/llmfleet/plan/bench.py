@@ -37,6 +37,20 @@ integer step 0 and the rest of the horizon as LP; ``gap_int`` rounds every step 
 
 (solver peak RSS 65 / 107 / 227 / 534 / 1453 MiB; this process 77 ... 534 MiB.)
 
+Measured with the two-phase step-0 MIP and SageServe under the same limits (seed 0, 60 s
+limit, 2 cores shared, load average ~2; ``x0_loss`` = step-0 USD/h over the full LP's
+step-0 USD/h; HiGHS under a time limit is timing-dependent: 25x4x4x24's step 0 was
+1199-1240 USD/h over four runs)::
+
+        size  solve_s  cost_usd  usd/h  usd/h_lp  x0_loss  lp_bound   gap  gap_int  sage  vs_sage
+   10x3x2x24     0.59     13370    570       399    43.0%     13148 1.66%   27.40%   775   -26.4%
+   25x4x4x24     7.49     21166   1233       932    32.3%     20763 1.90%   39.94%  1628   -24.3%
+   50x6x4x24     9.60     42327   2102      1553    35.4%     41575 1.78%   37.36%  2940   -28.5%
+  100x8x5x24    15.55     67330   4054      2633    54.0%     65478 2.75%   41.54%  5409   -25.0%
+ 200x12x6x24    47.07    146520   8844      5618    57.4%    142419 2.80%   37.11% 10776   -17.9%
+
+(no unmet demand; SageServe as published: 334 / 703 / 1071 / 2129 / 3389 USD/h.)
+
 What each modelling trick bought (50x6x4x24 unless stated):
 
 =============================================  =============================================
