@@ -59,7 +59,8 @@ class SolverSettings(ApiModel):
 
 class PrometheusQueries(ApiModel):
     """PromQL templates for reading demand. ``$window`` is replaced by the step length
-    (e.g. ``5m``); results must carry the labels ``model_name``, ``region`` and ``tier``."""
+    (e.g. ``5m``); results must carry the labels ``model_name``, ``region`` and ``tier``
+    (``tenantUsage``: ``tenant``, ``model_name`` and ``region``)."""
 
     prompt_tokens: str = Field(
         default="sum by (model_name, region, tier) (rate(vllm:prompt_tokens_total[$window]))",
@@ -85,6 +86,14 @@ class PrometheusQueries(ApiModel):
         default="sum by (model_name, region) (vllm:num_requests_waiting)", max_length=4096
     )
     """Requests queued now."""
+    tenant_usage: str = Field(
+        default="sum by (tenant, model_name, region) (rate({__name__=~"
+        '"vllm:prompt_tokens_total|vllm:generation_tokens_total"}[$window]))',
+        max_length=4096,
+    )
+    """Tokens per second (prompt plus generated) each tenant uses now, an instant query at
+    the cycle's time; results must carry ``tenant``, ``model_name`` and ``region``. Feeds the
+    fair-share limits; no result means no usage (limits are computed all the same)."""
 
 
 class PrometheusSource(ApiModel):

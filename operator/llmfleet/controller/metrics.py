@@ -14,6 +14,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from llmfleet.api.plan import FleetPlanSpec
+from llmfleet.fairness.limits import LIMIT_METRIC, USAGE_METRIC, LimitTable, metric_samples
 from llmfleet.observe.metrics import LLMFLEET, SOLVER_STATUSES
 
 SOLVER_STATUS_OF = {
@@ -81,6 +82,14 @@ class FleetMetrics:
             "llmfleet_region_reachable",
             "1 when the controller reached the region's cluster in its last cycle, else 0.",
         )
+        self.tenant_limit = gauge(
+            LIMIT_METRIC,
+            "Token rate limit of each tenant per model in the newest plan (sum over regions).",
+        )
+        self.tenant_usage = gauge(
+            USAGE_METRIC,
+            "Token rate each tenant used per model when the newest plan was made.",
+        )
         self.data_age = Gauge(
             "llmfleet_demand_data_age_seconds",
             "Age of the newest demand sample read from Prometheus, seconds.",
@@ -106,6 +115,14 @@ class FleetMetrics:
             unmet[(u.model, u.origin)] = unmet.get((u.model, u.origin), 0.0) + u.tokens_per_second
         for (model, origin), v in unmet.items():
             self.unmet.labels(model, origin).set(v)
+
+    def record_limits(self, table: LimitTable) -> None:
+        """Replace the tenant limit and usage gauges with ``table``'s figures."""
+        gauges = {LIMIT_METRIC: self.tenant_limit, USAGE_METRIC: self.tenant_usage}
+        for g in gauges.values():
+            g.clear()
+        for sample in metric_samples(table):
+            gauges[sample.name].labels(**dict(sample.labels)).set(sample.value)
 
     def record_solve(self, policy: str, status: str, seconds: float) -> None:
         """One solve's outcome (``status`` as in :class:`~llmfleet.api.plan.SolverResult`)."""

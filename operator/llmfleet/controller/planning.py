@@ -32,13 +32,25 @@ One cycle (:func:`run_cycle`, testable without kopf):
     plan     ``plan.solve.plan_fleet`` (on its time limit it returns the best feasible plan
              found); an infeasible solve, or none found in time, writes no FleetPlan: the
              last good plan stays, the status says why;
+    limits   the tenants' fair-share limits (``fairness.limits.compute_limits``) from the
+             plan's step-0 capacity (``kube.throttling.capacity_from_step``; a deferred
+             batch tier gets its mean planned rate over the horizon) and each
+             tenant's usage now (``spec.prometheus.queries.tenantUsage``; none, or a failed
+             read, is no usage: the limits are then the budgets, nothing is overloaded);
+             recorded in the FleetPlan's ``spec.throttles`` and the
+             ``llmfleet_tenant_{limit,usage}_tokens_per_second`` gauges;
     record   FleetPlan ``<policy>-<yyyymmddhhmmss>`` owned by the policy; older plans beyond
              ``plansToKeep`` are deleted;
-    actuate  ``kube.actuate.actuate`` when ``mode: apply``; a dry-run diff otherwise.
+    actuate  ``kube.actuate.actuate`` when ``mode: apply``; a dry-run diff otherwise;
+    throttle when ``mode: apply``, after routing: ``kube.throttling.publish_throttling``
+             (the ``llmfleet-throttling`` ConfigMap, Envoy Gateway BackendTrafficPolicies,
+             every TenantQuota's status). A failure there is a Warning Event and
+             ``ThrottlingPublished=False``; it never stops the cycle. ``plan-only`` publishes
+             nothing.
 
 Every scale action and every failure is an Event; the policy's status carries the last plan,
 USD/h, gap, next run and the ``Planned``/``DemandRead``/``DemandDataStale``/
-``RegionUnreachable``/``Actuated`` conditions. A FleetPolicy the operator cannot read is
+``RegionUnreachable``/``Actuated``/``ThrottlingPublished`` conditions. A FleetPolicy the operator cannot read is
 ``Planned=False InvalidSpec`` with a Warning Event (never a crash).
 """
 
@@ -62,7 +74,15 @@ from llmfleet.api.plan import FleetPlan, FleetPlanSpec, ModelReplicas, PoolNodes
 from llmfleet.api.policy import FleetPolicy, PrometheusQueries
 from llmfleet.api.references import FleetSnapshot
 from llmfleet.api.resource import Resource
+from llmfleet.api.tenant import TenantQuota
 from llmfleet.controller.metrics import FleetMetrics
+from llmfleet.fairness.limits import (
+    LimitTable,
+    PoolCapacity,
+    Usage,
+    compute_limits,
+    to_throttles,
+)
 from llmfleet.forecast.forecaster import forecast_all
 from llmfleet.forecast.synthetic import quota_demand
 from llmfleet.forecast.types import DemandForecast, FlowKey
@@ -75,6 +95,7 @@ from llmfleet.kube.prometheus import (
     PrometheusError,
     PrometheusUnreachable,
 )
+from llmfleet.kube.throttling import capacity_from_step, publish_throttling
 from llmfleet.plan.convert import to_fleet_plan_spec
 from llmfleet.plan.instance import CurrentState, InstanceError, PlanningInstance, from_snapshot
 from llmfleet.plan.solve import plan_fleet
@@ -85,6 +106,7 @@ DEMAND = "DemandRead"
 STALE = "DemandDataStale"
 UNREACHABLE = "RegionUnreachable"
 ACTUATED = "Actuated"
+THROTTLING = "ThrottlingPublished"
 POLICY_LABEL = f"{GROUP}/policy"
 RETRY_SECONDS = 60.0
 
@@ -109,6 +131,14 @@ class DemandSource(Protocol):
     def read(
         self, queries: PrometheusQueries, *, end: float, history_seconds: int, step_seconds: int
     ) -> DemandRead: ...
+
+
+class UsageSource(Protocol):
+    """What :func:`tenant_usage` reads per-tenant usage from (a :class:`DemandReader`)."""
+
+    def read_usage(
+        self, queries: PrometheusQueries, *, end: float, step_seconds: int
+    ) -> tuple[Usage, ...]: ...
 
 
 class StaleDemand(PrometheusError):
@@ -274,6 +304,10 @@ class CycleResult:
     failure: str | None = None
     """Why no plan was made (the last good plan stays)."""
     failure_reason: str = ""
+    limits: LimitTable | None = None
+    """The tenants' limits for the plan (None without a plan, or when they failed)."""
+    limits_error: str = ""
+    """Why a plan has no limits."""
 
 
 # --------------------------------------------------------------------------- pure-ish core
@@ -387,6 +421,45 @@ def demand_from_read(
     return Demand(tuple(keep), "prometheus", message, read.age_seconds)
 
 
+def tenant_usage(
+    policy: FleetPolicy, source: UsageSource | None, now: float
+) -> tuple[tuple[Usage, ...], str]:
+    """Each tenant's usage now, and a note when it could not be read (then no usage: the
+    limits are still computed, from the budgets alone)."""
+    if source is None:
+        return (), "no Prometheus configured: no tenant usage"
+    try:
+        usage = source.read_usage(
+            policy.spec.prometheus.queries, end=now, step_seconds=policy.spec.horizon.step_seconds
+        )
+    except PrometheusError as err:
+        return (), f"tenant usage not read ({err}); limits computed without usage"
+    if not usage:
+        return (), f"no per-tenant usage in Prometheus {policy.spec.prometheus.url}"
+    return usage, ""
+
+
+def plan_capacity(plan: Plan) -> list[PoolCapacity]:
+    """Capacity per (model, region, tier) the limits share out: the executed step's
+    (``capacity_from_step``). A (model, tier) step 0 serves nowhere but later steps do
+    (deferred batch work: its requests are queued, not refused) gets the mean rate of each
+    region over the horizon, so its tenants are not shut out at the ingress."""
+    first = capacity_from_step(plan.first())
+    served = {(c.model, c.tier) for c in first}
+    later: dict[tuple[str, str, str], float] = {}
+    for step in plan.steps[1:]:
+        for c in capacity_from_step(step):
+            if (c.model, c.tier) not in served:
+                later[c.key] = later.get(c.key, 0.0) + c.tokens_per_second
+    n = len(plan.steps)
+    return first + [PoolCapacity(m, r, t, v / n) for (m, r, t), v in sorted(later.items())]
+
+
+def tenant_limits(plan: Plan, snapshot: FleetSnapshot, usage: Sequence[Usage]) -> LimitTable:
+    """The TenantQuotas' fair-share limits on the planned capacity (:func:`plan_capacity`)."""
+    return compute_limits(snapshot.tenants, plan_capacity(plan), usage)
+
+
 def _flow(k: FlowKey) -> str:
     return f"{k.model}/{k.origin}/{k.tier}"
 
@@ -399,9 +472,11 @@ def run_cycle(
     made_at: datetime,
     floors: Floors | None = None,
     solve: Callable[[PlanningInstance], PlanOutcome] = plan_fleet,
+    usage: Sequence[Usage] = (),
 ) -> CycleResult:
-    """Plan for ``demand`` from ``current``, never under ``floors``: a FleetPlanSpec, or why
-    not (never raises on bad input)."""
+    """Plan for ``demand`` from ``current``, never under ``floors``: a FleetPlanSpec with
+    the tenants' limits for ``usage`` (``spec.throttles``), or why not (never raises on bad
+    input)."""
     floors = floors or Floors()
     try:
         inst = bounded(from_snapshot(snapshot, list(demand.forecasts), current, policy), floors)
@@ -413,8 +488,16 @@ def run_cycle(
         spec = floored(to_fleet_plan_spec(outcome, inst, made_at), floors, inst)
         note = f"demand: {demand.message}"
         solver = spec.solver
+        limits: LimitTable | None = None
+        limits_error = ""
+        try:
+            limits = tenant_limits(outcome, snapshot, usage)
+        except Exception as err:  # a bug in the limits must not lose the plan
+            logging.getLogger(__name__).exception("computing the tenant limits")
+            limits_error = f"{type(err).__name__}: {err}"
         spec = spec.model_copy(
             update={
+                "throttles": to_throttles(limits) if limits is not None else [],
                 "cost_per_hour": round(spec.cost_per_hour, 2),
                 "solver": solver.model_copy(
                     update={
@@ -425,7 +508,10 @@ def run_cycle(
                 ),
             }
         )
-        return CycleResult(demand, spec.solver.status, spec.solver.solve_seconds, spec)
+        return CycleResult(
+            demand, spec.solver.status, spec.solver.solve_seconds, spec,
+            limits=limits, limits_error=limits_error,
+        )  # fmt: skip
     status = "Infeasible" if isinstance(outcome, Infeasible) else "Timeout"
     return CycleResult(
         demand,
@@ -585,6 +671,7 @@ class PlanningLoop:
         reader = DemandReader(policy.spec.prometheus)
         try:
             demand = demand_for(policy, snapshot, reader, now.timestamp())
+            usage, usage_note = tenant_usage(policy, reader, now.timestamp())
         except (PrometheusUnreachable, StaleDemand) as err:
             reason = (
                 "PrometheusUnreachable"
@@ -645,7 +732,7 @@ class PlanningLoop:
             floors = floors.merged(
                 Floors(dict(current.nodes), dict(current.replicas), why="no demand data")
             )
-        result = run_cycle(policy, snapshot, demand, current, now, floors)
+        result = run_cycle(policy, snapshot, demand, current, now, floors, usage=usage)
         self.metrics.record_solve(policy.name, result.solver_status, result.solve_seconds)
         if result.spec is None:
             self._reachability(cond, body, snapshot, unreachable, floors)
@@ -697,6 +784,8 @@ class PlanningLoop:
         applied, lost = self._actuate(
             policy, snapshot, spec, plan_obj, namespace, cond, body, logger
         )
+        self._throttle(policy, snapshot, result, name, namespace, cond, body, now, usage_note,
+                       logger)  # fmt: skip
         self._reachability(cond, body, snapshot, {**unreachable, **lost}, floors)
         patch.status["lastPlan"] = name
         patch.status["costPerHour"] = round(spec.cost_per_hour, 4)
@@ -873,6 +962,100 @@ class PlanningLoop:
             if result.changes:
                 kopf.event(body, type="Normal", reason="Applied", message=msg)
         return complete, dict(result.unreachable)
+
+    def _throttle(
+        self,
+        policy: FleetPolicy,
+        snapshot: FleetSnapshot,
+        result: CycleResult,
+        name: str,
+        namespace: str,
+        cond: _Conditions,
+        body: kopf.Body,
+        now: datetime,
+        usage_note: str,
+        logger: logging.Logger,
+    ) -> None:
+        """Export the plan's tenant limits and, in ``mode: apply``, publish them (after
+        routing); a failure is a condition and an Event, never an exception."""
+        table = result.limits
+        if table is None:
+            msg = f"FleetPlan {name}: no tenant limits: {result.limits_error or 'not computed'}"
+            cond.set(THROTTLING, "False", "LimitsFailed", msg[:4096])
+            kopf.event(body, type="Warning", reason="ThrottlingFailed", message=msg[:1000])
+            return
+        self.metrics.record_limits(table)
+        throttled = sum(1 for t in table.tenants if t.throttled)
+        summary = (
+            f"{len(table.tenants)} tenants, {throttled} throttled, "
+            f"{len(table.overloaded)} overloaded (model, region, tier)"
+            + (f"; {usage_note}" if usage_note else "")
+        )
+        if policy.spec.mode == "plan-only":
+            cond.set(THROTTLING, "False", "PlanOnly",
+                     f"mode plan-only: nothing published, FleetPlan {name} holds the limits "
+                     f"({summary})"[:4096])  # fmt: skip
+            return
+        try:
+            pub = publish_throttling(
+                self.cluster,
+                table,
+                self._quotas(snapshot, namespace),
+                namespace=namespace,
+                policy=policy.name,
+                ingress=policy.spec.ingress,
+                now=now,
+            )
+        except Exception as err:  # publishing's boundary: it must not stop the cycle
+            logger.exception("publishing the tenant limits of FleetPlan %s", name)
+            msg = f"FleetPlan {name}: publishing the tenant limits failed: {type(err).__name__}: {err}"
+            cond.set(THROTTLING, "False", "PublishFailed", msg[:4096])
+            kopf.event(body, type="Warning", reason="ThrottlingFailed", message=msg[:1000])
+            self.metrics.record_actuation_errors([("", "throttling")])
+            return
+        if pub.errors:
+            msg = (
+                f"FleetPlan {name}: {len(pub.errors)} errors publishing the tenant limits, "
+                f"e.g. {pub.errors[0]}"
+            )
+            cond.set(THROTTLING, "False", "PublishFailed", msg[:4096])
+            kopf.event(body, type="Warning", reason="ThrottlingFailed", message=msg[:1000])
+            self.metrics.record_actuation_errors([("", "throttling")] * len(pub.errors))
+            logger.warning("%s", msg)
+            return
+        msg = (
+            f"FleetPlan {name}: ConfigMap {policy.spec.ingress.throttling_config_map}, "
+            f"{len(pub.policies)} BackendTrafficPolicies, {len(pub.statuses)} TenantQuota "
+            f"statuses: {summary}"
+            + (
+                f"; no ingress rule for {len(pub.left_out)} tenants (too many rules), e.g. "
+                f"{pub.left_out[0]}"
+                if pub.left_out
+                else ""
+            )
+        )
+        cond.set(THROTTLING, "True", "Published", msg[:4096])
+
+    def _quotas(self, snapshot: FleetSnapshot, namespace: str) -> list[TenantQuota]:
+        """The snapshot's TenantQuotas with their live status (the index holds no status;
+        a Throttling condition keeps its transition time); deleted ones are left out."""
+        try:
+            live = {
+                d["metadata"]["name"]: d
+                for d in self.cluster.list(API_VERSION, "TenantQuota", namespace)
+            }
+        except KubeError:
+            return list(snapshot.tenants)
+        out = []
+        for q in snapshot.tenants:
+            doc = live.get(q.name)
+            if doc is None:
+                continue
+            try:
+                out.append(TenantQuota.from_wire(doc))
+            except ValidationError:
+                out.append(q)
+        return out
 
 
 def _error_labels(errors: Sequence[str]) -> list[tuple[str, str]]:

@@ -12,6 +12,11 @@ labels ``model_name``, ``region`` (the origin) and ``tier``; series with the sam
 summed. A flow with data at a step but missing one of its three rates gets 0 for that rate;
 a step with no data at all is NaN (the forecaster fills gaps).
 
+Per-tenant usage (``tenantUsage``) is one instant query at the cycle's time, ``$window``
+replaced by the step the same way; each result series must carry ``tenant``,
+``model_name`` and ``region`` (:func:`usage_from_results`; series with the same labels are
+summed, a series lacking a label is a :class:`BadQuery`).
+
 The data age is ``now - max(timestamp(vllm:prompt_tokens_total))`` (an instant query); when
 that is empty (no sample within Prometheus's lookback) it falls back to the newest step with
 data in the range result.
@@ -35,6 +40,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from llmfleet.api.policy import PrometheusQueries, PrometheusSource
+from llmfleet.fairness.limits import Usage
 from llmfleet.forecast.types import DemandHistory, DemandRates, FlowKey, Series
 from llmfleet.observe.metrics import VLLM_PROMPT_TOKENS
 
@@ -45,6 +51,7 @@ QUERY_FIELDS: Mapping[Series, str] = {
     "output_tokens": "generation_tokens",
 }
 """Which template of :class:`PrometheusQueries` gives each rate of a flow."""
+USAGE_LABELS = ("tenant", "model_name", "region")
 
 
 class PrometheusError(RuntimeError):
@@ -135,6 +142,28 @@ def histories_from_results(
     return out
 
 
+def usage_from_results(result: Sequence[Mapping[str, Any]]) -> tuple[Usage, ...]:
+    """Instant-query results of ``tenantUsage`` -> one :class:`Usage` per (tenant, model,
+    region), sorted; same labels summed, negative and non-finite values dropped. Raises
+    :class:`BadQuery` when a series lacks one of :data:`USAGE_LABELS`."""
+    total: dict[tuple[str, str, str], float] = {}
+    for item in result:
+        metric = item.get("metric") or {}
+        missing = [lab for lab in USAGE_LABELS if not metric.get(lab)]
+        if missing:
+            raise BadQuery(
+                f"spec.prometheus.queries.tenantUsage: result series {dict(metric)} lacks "
+                f"label(s) {', '.join(missing)} (the query must keep {', '.join(USAGE_LABELS)})"
+            )
+        value = item.get("value") or []
+        v = float(value[1]) if len(value) == 2 else math.nan
+        if not math.isfinite(v):
+            continue
+        key = (metric["tenant"], metric["model_name"], metric["region"])
+        total[key] = total.get(key, 0.0) + max(v, 0.0)
+    return tuple(Usage(t, m, r, v) for (t, m, r), v in sorted(total.items()))
+
+
 def newest_with_data(histories: Sequence[DemandHistory]) -> float | None:
     """End time of the newest step that has data in any history."""
     newest: float | None = None
@@ -220,6 +249,20 @@ class DemandReader:
             newest_sample=newest,
             age_seconds=None if newest is None else max(0.0, end - newest),
         )
+
+    def read_usage(
+        self, queries: PrometheusQueries, *, end: float, step_seconds: int
+    ) -> tuple[Usage, ...]:
+        """Each tenant's tokens/s per (model, region) at ``end`` (``tenantUsage``); empty
+        when Prometheus has no per-tenant series."""
+        query = render(queries.tenant_usage, step_seconds)
+        out = self._call(
+            f"spec.prometheus.queries.tenantUsage {query!r}",
+            self._prom.custom_query,
+            query,
+            params={"time": f"{end:.3f}"},
+        )
+        return usage_from_results(out or [])
 
     def _newest_sample(self, at: float) -> float | None:
         query = f"max(timestamp({VLLM_PROMPT_TOKENS}))"

@@ -341,5 +341,6 @@ def capacity_from_step(step: StepPlan) -> list[PoolCapacity]:
     for (model, region, tier), tps in sorted(load.items()):
         us = [u for u in util.get((model, region), []) if u > 0]
         u = max(us) if us else 1.0
-        out.append(PoolCapacity(model, region, tier, tps / min(max(u, 1e-6), 1.0)))
+        # plain floats: the plan's figures are numpy scalars, which JSON cannot write
+        out.append(PoolCapacity(model, region, tier, float(tps / min(max(u, 1e-6), 1.0))))
     return out

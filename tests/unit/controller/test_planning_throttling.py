@@ -1,0 +1,260 @@
+"""The tenant limits in the planning cycle (pure parts and the publishing boundary): every
+plan carries the fair-share limits of its step 0 for the tenants' usage; the usage read
+never fails a cycle; the metrics are replaced each cycle; plan-only publishes nothing and a
+failing publication is a condition, not an exception."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from prometheus_client import generate_latest
+
+from llmfleet.api.loading import load_manifests
+from llmfleet.api.policy import FleetPolicy, PrometheusQueries
+from llmfleet.controller import planning
+from llmfleet.controller.metrics import FleetMetrics
+from llmfleet.controller.planning import (
+    THROTTLING,
+    CycleResult,
+    PlanningLoop,
+    PlanningSettings,
+    _Conditions,
+    plan_capacity,
+    policy_snapshot,
+    quota_fallback,
+    run_cycle,
+    tenant_limits,
+    tenant_usage,
+)
+from llmfleet.fairness.limits import LimitTable, Usage, compute_limits, to_throttles
+from llmfleet.kube.client import KubeError
+from llmfleet.kube.prometheus import BadQuery, PrometheusUnreachable, usage_from_results
+from llmfleet.kube.throttling import capacity_from_step
+from llmfleet.plan.instance import CurrentState, PlanningInstance
+from llmfleet.plan.solve import plan_fleet
+from llmfleet.plan.types import Plan, PlanOutcome
+from support.builders import SAMPLES, sample
+
+NOW = datetime(2026, 11, 23, 15, 7, 9, tzinfo=UTC)
+
+
+def _policy(**spec: Any) -> FleetPolicy:
+    doc = sample("FleetPolicy")
+    doc["metadata"]["namespace"] = "ns"
+    doc["spec"].update({"intervalSeconds": 60, "horizon": {"stepSeconds": 3600, "steps": 4}})
+    doc["spec"]["solver"]["timeLimitSeconds"] = 5
+    doc["spec"].update(spec)
+    return FleetPolicy.from_wire(doc)
+
+
+def _cycle(usage: tuple[Usage, ...] = ()) -> tuple[FleetPolicy, Any, CycleResult, Plan]:
+    pol = _policy()
+    snap = policy_snapshot(load_manifests([SAMPLES], namespace="ns"), "ns")
+    plans: list[Plan] = []
+
+    def solve(inst: PlanningInstance) -> PlanOutcome:
+        out = plan_fleet(inst)
+        if isinstance(out, Plan):
+            plans.append(out)
+        return out
+
+    demand = quota_fallback(pol, snap, NOW.timestamp(), "test demand")
+    r = run_cycle(pol, snap, demand, CurrentState(), NOW, solve=solve, usage=usage)
+    assert r.spec is not None and plans
+    return pol, snap, r, plans[0]
+
+
+@pytest.fixture(scope="module")
+def idle() -> tuple[FleetPolicy, Any, CycleResult, Plan]:
+    return _cycle()
+
+
+def test_every_plan_carries_its_step0_limits_for_every_tenant(idle):
+    _pol, snap, r, plan = idle
+    assert r.limits is not None and r.spec is not None
+    want = compute_limits(snap.tenants, plan_capacity(plan), ())
+    assert r.limits == want == tenant_limits(plan, snap, ())
+    # step 0's capacity as planned; the batch tier, deferred at step 0, at its horizon mean
+    step0 = capacity_from_step(plan.first())
+    assert plan_capacity(plan)[: len(step0)] == step0
+    deferred = plan_capacity(plan)[len(step0) :]
+    assert deferred and {c.tier for c in deferred} == {"batch"}
+    assert all(type(c.tokens_per_second) is float for c in plan_capacity(plan))  # JSON-able
+    assert r.spec.throttles == to_throttles(r.limits)
+    assert {t.tenant for t in r.spec.throttles} == {q.spec.tenant_id for q in snap.tenants}
+    # no usage: nothing is overloaded, nobody is throttled, the limits are still there
+    assert r.limits.overloaded == () and not any(t.throttled for t in r.limits.tenants)
+    assert all(t.tokens_per_second > 0 for t in r.spec.throttles)
+
+
+def test_a_tenant_far_above_its_share_is_throttled_on_the_planned_capacity(idle):
+    _pol, snap, r0, plan = idle
+    assert r0.limits is not None
+    # the tenant of the first pool asks for ten times the pool's capacity
+    p = r0.limits.pools[0]
+    cap = next(c for c in plan_capacity(plan) if c.key == (p.model, p.region, p.tier))
+    abuser = Usage(p.tenant, p.model, p.region, 10 * cap.tokens_per_second)
+    _pol, _snap, r, plan2 = _cycle((abuser,))
+    assert r.limits is not None and r.spec is not None
+    assert r.limits == tenant_limits(plan2, snap, (abuser,))
+    t = r.limits.tenant(p.tenant)
+    assert t is not None and t.throttled and t.usage_tokens_per_second > 0
+    assert (p.model, p.region, p.tier) in r.limits.overloaded
+    assert r.spec.throttles == to_throttles(r.limits)
+
+
+class _Usage:
+    def __init__(self, out: tuple[Usage, ...] | Exception) -> None:
+        self.out = out
+        self.queries: list[PrometheusQueries] = []
+
+    def read_usage(
+        self, queries: PrometheusQueries, *, end: float, step_seconds: int
+    ) -> tuple[Usage, ...]:
+        self.queries.append(queries)
+        if isinstance(self.out, Exception):
+            raise self.out
+        return self.out
+
+
+def test_usage_read_never_fails_the_cycle():
+    pol = _policy()
+    u = (Usage("acme-chat", "llama-3-1-8b", "us-east", 50.0),)
+    src = _Usage(u)
+    assert tenant_usage(pol, src, NOW.timestamp()) == (u, "")
+    assert src.queries[0].tenant_usage == pol.spec.prometheus.queries.tenant_usage
+    usage, note = tenant_usage(pol, _Usage(()), NOW.timestamp())
+    assert usage == () and "no per-tenant usage in Prometheus" in note
+    usage, note = tenant_usage(pol, _Usage(PrometheusUnreachable("down")), NOW.timestamp())
+    assert usage == () and "tenant usage not read (down)" in note
+    usage, note = tenant_usage(pol, _Usage(BadQuery("no tenant label")), NOW.timestamp())
+    assert usage == () and "no tenant label" in note
+    assert tenant_usage(pol, None, NOW.timestamp())[0] == ()
+
+
+def test_default_usage_query_sums_the_vllm_token_counters_by_tenant():
+    q = PrometheusQueries().tenant_usage
+    assert "sum by (tenant, model_name, region)" in q and "$window" in q
+    assert "vllm:prompt_tokens_total" in q and "vllm:generation_tokens_total" in q
+    custom = _policy(prometheus={"queries": {"tenantUsage": "sum by (tenant) (x)"}})
+    assert custom.spec.prometheus.queries.tenant_usage == "sum by (tenant) (x)"
+
+
+def test_usage_results_are_summed_per_tenant_model_region():
+    def item(t: str, m: str, r: str, v: str) -> dict[str, Any]:
+        return {"metric": {"tenant": t, "model_name": m, "region": r}, "value": [1.0, v]}
+
+    out = usage_from_results(
+        [item("b", "m", "eu", "5"), item("a", "m", "us", "1.5"), item("a", "m", "us", "2"),
+         item("a", "m", "eu", "NaN"), item("c", "m", "eu", "-3")]
+    )  # fmt: skip
+    assert out == (
+        Usage("a", "m", "us", 3.5),
+        Usage("b", "m", "eu", 5.0),
+        Usage("c", "m", "eu", 0.0),
+    )
+    with pytest.raises(BadQuery, match=r"tenantUsage.*lacks label\(s\) tenant"):
+        usage_from_results([{"metric": {"model_name": "m", "region": "us"}, "value": [1, "1"]}])
+
+
+def _series(text: str, name: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.startswith(name + "{")]
+
+
+def test_tenant_metrics_replace_the_previous_cycles_series(idle):
+    _pol, _snap, r, _plan = idle
+    assert r.limits is not None
+    m = FleetMetrics()
+    m.record_limits(r.limits)
+    text = generate_latest(m.registry).decode()
+    limits = _series(text, "llmfleet_tenant_limit_tokens_per_second")
+    usage = _series(text, "llmfleet_tenant_usage_tokens_per_second")
+    assert len(limits) == len(usage) == len(r.limits.by_tenant_model()) > 0
+    (tenant, tier, model), (lim, _use) = sorted(r.limits.by_tenant_model().items())[0]
+    line = f'{{model_name="{model}",tenant="{tenant}",tier="{tier}"}}'
+    assert any(x.startswith(f"llmfleet_tenant_limit_tokens_per_second{line} ") for x in limits)
+    assert float(next(x for x in limits if line in x).split()[-1]) == pytest.approx(lim)
+    m.record_limits(LimitTable(pools=(), tenants=(), overloaded=()))
+    text = generate_latest(m.registry).decode()
+    assert _series(text, "llmfleet_tenant_limit_tokens_per_second") == []
+
+
+class _Cluster:
+    """Records writes; ``fail`` makes every write fail."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.applied: list[dict[str, Any]] = []
+
+    def apply(self, obj: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        if self.fail:
+            raise KubeError(f"apply {obj['kind']}: forbidden", 403)
+        self.applied.append(obj)
+        return obj
+
+    def list(self, *args: Any, **kw: Any) -> list[dict[str, Any]]:
+        if self.fail:
+            raise KubeError("list: forbidden", 403)
+        return []
+
+    def raw_get(self, path: str, **kw: Any) -> Any:
+        raise KubeError("not found", 404)
+
+
+def _throttle(
+    monkeypatch: pytest.MonkeyPatch, cluster: _Cluster, result: CycleResult, mode: str
+) -> tuple[_Conditions, list[dict[str, Any]], FleetMetrics]:
+    events: list[dict[str, Any]] = []
+    monkeypatch.setattr(planning.kopf, "event", lambda body, **kw: events.append(kw))
+    metrics = FleetMetrics()
+    loop = PlanningLoop(PlanningSettings(), metrics, connect=lambda: cluster)  # type: ignore[arg-type,return-value]
+    pol = _policy(mode=mode)
+    snap = policy_snapshot(load_manifests([SAMPLES], namespace="ns"), "ns")
+    cond = _Conditions([], NOW, 1)
+    loop._throttle(pol, snap, result, "default-x", "ns", cond, {}, NOW, "",  # type: ignore[arg-type]
+                   logging.getLogger("test"))  # fmt: skip
+    return cond, events, metrics
+
+
+def _cond(c: _Conditions) -> dict[str, Any]:
+    return next(x for x in c.items if x["type"] == THROTTLING)
+
+
+def test_plan_only_publishes_nothing_but_exports_the_limits(idle, monkeypatch):
+    _pol, _snap, r, _plan = idle
+    cluster = _Cluster()
+    cond, events, metrics = _throttle(monkeypatch, cluster, r, "plan-only")
+    assert cluster.applied == [] and events == []
+    c = _cond(cond)
+    assert (c["status"], c["reason"]) == ("False", "PlanOnly")
+    assert "FleetPlan default-x holds the limits" in c["message"]
+    text = generate_latest(metrics.registry).decode()
+    assert _series(text, "llmfleet_tenant_limit_tokens_per_second")
+
+
+def test_apply_publishes_the_table_to_the_configmap_and_every_quota(idle, monkeypatch):
+    _pol, snap, r, _plan = idle
+    cluster = _Cluster()
+    cond, events, _m = _throttle(monkeypatch, cluster, r, "apply")
+    kinds = [(o["kind"], o["metadata"]["name"]) for o in cluster.applied]
+    assert kinds[0] == ("ConfigMap", "llmfleet-throttling")
+    assert ("BackendTrafficPolicy", "llmfleet-throttling") in kinds  # the sample's Gateway
+    # the live list was empty (the quotas were deleted meanwhile): no status written
+    assert all(k != "TenantQuota" for k, _ in kinds)
+    c = _cond(cond)
+    assert (c["status"], c["reason"]) == ("True", "Published"), c["message"]
+    assert f"{len(snap.tenants)} tenants" in c["message"] and events == []
+
+
+def test_a_failing_publication_is_a_condition_and_an_event_not_an_error(idle, monkeypatch):
+    _pol, _snap, r, _plan = idle
+    cond, events, metrics = _throttle(monkeypatch, _Cluster(fail=True), r, "apply")
+    c = _cond(cond)
+    assert (c["status"], c["reason"]) == ("False", "PublishFailed")
+    assert "forbidden" in c["message"]
+    assert [e["reason"] for e in events] == ["ThrottlingFailed"]
+    text = generate_latest(metrics.registry).decode()
+    assert 'llmfleet_actuation_errors_total{region="",target="throttling"}' in text
