@@ -87,13 +87,16 @@ class PrometheusQueries(ApiModel):
     )
     """Requests queued now."""
     tenant_usage: str = Field(
-        default="sum by (tenant, model_name, region) (rate({__name__=~"
-        '"vllm:prompt_tokens_total|vllm:generation_tokens_total"}[$window]))',
+        default="sum by (tenant, model_name, region) (rate(vllm:prompt_tokens_total[$window]))"
+        " + sum by (tenant, model_name, region) "
+        "(rate(vllm:generation_tokens_total[$window]))",
         max_length=4096,
     )
     """Tokens per second (prompt plus generated) each tenant uses now, an instant query at
-    the cycle's time; results must carry ``tenant``, ``model_name`` and ``region``. Feeds the
-    fair-share limits; no result means no usage (limits are computed all the same)."""
+    the cycle's time; results must carry ``tenant``, ``model_name`` and ``region`` (the
+    origin, as in the other templates: the controller moves it to the serving regions along
+    the plan's routes). Feeds the fair-share limits; no result means no usage (limits are
+    computed all the same)."""
 
 
 class PrometheusSource(ApiModel):

@@ -35,7 +35,8 @@ One cycle (:func:`run_cycle`, testable without kopf):
     limits   the tenants' fair-share limits (``fairness.limits.compute_limits``) from the
              plan's step-0 capacity (``kube.throttling.capacity_from_step``; a deferred
              batch tier gets its mean planned rate over the horizon) and each
-             tenant's usage now (``spec.prometheus.queries.tenantUsage``; none, or a failed
+             tenant's usage now (``spec.prometheus.queries.tenantUsage``, per origin
+             region, moved to the serving regions along the plan's routes; none, or a failed
              read, is no usage: the limits are then the budgets, nothing is overloaded);
              recorded in the FleetPlan's ``spec.throttles`` and the
              ``llmfleet_tenant_{limit,usage}_tokens_per_second`` gauges;
@@ -455,9 +456,38 @@ def plan_capacity(plan: Plan) -> list[PoolCapacity]:
     return first + [PoolCapacity(m, r, t, v / n) for (m, r, t), v in sorted(later.items())]
 
 
+def served_usage(plan: Plan, snapshot: FleetSnapshot, usage: Sequence[Usage]) -> list[Usage]:
+    """Usage as read (``region`` is the origin, as in the demand queries) moved to the
+    regions serving it: spread over the plan's routes of the tenant's (model, tier, origin)
+    by their fractions (the first step routing it: step 0, or the step deferred work is
+    served at). Usage without a quota or a route stays in its region."""
+    tiers = {q.spec.tenant_id: q.spec.tier for q in snapshot.tenants}
+    routes: dict[tuple[str, str, str], dict[str, float]] = {}
+    for step in plan.steps:
+        found: dict[tuple[str, str, str], dict[str, float]] = {}
+        for r in step.routes:
+            key = (r.model, r.tier, r.origin)
+            if key not in routes and r.fraction > 0:
+                shares = found.setdefault(key, {})
+                shares[r.region] = shares.get(r.region, 0.0) + float(r.fraction)
+        routes |= found
+    out: dict[tuple[str, str, str], list[float]] = {}
+    for u in usage:
+        shares = routes.get((u.model, tiers.get(u.tenant, ""), u.region)) or {u.region: 1.0}
+        total = sum(shares.values())
+        for region, f in shares.items():
+            acc = out.setdefault((u.tenant, u.model, region), [0.0, 0.0])
+            acc[0] += u.tokens_per_second * f / total
+            acc[1] += u.requests_per_second * f / total
+    return [Usage(t, m, r, tps, rps) for (t, m, r), (tps, rps) in sorted(out.items())]
+
+
 def tenant_limits(plan: Plan, snapshot: FleetSnapshot, usage: Sequence[Usage]) -> LimitTable:
-    """The TenantQuotas' fair-share limits on the planned capacity (:func:`plan_capacity`)."""
-    return compute_limits(snapshot.tenants, plan_capacity(plan), usage)
+    """The TenantQuotas' fair-share limits on the planned capacity (:func:`plan_capacity`)
+    for their usage in the serving regions (:func:`served_usage`)."""
+    return compute_limits(
+        snapshot.tenants, plan_capacity(plan), served_usage(plan, snapshot, usage)
+    )
 
 
 def _flow(k: FlowKey) -> str:

@@ -26,6 +26,7 @@ from llmfleet.controller.planning import (
     policy_snapshot,
     quota_fallback,
     run_cycle,
+    served_usage,
     tenant_limits,
     tenant_usage,
 )
@@ -258,3 +259,20 @@ def test_a_failing_publication_is_a_condition_and_an_event_not_an_error(idle, mo
     assert [e["reason"] for e in events] == ["ThrottlingFailed"]
     text = generate_latest(metrics.registry).decode()
     assert 'llmfleet_actuation_errors_total{region="",target="throttling"}' in text
+
+
+def test_usage_per_origin_moves_to_the_regions_serving_it(idle):
+    _pol, snap, _r, plan = idle
+    route = next(r for r in plan.first().routes if r.fraction > 0)
+    key = (route.model, route.tier, route.origin)
+    tenant = next(q.spec.tenant_id for q in snap.tenants if q.spec.tier == route.tier)
+    regions = {r.region for r in plan.first().routes if (r.model, r.tier, r.origin) == key}
+    out = served_usage(
+        plan,
+        snap,
+        [Usage(tenant, route.model, route.origin, 100.0), Usage("nobody", "m", "x", 5.0)],
+    )
+    mine = [u for u in out if u.tenant == tenant]
+    assert {u.region for u in mine} == regions
+    assert sum(u.tokens_per_second for u in mine) == pytest.approx(100.0)
+    assert Usage("nobody", "m", "x", 5.0) in out  # no quota, no route: where it was read
