@@ -215,3 +215,20 @@ BAD_CASES: list[BadCase] = [
         "step-too-short", "FleetPolicy", _set("spec.horizon.stepSeconds", 10), "stepSeconds", "300"
     ),
 ]
+
+
+def planning_policy(
+    solver: dict[str, Any] | None = None, history_seconds: int | None = None, **spec: Any
+) -> Any:
+    """The sample FleetPolicy in namespace ``ns``, sized for fast planning tests: a 60 s
+    interval, 4 hourly steps, a 5 s solver limit (``solver`` overrides), ``spec`` on top."""
+    from llmfleet.api.policy import FleetPolicy
+
+    doc = sample("FleetPolicy")
+    doc["metadata"]["namespace"] = "ns"
+    doc["spec"].update({"intervalSeconds": 60, "horizon": {"stepSeconds": 3600, "steps": 4}})
+    doc["spec"]["solver"].update({"timeLimitSeconds": 5, **(solver or {})})
+    if history_seconds is not None:
+        doc["spec"]["forecast"]["historySeconds"] = history_seconds
+    doc["spec"].update(spec)
+    return FleetPolicy.from_wire(doc)

@@ -26,19 +26,13 @@ from llmfleet.controller.planning import (
 from llmfleet.forecast.types import DemandHistory, DemandRates, FlowKey
 from llmfleet.kube.prometheus import DemandRead
 from llmfleet.plan.instance import CurrentState
-from support.builders import SAMPLES, sample
+from support.builders import SAMPLES, planning_policy
 
 NOW = datetime(2026, 11, 23, 15, 7, 9, tzinfo=UTC)
 
 
 def _policy(**spec: Any) -> FleetPolicy:
-    doc = sample("FleetPolicy")
-    doc["metadata"]["namespace"] = "ns"
-    doc["spec"].update({"intervalSeconds": 60, "horizon": {"stepSeconds": 3600, "steps": 4}})
-    doc["spec"]["solver"]["timeLimitSeconds"] = 5
-    doc["spec"]["forecast"]["historySeconds"] = 24 * 3600
-    doc["spec"].update(spec)
-    return FleetPolicy.from_wire(doc)
+    return planning_policy(history_seconds=24 * 3600, **spec)
 
 
 def _objects(namespace: str = "ns") -> list:

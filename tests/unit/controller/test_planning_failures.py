@@ -19,18 +19,14 @@ from llmfleet.controller.planning import (
 )
 from llmfleet.plan.instance import CurrentState, PlanningInstance, from_snapshot
 from llmfleet.plan.types import NoSolutionInTime
-from support.builders import SAMPLES, sample
+from support.builders import SAMPLES, planning_policy
 from support.plans import fleet_plan
 
 NOW = datetime(2026, 11, 23, 15, 7, 9, tzinfo=UTC)
 
 
 def _policy(**solver: Any) -> FleetPolicy:
-    doc = sample("FleetPolicy")
-    doc["metadata"]["namespace"] = "ns"
-    doc["spec"].update({"intervalSeconds": 60, "horizon": {"stepSeconds": 3600, "steps": 4}})
-    doc["spec"]["solver"].update({"timeLimitSeconds": 5, **solver})
-    return FleetPolicy.from_wire(doc)
+    return planning_policy(solver)
 
 
 def _setup(**solver: Any):

@@ -37,18 +37,13 @@ from llmfleet.kube.throttling import capacity_from_step
 from llmfleet.plan.instance import CurrentState, PlanningInstance
 from llmfleet.plan.solve import plan_fleet
 from llmfleet.plan.types import Plan, PlanOutcome
-from support.builders import SAMPLES, sample
+from support.builders import SAMPLES, planning_policy
 
 NOW = datetime(2026, 11, 23, 15, 7, 9, tzinfo=UTC)
 
 
 def _policy(**spec: Any) -> FleetPolicy:
-    doc = sample("FleetPolicy")
-    doc["metadata"]["namespace"] = "ns"
-    doc["spec"].update({"intervalSeconds": 60, "horizon": {"stepSeconds": 3600, "steps": 4}})
-    doc["spec"]["solver"]["timeLimitSeconds"] = 5
-    doc["spec"].update(spec)
-    return FleetPolicy.from_wire(doc)
+    return planning_policy(**spec)
 
 
 def _cycle(usage: tuple[Usage, ...] = ()) -> tuple[FleetPolicy, Any, CycleResult, Plan]:
