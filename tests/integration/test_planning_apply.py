@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from conftest import OperatorProcess, wait_for
-from llmfleet.api import API_VERSION, KINDS
-from llmfleet.api.crdgen import crd_for
+from llmfleet.api import API_VERSION
 from llmfleet.kube.client import Cluster
 from support.builders import all_samples
+from support.clusters import fresh_cluster
 from support.controlplane import LocalControlPlane
 from support.promtools import LocalPrometheus, Series
 
@@ -28,18 +28,8 @@ NS = "fleet"
 def own_cluster(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[LocalControlPlane, Cluster]]:
-    cp = LocalControlPlane(tmp_path_factory.mktemp("apply-hub"))
-    cp.start(timeout=120)
-    c = Cluster.connect(cp.kubeconfig, timeout=20)
-    try:
-        docs = [crd_for(k) for k in KINDS]
-        c.apply_all(docs)
-        c.wait_crds_established([d["metadata"]["name"] for d in docs])
-        c.ensure_namespace(NS)
-        yield cp, c
-    finally:
-        c.close()
-        cp.stop()
+    with fresh_cluster(tmp_path_factory.mktemp("apply-hub"), NS) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")

@@ -26,13 +26,13 @@ import pytest
 import yaml
 
 from conftest import OperatorProcess, wait_for
-from llmfleet.api import API_VERSION, KINDS
-from llmfleet.api.crdgen import crd_for
+from llmfleet.api import API_VERSION
 from llmfleet.fairness.limits import LIMIT_METRIC, USAGE_METRIC
 from llmfleet.kube.client import Cluster
 from llmfleet.kube.throttling import BTP_API_VERSION, BTP_NAME
 from llmfleet.observe import metrics as m
 from support.builders import all_samples
+from support.clusters import fresh_cluster
 from support.controlplane import LocalControlPlane
 from support.promtools import LocalPrometheus, Series
 
@@ -60,22 +60,13 @@ def _tools_dir(name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalControlPlane, Cluster]]:
-    cp = LocalControlPlane(tmp_path_factory.mktemp("throttle-hub"))
-    cp.start(timeout=120)
-    c = Cluster.connect(cp.kubeconfig, timeout=20)
-    try:
-        docs = [crd_for(k) for k in KINDS]
-        for name, file in UPSTREAM.items():
-            path = _tools_dir(name) / file
-            assert path.exists(), f"{path} missing: run `bash hack/tools.sh crds`"
-            docs.append(yaml.safe_load(path.read_text()))
-        c.apply_all(docs)
-        c.wait_crds_established([d["metadata"]["name"] for d in docs])
-        c.ensure_namespace(NS)
-        yield cp, c
-    finally:
-        c.close()
-        cp.stop()
+    docs = []
+    for name, file in UPSTREAM.items():
+        path = _tools_dir(name) / file
+        assert path.exists(), f"{path} missing: run `bash hack/tools.sh crds`"
+        docs.append(yaml.safe_load(path.read_text()))
+    with fresh_cluster(tmp_path_factory.mktemp("throttle-hub"), NS, docs) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")

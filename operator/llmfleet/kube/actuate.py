@@ -346,6 +346,22 @@ class _Planner:
             except KubeError as err:
                 self.failed(cluster, err)
 
+    def _delete_deployment(self, cluster: Cluster, name: str, why: str) -> None:
+        """Queue the deletion of a managed Deployment no plan can scale any more."""
+        self.changes.append(
+            Change(
+                Phase.WORKLOADS_DOWN,
+                cluster.server,
+                "Deployment",
+                "apps/v1",
+                name,
+                self.namespace,
+                "delete",
+                f"Deployment {name}: deleted ({why})",
+                "DeletedReplicas",
+            )
+        )
+
     def _workloads_in(
         self,
         cluster: Cluster,
@@ -368,36 +384,12 @@ class _Planner:
             model = models.get(labels.get(LABEL_MODEL, ""))
             pool = self._pool(labels.get(LABEL_REGION, ""), labels.get(LABEL_POOL, ""))
             if model is None or pool is None:
-                self.changes.append(
-                    Change(
-                        Phase.WORKLOADS_DOWN,
-                        cluster.server,
-                        "Deployment",
-                        "apps/v1",
-                        name,
-                        self.namespace,
-                        "delete",
-                        f"Deployment {name}: deleted (its LLMModel or pool is gone)",
-                        "DeletedReplicas",
-                    )
-                )
+                self._delete_deployment(cluster, name, "its LLMModel or pool is gone")
                 continue
             try:
                 mine[name] = render_deployment(model, labels[LABEL_REGION], pool, 0, self.namespace)
             except ValueError:
-                self.changes.append(
-                    Change(
-                        Phase.WORKLOADS_DOWN,
-                        cluster.server,
-                        "Deployment",
-                        "apps/v1",
-                        name,
-                        self.namespace,
-                        "delete",
-                        f"Deployment {name}: deleted (no profile for its pool's GPU type)",
-                        "DeletedReplicas",
-                    )
-                )
+                self._delete_deployment(cluster, name, "no profile for its pool's GPU type")
         for name, dep in sorted(mine.items()):
             cur = existing.get(name)
             before = int((cur or {}).get("spec", {}).get("replicas") or 0) if cur else None
