@@ -7,6 +7,7 @@ import pytest
 
 from conftest import hand_workload, tiny_scenario
 from llmfleet.forecast.types import DemandHistory, DemandRates, FlowKey
+from llmfleet.plan.sageserve import SageServePlan
 from llmfleet.plan.types import NoSolutionInTime
 from llmfleet.sim.policies import planner
 from llmfleet.sim.policies.planner import Llmfleet, Oracle, SageServe, realised_rates
@@ -94,3 +95,13 @@ def test_sageserve_provisions_on_demand_pools_for_the_forecast():
     t = p.decide(_obs(tok=3000.0))
     assert t.replicas.get(KEY, 0) >= 1 and t.routes == {}
     assert "ILP" in t.note
+
+
+def test_sageserve_keeps_its_instances_when_the_ilp_fails(monkeypatch):
+    p = SageServe(tiny_scenario())
+    first = p.decide(_obs(tok=3000.0))
+    dead = SageServePlan({}, {}, 0.0, float("nan"), "killed", 12.0)
+    monkeypatch.setattr(planner, "solve_sageserve", lambda *a, **k: dead)
+    again = p.decide(_obs(now=3600.0, tok=10.0))
+    assert dict(again.replicas) == dict(first.replicas)
+    assert again.note == "kept last plan: ILP killed" and p.failures == 1
