@@ -20,6 +20,8 @@ forecast of each flow, the instance-delta ILP over (model, region, VM type) for 
 the coming window (:func:`llmfleet.plan.sageserve.solve_sageserve`), requests served in
 their origin region, plus its reactive rules every minute (on-demand VMs only, as published): one more instance of a (model,
 region) whose mean memory (sequence-slot) utilisation is above 0.5, one fewer below 0.25.
+Like every policy of the twin it keeps each model's ``minReplicasPerRegion`` (an availability
+floor the published ILP does not have).
 """
 
 from __future__ import annotations
