@@ -3,7 +3,8 @@
 For a (model, region) cell at step 0 the replicas exist because of the tightest of:
 
 * ``min-replicas`` — the cell carries no load (or less than one replica's worth) but the
-  model's minReplicasPerRegion keeps them;
+  model's minReplicasPerRegion keeps them, or the instance's replica floors
+  (``replica_bounds``) hold more replicas than the load needs;
 * ``guarantee`` — capacity reserved for tenants' guaranteed budgets beyond served demand;
 * ``latency`` — a tier's load may only run on some GPU types (7) and that requirement,
   not the total, sets the count;
@@ -46,6 +47,12 @@ def cell_reason(
     if x.sum() > EPS and total <= per_replica * 0.5 and c.min_replicas[m] > 0:
         return "min-replicas", (
             f"{name}: minReplicasPerRegion={c.min_replicas[m]} keeps {x.sum():g} replica(s); "
+            f"load needs {total / per_replica:.2f} replica(s)"
+        )
+    floor = int(c.rep_lo[pls].sum())
+    if floor > 0 and x.sum() <= floor + EPS and np.ceil(total / per_replica - EPS) < floor:
+        return "min-replicas", (
+            f"{name}: replica floors (replica_bounds) keep {x.sum():g} replica(s); "
             f"load needs {total / per_replica:.2f} replica(s)"
         )
     if reserve > 0.5 * total and reserve > EPS:

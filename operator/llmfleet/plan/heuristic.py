@@ -3,11 +3,12 @@
 * :func:`greedy_loads` routes every flow to its cheapest eligible region (no solver) —
   the plan of last resort when even the LP does not finish in time.
 * :func:`round_step` turns one step of a fractional (LP) solution into integers:
-  keep ``floor`` of every replica count, then add replicas, cheapest capacity unit first
+  keep ``floor`` of every replica count (clipped to the placement's replica bounds
+  ``[lo, hi]``), then add replicas (never above ``hi``), cheapest capacity unit first
   (a GPU slot on an already-paid node is free), until every capacity requirement of the
   (model, region) cell holds — on-demand share (8), tier GPU types (7), total (6) and
-  min replicas (11) — within the pools' free GPUs; then drop replicas not needed and size
-  nodes to ``ceil(GPUs / gpusPerNode)``.
+  min replicas (11) — within the pools' free GPUs; then drop replicas not needed (never
+  under ``lo``) and size nodes to ``ceil(GPUs / gpusPerNode)``, so nodes fit the floors too.
 * :func:`repair` scales a cell's load down to its capacity where a pool at maxNodes left
   it short; the excess becomes unmet demand (interactive), dropped work (batch) or
   guarantee shortfall, so the result always satisfies every constraint of the model.
@@ -104,12 +105,13 @@ def round_step(
     Q, PL = len(c.price), len(c.pl_m)
     R = len(c.regions)
     loads = cell_loads(c, v, cl, sol, t)
-    x = np.floor(sol.replicas[:, t] + EPS).astype(np.int64)
+    lo, hi = c.rep_lo, c.rep_hi
+    x = np.clip(np.floor(sol.replicas[:, t] + EPS), lo, hi).astype(np.int64)
     used = np.zeros(Q, dtype=np.int64)
     np.add.at(used, c.pl_q, c.gpr * x)
     over = used > c.nmax * c.gpn
-    if over.any():  # should not happen for LP solutions; start clean there
-        x[over[c.pl_q]] = 0
+    if over.any():  # should not happen for LP solutions; start from the floors there
+        x = np.where(over[c.pl_q], lo, x)
         used = np.zeros(Q, dtype=np.int64)
         np.add.at(used, c.pl_q, c.gpr * x)
     cap_gpus = c.nmax * c.gpn
@@ -140,7 +142,7 @@ def round_step(
                         break
                     cand = req.placements
                 free = cap_gpus[c.pl_q[cand]] - used[c.pl_q[cand]] >= c.gpr[cand]
-                cand = cand[free]
+                cand = cand[free & (x[cand] < hi[cand])]
                 if not len(cand):
                     break
                 q = c.pl_q[cand]
@@ -150,9 +152,9 @@ def round_step(
                 pick = int(cand[np.argmin(marginal * 1e6 + unit[cand] - keep)])
                 x[pick] += 1
                 used[c.pl_q[pick]] += c.gpr[pick]
-        # drop replicas the requirements do not need (dearest first)
+        # drop replicas the requirements do not need (dearest first), never under the floor
         for pl in sorted(pls.tolist(), key=lambda p: -unit[p]):
-            while x[pl] > 0:
+            while x[pl] > lo[pl]:
                 x[pl] -= 1
                 ok = x[pls].sum() >= minrep and all(
                     (c.cu[r.placements] * x[r.placements]).sum() >= r.need - EPS for r in reqs
@@ -234,7 +236,9 @@ def integerise(
 
 
 def greedy_loads(c: Compiled, v: PlanVariables) -> Solution:
-    """Loads without a solver: each flow in its cheapest eligible region, batch on arrival."""
+    """Loads without a solver: each flow in its cheapest eligible region, batch on arrival.
+
+    Replicas are the floors (``rep_lo``) and nodes 0: :func:`round_step` sizes both."""
     T = c.T
     unit_mr: dict[tuple[int, int], float] = {}
     for pl in range(len(c.pl_m)):
@@ -278,10 +282,10 @@ def greedy_loads(c: Compiled, v: PlanVariables) -> Solution:
         else:
             short[u] = np.maximum(c.gu_tokens[u] - have, 0)
     zeros_n = np.zeros(v.nodes.shape)
-    zeros_x = np.zeros(v.replicas.shape)
+    floors = np.broadcast_to(c.rep_lo[:, None].astype(float), v.replicas.shape).copy()
     return Solution(
         nodes=zeros_n,
-        replicas=zeros_x,
+        replicas=floors,
         served=served,
         batch=batch,
         backlog=backlog,

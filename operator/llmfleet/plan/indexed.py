@@ -125,6 +125,10 @@ class Compiled:
     cur_replicas: IntArray
     min_replicas: IntArray
     """(M,) replicas per allowed region."""
+    rep_lo: IntArray
+    """(PL,) replicas of the placement at every step are >= this (``replica_bounds``; 0)."""
+    rep_hi: FloatArray
+    """(PL,) replicas of the placement at every step are <= this (inf when unbounded)."""
     model_regions: tuple[tuple[int, ...], ...]
     """Allowed regions where the model has at least one placement."""
     model_allowed: tuple[tuple[int, ...], ...]
@@ -378,6 +382,18 @@ def compile_instance(inst: PlanningInstance) -> Compiled:
         ],
         dtype=np.int64,
     )
+    pl_index = {
+        (models[m], pools[q].region, pools[q].name): i
+        for i, (m, q) in enumerate(zip(pl_m, pl_q, strict=True))
+    }
+    rep_lo = np.zeros(len(pl_m), dtype=np.int64)
+    rep_hi = np.full(len(pl_m), np.inf)
+    for key, (lo, hi) in inst.replica_bounds.items():
+        i = pl_index.get(key)
+        if i is None:  # no such placement (model or pool gone, or it cannot run there)
+            continue
+        rep_lo[i] = lo
+        rep_hi[i] = np.inf if hi is None else float(hi)
     return Compiled(
         inst=inst,
         T=T,
@@ -430,6 +446,8 @@ def compile_instance(inst: PlanningInstance) -> Compiled:
         cur_nodes=cur_nodes,
         cur_replicas=cur_rep,
         min_replicas=np.array([m.min_replicas_per_region for m in inst.models], dtype=np.int64),
+        rep_lo=rep_lo,
+        rep_hi=rep_hi,
         model_regions=tuple(model_regions),
         model_allowed=tuple(model_allowed),
         weights_gpu=w.gpu_cost,

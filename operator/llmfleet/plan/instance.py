@@ -162,6 +162,14 @@ class PlanningInstance:
     settings: Settings = field(default_factory=Settings)
     current: CurrentState = field(default_factory=CurrentState)
     guarantees: tuple[Guarantee, ...] = ()
+    replica_bounds: Mapping[tuple[str, str, str], tuple[int, int | None]] = field(
+        default_factory=dict
+    )
+    """(model, region, pool) -> (lo, hi): replicas of that placement at every step are
+    ``>= lo`` and, when ``hi`` is not None, ``<= hi`` (a held region uses ``lo == hi``).
+    A key whose placement does not exist (model gone, pool gone, model cannot run on that
+    pool) is ignored. Node floors are not part of this: they are the pools'
+    ``min_nodes``/``max_nodes``."""
 
     def __post_init__(self) -> None:
         check_instance(self)
@@ -186,6 +194,7 @@ class PlanningInstance:
             settings=self.settings,
             current=self.current,
             guarantees=self.guarantees,
+            replica_bounds=self.replica_bounds,
         )
 
 
@@ -221,6 +230,11 @@ def check_instance(inst: PlanningInstance) -> None:
             )
         if d.steps < steps:
             raise InstanceError(f"demand {d.key}: forecast covers {d.steps} steps, need {steps}")
+    for key, (lo, hi) in inst.replica_bounds.items():
+        if lo < 0:
+            raise InstanceError(f"replica_bounds {key}: lo={lo} < 0")
+        if hi is not None and hi < lo:
+            raise InstanceError(f"replica_bounds {key}: hi={hi} < lo={lo}")
 
 
 def _region(r: Region) -> RegionSpec:

@@ -15,6 +15,7 @@ Variables (:class:`~llmfleet.plan.variables.PlanVariables`):
 Constraints (one module of :mod:`llmfleet.plan.constraints` per family):
 
  (1)  minNodes[q] <= nodes[q,t] <= maxNodes[q]                                 variables
+ (1b) lo[pl] <= replicas[pl,t] <= hi[pl]   (replica_bounds; 0 and inf by default)  variables
  (2)  sum_{pl in q} gpr[pl] replicas[pl,t] <= gpn[q] nodes[q,t]                 packing
  (3)  sum_{r in E(g)} served[g,r,t] + unmet[g,t] = demand_upper[g,t]           demand
       E(g) = allowed regions with RTT(origin, r) + prefill <= TTFT              (latency)
@@ -33,7 +34,7 @@ where load[m,r,k,t] sums ``served``, ``batch`` and ``reserve`` of model m and ti
 region r, ``cu`` is a replica's capacity (spot-derated) and ``phi`` the capacity one
 token/s of a tier needs (:mod:`llmfleet.plan.capacity`). The model is never infeasible
 through demand: ``unmet``, ``dropped`` and ``shortfall`` are priced slacks. It can be
-infeasible only through hard placement limits: (11) against (1)-(2), or (10).
+infeasible only through hard placement limits: (11) or (1b) against (1)-(2).
 
 ``integer_steps`` chooses which steps keep integer ``nodes``/``replicas``: 0 gives the LP
 relaxation of the full joint model (the bound every plan is measured against), 1 the

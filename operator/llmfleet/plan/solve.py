@@ -3,8 +3,8 @@
 Pipeline (each stage's contribution is measured in :mod:`llmfleet.plan.bench`):
 
 1. **Diagnose** hard limits no plan can meet (an allowed region with no pool for a model
-   that needs min replicas there; min replicas that do not fit maxNodes; a change budget
-   smaller than the forced changes) -> :class:`Infeasible` before any solve.
+   that needs min replicas there; min replicas or replica floors that do not fit maxNodes;
+   replica caps under min replicas) -> :class:`Infeasible` before any solve.
 2. **LP** relaxation of the full joint model (:mod:`llmfleet.plan.model`, all integers
    relaxed), solved by HiGHS under a watchdog. Its optimum is the bound every plan is
    measured against, and its solution is the guide for rounding.
@@ -94,8 +94,24 @@ class SolveOptions:
     ~50x faster); the plan's objective always charges them."""
 
 
+def _placement(c: Compiled, pl: int) -> str:
+    """``(model, region, pool)`` of placement ``pl``, as replica_bounds keys name it."""
+    return f"({c.models[c.pl_m[pl]]}, {c.regions[c.pl_r[pl]]}, {c.pool_name[c.pl_q[pl]]})"
+
+
 def diagnose(c: Compiled) -> list[str]:
-    """Hard limits no plan can meet, in words (empty when none is found)."""
+    """Hard limits no plan can meet, in words (empty when none is found).
+
+    Necessary conditions, each checked on its own:
+
+    * min replicas (11) in an allowed region with no placement, or whose placements'
+      replica caps sum to less: ``sum_{pl in (m,r)} hi[pl] < minReplicasPerRegion[m]``;
+    * replica floors (1b) that do not fit a pool:
+      ``sum_{pl in q} gpr[pl] lo[pl] > maxNodes[q] gpn[q]``;
+    * per region, the GPUs floors and min replicas need at least,
+      ``sum_pl gpr lo + sum_m max(0, minRep[m] - sum_{pl in (m,r)} lo) min_{pl: lo < hi} gpr``,
+      against ``sum_q maxNodes[q] gpn[q]``.
+    """
     out = []
     R = len(c.regions)
     for m, name in enumerate(c.models):
@@ -107,17 +123,42 @@ def diagnose(c: Compiled) -> list[str]:
                     f"model {name} needs minReplicasPerRegion={c.min_replicas[m]} in region "
                     f"{c.regions[r]} but no pool there has a GPU type it has a profile for"
                 )
+                continue
+            pls = np.flatnonzero((c.pl_m == m) & (c.pl_r == r))
+            room = float(c.rep_hi[pls].sum())
+            if room < c.min_replicas[m]:
+                caps = ", ".join(f"{_placement(c, int(pl))} <= {c.rep_hi[pl]:g}" for pl in pls)
+                out.append(
+                    f"model {name} needs minReplicasPerRegion={c.min_replicas[m]} in region "
+                    f"{c.regions[r]} but replica_bounds cap it there at {room:g} ({caps})"
+                )
+    for q in range(len(c.price)):
+        pls = np.flatnonzero((c.pl_q == q) & (c.rep_lo > 0))
+        need = int((c.gpr[pls] * c.rep_lo[pls]).sum())
+        cap = int(c.nmax[q] * c.gpn[q])
+        if need > cap:
+            floors = ", ".join(f"{_placement(c, int(pl))} >= {c.rep_lo[pl]}" for pl in pls)
+            out.append(
+                f"pool {c.regions[c.pool_region[q]]}/{c.pool_name[q]}: replica floors "
+                f"{floors} need {need} GPUs but maxNodes={c.nmax[q]} x {c.gpn[q]} GPUs hold {cap}"
+            )
     for r in range(R):
         qs = np.flatnonzero(c.pool_region == r)
         gpus_max = int((c.nmax[qs] * c.gpn[qs]).sum())
-        need = 0
+        in_r = c.pl_r == r
+        floors_gpus = int((c.gpr[in_r] * c.rep_lo[in_r]).sum())
+        need = floors_gpus
         for m in range(len(c.models)):
-            sel = (c.pl_m == m) & (c.pl_r == r)
+            sel = (c.pl_m == m) & in_r
             if sel.any() and c.min_replicas[m] > 0:
-                need += int(c.min_replicas[m] * c.gpr[sel].min())
+                more = int(c.min_replicas[m]) - int(c.rep_lo[sel].sum())
+                room = sel & (c.rep_lo < c.rep_hi)
+                if more > 0 and room.any():
+                    need += more * int(c.gpr[room].min())
         if need > gpus_max:
+            what = "min replicas and replica floors" if floors_gpus else "min replicas"
             out.append(
-                f"region {c.regions[r]}: min replicas need {need} GPUs but its pools hold at most {gpus_max}"
+                f"region {c.regions[r]}: {what} need {need} GPUs but its pools hold at most {gpus_max}"
             )
     return out
 
@@ -133,7 +174,6 @@ def _window_ok(c: Compiled, sol: Solution) -> bool:
 def hard_violations(c: Compiled, sol: Solution, integral_steps: int) -> list[str]:
     """Hard limits a rounded plan may break (the rest is repaired by slacks)."""
     out = []
-    R = len(c.regions)
     for m in range(len(c.models)):
         if c.min_replicas[m] <= 0:
             continue
@@ -141,7 +181,12 @@ def hard_violations(c: Compiled, sol: Solution, integral_steps: int) -> list[str
             sel = (c.pl_m == m) & (c.pl_r == r)
             if (sol.replicas[sel, :integral_steps].sum(axis=0) < c.min_replicas[m] - 1e-6).any():
                 out.append(f"model {c.models[m]} below min replicas in {c.regions[r]}")
-    del R
+    outside = (sol.replicas < c.rep_lo[:, None] - 1e-6) | (sol.replicas > c.rep_hi[:, None] + 1e-6)
+    for pl in np.flatnonzero(outside.any(axis=1)):
+        out.append(
+            f"replicas of {_placement(c, int(pl))} outside replica_bounds "
+            f"[{c.rep_lo[pl]}, {c.rep_hi[pl]:g}]"
+        )
     if (sol.nodes > c.nmax[:, None] + 1e-6).any():
         out.append("a pool above maxNodes")
     return out
@@ -168,14 +213,14 @@ def plan_fleet(
     if run is not None and run.status == "infeasible":
         return Infeasible(
             (
-                "the LP relaxation is infeasible: minReplicasPerRegion and the pools' "
-                "minNodes/maxNodes contradict each other",
+                "the LP relaxation is infeasible: minReplicasPerRegion, replica_bounds and "
+                "the pools' minNodes/maxNodes contradict each other",
             ),
             time.perf_counter() - start,
         )
     bound = run.objective if run is not None and run.status == "optimal" else None
     if run is not None and run.x is not None:
-        guide = extract(run.x, v)
+        guide = _within_bounds(extract(run.x, v), c)
         method = "lp+round" if bound is not None else "lp(unfinished)+round"
     elif previous is not None and previous.solution.replicas.shape == v.replicas.shape:
         guide = _shift(previous.solution, c, v)
@@ -383,16 +428,26 @@ def plan_or_raise(
     return out
 
 
+def _within_bounds(sol: Solution, c: Compiled) -> Solution:
+    """``sol`` with replicas clipped to the replica bounds and nodes to min/maxNodes (the
+    LP meets them within its tolerance; a previous plan may predate them)."""
+    return sol.with_(
+        nodes=np.clip(sol.nodes, c.nmin[:, None], c.nmax[:, None]),
+        replicas=np.clip(sol.replicas, c.rep_lo[:, None], c.rep_hi[:, None]),
+    )
+
+
 def _shift(prev: Solution, c: Compiled, v: PlanVariables) -> Solution:
-    """Warm start: the previous plan one step on (its last step repeated)."""
+    """Warm start: the previous plan one step on (its last step repeated), its nodes and
+    replicas clipped to this instance's bounds (the rounding then re-packs them)."""
 
     def sh(a: np.ndarray) -> np.ndarray:
         return np.concatenate([a[:, 1:], a[:, -1:]], axis=1) if a.size else a
 
     g = greedy_loads(c, v)
     s = Solution(
-        nodes=sh(prev.nodes),
-        replicas=sh(prev.replicas),
+        nodes=np.clip(sh(prev.nodes), c.nmin[:, None], c.nmax[:, None]),
+        replicas=np.clip(sh(prev.replicas), c.rep_lo[:, None], c.rep_hi[:, None]),
         served=sh(prev.served),
         batch=sh(prev.batch),
         backlog=sh(prev.backlog),

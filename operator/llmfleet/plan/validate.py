@@ -122,6 +122,15 @@ def validate(plan: Plan, inst: PlanningInstance) -> list[Violation]:
                         "min-replicas",
                         f"{c.models[m]} in {c.regions[r]}: {have.min():g} < {c.min_replicas[m]}",
                     )
+    # (1b) replica bounds of existing placements
+    low = s.replicas < c.rep_lo[:, None] - 1e-6
+    high = s.replicas > c.rep_hi[:, None] + 1e-6
+    for pl, t in np.argwhere(low | high)[:5]:
+        bad(
+            "replica-bounds",
+            f"({c.models[c.pl_m[pl]]}, {c.regions[c.pl_r[pl]]}, {c.pool_name[c.pl_q[pl]]}) "
+            f"step {t}: {s.replicas[pl, t]:g} replicas outside [{c.rep_lo[pl]}, {c.rep_hi[pl]:g}]",
+        )
     # (12) guarantees
     for u in range(len(c.gu_m)):
         got = s.reserve[re_u == u].sum(axis=0) + s.shortfall[u]

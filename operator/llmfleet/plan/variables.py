@@ -25,7 +25,8 @@ class PlanVariables:
     nodes_up: IntArray
     nodes_down: IntArray
     replicas: IntArray
-    """(PL, T) replicas of placement pl = (model, pool) (integer on integer steps)."""
+    """(PL, T) replicas of placement pl = (model, pool) (integer on integer steps), within
+    ``[rep_lo[pl], rep_hi[pl]]`` at every step (the instance's ``replica_bounds``)."""
     replicas_up: IntArray
     replicas_down: IntArray
     served: IntArray
@@ -68,7 +69,9 @@ def create_variables(lp: LinearProgram, c: Compiled, integer_steps: int) -> Plan
     nodes = lp.add_vars(
         (Q, T), lb=c.nmin[:, None], ub=c.nmax[:, None], integer=is_int[None, :]
     )  # (1)
-    replicas = lp.add_vars((PL, T), integer=is_int[None, :])
+    replicas = lp.add_vars(
+        (PL, T), lb=c.rep_lo[:, None], ub=c.rep_hi[:, None], integer=is_int[None, :]
+    )  # (1b) replica_bounds
     se_g, se_r = pairs(c.fg_regions)
     be_b, be_r = pairs(c.bf_regions)
     re_u, re_r = pairs(c.gu_regions)
