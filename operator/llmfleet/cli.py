@@ -5,14 +5,19 @@ llmfleet validate PATH...                 check manifests offline (schema, rules
 llmfleet install [--samples]              apply CRDs (and samples) to a cluster
 llmfleet get [KIND...]                    what ``kubectl get llmfleet`` shows
 llmfleet operator                         run the controller
+llmfleet explain [PATH...] [--model M]    plan a fleet for its quota demand; why each replica exists
 llmfleet dashboards [--check]             generate the chart's dashboards, rules, CRD copy
 llmfleet actuate PLAN [--dry-run]         apply a recorded FleetPlan (an older one reverts)
+llmfleet simulate [SCENARIO]              replay the traces on the digital twin, every policy
+llmfleet bench TARGET [...]               a benchmark from llmfleet_bench: planner, controller,
+                                          forecast, sim or fairness; prints its targets
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from llmfleet.api.crdgen import drift, generate
@@ -224,28 +229,24 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return simulate_run(args)
 
 
+BENCH_TARGETS = ("forecast", "planner", "fairness", "sim", "controller")
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
-    rest = list(args.rest)
+    # The only imports of llmfleet_bench in the product: lazy, one benchmark at a time
+    # (.importlinter allows exactly these).
+    bench: Callable[[list[str]], int]
     if args.target == "forecast":
-        from llmfleet.forecast import bench as forecast_bench
-        from llmfleet.sim.traces import bench_histories
-
-        return forecast_bench.main(rest, load=bench_histories)
-    if args.target == "fairness":
-        from llmfleet.sim import fairbench
-
-        return fairbench.main(rest)
-    if args.target == "sim":
-        from llmfleet.sim import bench as sim_bench
-
-        return sim_bench.main(rest)
-    if args.target == "controller":
-        from llmfleet.controller import bench as controller_bench
-
-        return controller_bench.main(rest)
-    from llmfleet.plan import bench as planner_bench
-
-    return int(planner_bench.main(rest) or 0)
+        from llmfleet_bench.forecast import main as bench
+    elif args.target == "fairness":
+        from llmfleet_bench.fairness import main as bench
+    elif args.target == "sim":
+        from llmfleet_bench.sim import main as bench
+    elif args.target == "controller":
+        from llmfleet_bench.controller import main as bench
+    else:
+        from llmfleet_bench.planner import main as bench
+    return int(bench(list(args.rest)) or 0)
 
 
 def _add_cluster_args(p: argparse.ArgumentParser) -> None:
@@ -381,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "bench", help="benchmarks that print figures (see `llmfleet bench X --help`)"
     )
-    p.add_argument("target", choices=["forecast", "planner", "fairness", "sim", "controller"])
+    p.add_argument("target", choices=BENCH_TARGETS)
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the benchmark")
     p.set_defaults(func=_cmd_bench)
     return parser

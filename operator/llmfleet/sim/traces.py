@@ -456,14 +456,3 @@ def servegen_flows(
             key = FlowKey(model=pool.name, origin=region, tier=tier)
             out.append(_history(key, step_seconds, 0.0, arrays))
     return out
-
-
-def bench_histories(
-    path: Path | str | None, step_seconds: int, per_client: bool
-) -> list[DemandHistory]:
-    """The histories ``llmfleet bench forecast`` runs on: the ServeGen flows of both pools
-    (:func:`servegen_flows`), or one history per client when ``per_client``."""
-    pools = read_servegen_all(path)
-    if per_client:
-        return [servegen_history(p, c, step_seconds) for p in pools.values() for c in p.clients]
-    return servegen_flows(pools.values(), step_seconds)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import runpy
+import sys
 
 import numpy as np
+import pytest
 
 from llmfleet.fairness.scheduling import FCFS
-from llmfleet.sim.fairbench import (
+from llmfleet_bench.fairness import (
     SCENARIOS,
     ClientShape,
     Figures,
@@ -61,12 +64,13 @@ def test_goal_line_needs_every_part() -> None:
     base = {"rpm": _figs(9000, 0.5, 2000), "vtc": _figs(3000, 0.90, 4000)}
     ok, line = goal({**base, "fairserve": _figs(2900, 0.91, 4000)})
     assert ok and line.startswith("goal (fairserve vs vtc, rpm): MET")
+    assert line.count(": pass") == 7 and "MISS" not in line
     for bad, what in (
-        (_figs(3100, 0.91, 4000), "max diff 3,100 <= vtc 3,000: NO"),
-        (_figs(2900, 0.89, 4000), "Jain 0.890 >= vtc 0.900: NO"),
-        (_figs(2900, 0.91, 3999), "throughput 3,999 >= vtc 4,000: NO"),
-        (_figs(2900, 0.91, 4000, ttft=1.2), "TTFT 1.20 x SLO <= 1: NO"),
-        (_figs(2900, math.nan, 4000), "Jain nan >= vtc 0.900: NO"),
+        (_figs(3100, 0.91, 4000), "max diff 3,100 <= vtc 3,000: MISS"),
+        (_figs(2900, 0.89, 4000), "Jain 0.890 >= vtc 0.900: MISS"),
+        (_figs(2900, 0.91, 3999), "throughput 3,999 >= vtc 4,000: MISS"),
+        (_figs(2900, 0.91, 4000, ttft=1.2), "TTFT 1.20 x SLO <= 1: MISS"),
+        (_figs(2900, math.nan, 4000), "Jain nan >= vtc 0.900: MISS"),
     ):
         ok, line = goal({**base, "fairserve": bad})
         assert not ok and "NOT MET" in line and what in line
@@ -102,7 +106,7 @@ def test_servegen_shapes_are_busy_clients_with_their_lengths() -> None:
 
 
 def test_the_same_schedulers_run_on_the_fleet_twin() -> None:
-    from llmfleet.sim.fairbench import run_scenario_twin
+    from llmfleet_bench.fairness import run_scenario_twin
 
     sc = SCENARIOS["abusive"]
     shapes = [_shape(600, 120) for _ in sc.tenants]
@@ -113,3 +117,21 @@ def test_the_same_schedulers_run_on_the_fleet_twin() -> None:
     assert wsc.max_diff < fcfs.max_diff / 5
     assert wsc.p95_ttft_well < fcfs.p95_ttft_well
     assert wsc.throttled > 0 and wsc.throughput > 0
+
+
+def test_main_runs_as_a_module_on_the_twin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m llmfleet_bench.fairness --engine twin`` on one short seed: the table and
+    the goal line (the entry point once ran before the twin's definitions: NameError)."""
+    argv = ["--scenario", "abusive", "--engine", "twin", "--duration", "120", "--seeds", "1"]
+    monkeypatch.setattr(sys, "argv", ["llmfleet_bench.fairness", *argv])
+    monkeypatch.delitem(sys.modules, "llmfleet_bench.fairness", raising=False)
+    with pytest.raises(SystemExit) as done:
+        runpy.run_module("llmfleet_bench.fairness", run_name="__main__", alter_sys=True)
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "## abusive (twin, seed 0)" in out
+    assert "| Jain (weighted service, backlogged) |" in out
+    assert "goal (fairserve vs vtc, rpm): " in out
+    assert ": pass" in out or ": MISS" in out

@@ -18,7 +18,7 @@ from llmfleet.fairness.schedulers import (
     make_scheduler,
 )
 from llmfleet.fairness.scheduling import FCFS, RequestView
-from llmfleet.sim.fairbench import (
+from llmfleet_bench.fairness import (
     W_OUTPUT,
     W_PROMPT,
     Call,

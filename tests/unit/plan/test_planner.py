@@ -8,7 +8,6 @@ import pytest
 from plan_builders import flow, two_regions
 
 from llmfleet.api.loading import load_manifests, snapshot_of
-from llmfleet.plan.bench import generate, rolled
 from llmfleet.plan.convert import to_fleet_plan_spec
 from llmfleet.plan.explain import explain
 from llmfleet.plan.instance import (
@@ -29,6 +28,7 @@ from llmfleet.plan.types import (
     PlanInfeasibleError,
 )
 from llmfleet.plan.validate import validate
+from support.instances import generate, rolled
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -10,11 +10,11 @@ keeps no replica where a model has no traffic. These tests pin the fair comparis
 import numpy as np
 
 from llmfleet.plan import runner
-from llmfleet.plan.bench import generate
 from llmfleet.plan.indexed import Compiled, compile_instance
 from llmfleet.plan.model import build
 from llmfleet.plan.sageserve import SageServePlan, demand_by_tier, solve_sageserve
 from llmfleet.plan.solution import extract
+from support.instances import generate
 
 
 def _capacity(c: Compiled, plan: SageServePlan, on_demand: bool) -> np.ndarray:

@@ -3,7 +3,6 @@
 import numpy as np
 
 from llmfleet.plan import runner
-from llmfleet.plan.bench import generate
 from llmfleet.plan.indexed import compile_instance
 from llmfleet.plan.lp import LinearProgram
 from llmfleet.plan.model import build
@@ -11,6 +10,7 @@ from llmfleet.plan.solution import extract
 from llmfleet.plan.solve import SolveOptions, plan_fleet
 from llmfleet.plan.types import Plan
 from llmfleet.plan.validate import validate
+from support.instances import generate
 
 
 def test_step0_mip_is_on_by_default_and_beats_rounding() -> None:

@@ -1,9 +1,15 @@
 r"""``llmfleet bench fairness``: the fair schedulers side by side on ServeGen per-client traces.
 
-The benchmark replays tenants on **one model replica** (a minimal continuous-batching
-server, :func:`serve`, defined here because the fleet simulator's engine was not ready when
-this was written; it calls the same :class:`~llmfleet.fairness.scheduling.Scheduler` hook
-the engine does):
+The benchmark replays tenants on **one model replica**, on one of two engines
+(``--engine``), both calling the same :class:`~llmfleet.fairness.scheduling.Scheduler`
+hook:
+
+* ``mini`` (default): the minimal continuous-batching server here, :func:`serve`, with
+  closed-loop agents (call ``j + 1`` leaves when call ``j`` finishes);
+* ``twin``: one replica of the fleet's digital twin (:class:`llmfleet.sim.engine.Engine`),
+  :func:`run_scenario_twin`, the calls open-loop, measured from the hook calls alone.
+
+The mini server, tenants and capacity:
 
 1. **Server.** ``slots`` sequences at most. Each iteration admits waiting requests into free
    slots (asking the scheduler, :meth:`pick`), prefills them at ``prefill_tps`` tokens/s,
@@ -42,9 +48,12 @@ and its queue never ran empty in between, even for an instant, as in VTC's defin
   (waited longer than ``queue_timeout``).
 
 Each scenario runs ``--seeds`` workloads (default 3); the table shows each scheduler's mean
-figures with ratios to FCFS, then a line saying whether the issue's goal holds
-(:func:`goal`): FairServe at least as fair as VTC and fairer than RPM, at equal or better
-throughput, with the well-behaved tenants inside their SLO.
+figures with ratios to FCFS, then the goal line (:func:`goal`): each threshold beside its
+measured figure with a pass/miss mark, then MET or NOT MET. The goal: :data:`GOAL_SCHEDULER`
+(FairServe) at least as fair as VTC and fairer than RPM (:data:`AS_FAIR_AS`,
+:data:`FAIRER_THAN`: max service difference and Jain index), at equal or better throughput
+than both, with the well-behaved tenants' p95 TTFT within :data:`MAX_WELL_BEHAVED_TTFT_OVER_SLO`
+times the SLO.
 """
 
 from __future__ import annotations
@@ -62,6 +71,7 @@ from llmfleet.api.tenant import TenantQuota
 from llmfleet.fairness.limits import PoolCapacity, Usage, compute_limits
 from llmfleet.fairness.schedulers import SCHEDULERS, make_scheduler
 from llmfleet.fairness.scheduling import RequestView, Scheduler
+from llmfleet_bench.targets import MISS, PASS
 
 W_PROMPT = 1.0
 W_OUTPUT = 2.0
@@ -645,47 +655,63 @@ def mean_figures(runs: Sequence[Mapping[str, Figures]]) -> dict[str, Figures]:
     return out
 
 
+GOAL_SCHEDULER = "fairserve"
+"""The scheduler the goal is about."""
+AS_FAIR_AS = "vtc"
+"""The goal scheduler's max service difference <= this one's, its Jain index >=, its
+throughput >=."""
+FAIRER_THAN = "rpm"
+"""The goal scheduler's max service difference < this one's, its Jain index >, its
+throughput >=."""
+MAX_WELL_BEHAVED_TTFT_OVER_SLO = 1.0
+"""The well-behaved tenants' p95 TTFT over the SLO, at most."""
+
+
 def goal(
     figs: Mapping[str, Figures],
     runs: Sequence[Mapping[str, Figures]] = (),
-    scheduler: str = "fairserve",
+    scheduler: str = GOAL_SCHEDULER,
 ) -> tuple[bool, str]:
-    """The issue's goal on one scenario's figures: ``scheduler`` at least as fair as VTC
-    (max service difference <= VTC's, Jain >= VTC's) and fairer than RPM (max difference
-    < RPM's, Jain > RPM's), at equal or better throughput than both, with the well-behaved
-    tenants' p95 TTFT within the SLO. Strict comparisons of the printed figures (the means
-    over ``runs``); a missing (NaN) Jain fails its comparison. With several runs the line
-    also gives the per-seed differences to VTC, to tell a real gap from seed-to-seed noise.
-    Returns (met, one line saying what held)."""
-    f, v, r = figs.get(scheduler), figs.get("vtc"), figs.get("rpm")
+    """The goal on one scenario's figures: ``scheduler`` at least as fair as
+    :data:`AS_FAIR_AS` (max service difference <=, Jain >=) and fairer than
+    :data:`FAIRER_THAN` (max difference <, Jain >), at equal or better throughput than both,
+    with the well-behaved tenants' p95 TTFT within :data:`MAX_WELL_BEHAVED_TTFT_OVER_SLO`
+    times the SLO. Strict comparisons of the printed figures (the means over ``runs``); a
+    missing (NaN) Jain fails its comparison. With several runs the line also gives the
+    per-seed differences to :data:`AS_FAIR_AS`, to tell a real gap from seed-to-seed noise.
+    Returns (met, one line: each threshold beside the measured figure, ``pass`` or
+    ``MISS``)."""
+    eq, gt = AS_FAIR_AS, FAIRER_THAN
+    f, v, r = figs.get(scheduler), figs.get(eq), figs.get(gt)
     if f is None or v is None or r is None:
-        return False, f"goal: not evaluated (needs {scheduler}, vtc and rpm)"
+        return False, f"goal: not evaluated (needs {scheduler}, {eq} and {gt})"
 
     def per_seed(key: str, fmt: str) -> str:
         if len(runs) < 2:
             return ""
-        ds = [getattr(x[scheduler], key) - getattr(x["vtc"], key) for x in runs]
+        ds = [getattr(x[scheduler], key) - getattr(x[eq], key) for x in runs]
         return " (per seed " + ", ".join(fmt.format(d) for d in ds) + ")"
 
+    ttft = MAX_WELL_BEHAVED_TTFT_OVER_SLO
     checks = (
         (
-            f"max diff {f.max_diff:,.0f} <= vtc {v.max_diff:,.0f}"
+            f"max diff {f.max_diff:,.0f} <= {eq} {v.max_diff:,.0f}"
             + per_seed("max_diff", "{:+,.0f}"),
             f.max_diff <= v.max_diff,
         ),
-        (f"< rpm {r.max_diff:,.0f}", f.max_diff < r.max_diff),
-        (f"Jain {f.jain:.3f} >= vtc {v.jain:.3f}" + per_seed("jain", "{:+.3f}"), f.jain >= v.jain),
-        (f"> rpm {r.jain:.3f}", f.jain > r.jain),
+        (f"< {gt} {r.max_diff:,.0f}", f.max_diff < r.max_diff),
+        (f"Jain {f.jain:.3f} >= {eq} {v.jain:.3f}" + per_seed("jain", "{:+.3f}"), f.jain >= v.jain),
+        (f"> {gt} {r.jain:.3f}", f.jain > r.jain),
         (
-            f"throughput {f.throughput:,.0f} >= vtc {v.throughput:,.0f}",
+            f"throughput {f.throughput:,.0f} >= {eq} {v.throughput:,.0f}",
             f.throughput >= v.throughput,
         ),
-        (f">= rpm {r.throughput:,.0f}", f.throughput >= r.throughput),
-        (f"well-behaved p95 TTFT {f.p95_ttft_well:.2f} x SLO <= 1", f.p95_ttft_well <= 1.0),
+        (f">= {gt} {r.throughput:,.0f}", f.throughput >= r.throughput),
+        (f"well-behaved p95 TTFT {f.p95_ttft_well:.2f} x SLO <= {ttft:g}", f.p95_ttft_well <= ttft),
     )
     met = all(ok for _, ok in checks)
-    parts = "; ".join(f"{text}: {'yes' if ok else 'NO'}" for text, ok in checks)
-    return met, f"goal ({scheduler} vs vtc, rpm): {'MET' if met else 'NOT MET'} — {parts}"
+    parts = "; ".join(f"{text}: {PASS if ok else MISS}" for text, ok in checks)
+    return met, f"goal ({scheduler} vs {eq}, {gt}): {'MET' if met else 'NOT MET'} — {parts}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -751,9 +777,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
 
 
 # ------------------------------------------------------------------ on the fleet twin
@@ -974,3 +997,7 @@ def run_scenario_twin(
             timed_out=max(0, f.timed_out - f.throttled),  # the engine counts both
         )
     return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

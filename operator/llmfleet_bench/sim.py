@@ -7,6 +7,13 @@ the streamed workload (synthesised an hour at a time while it is replayed, as
 its own. Printed per size: requests, seconds of one synthesis pass alone, seconds to
 replay (synthesis included), simulated requests per second and per minute of wall time, and
 the peak RSS of the child: with streamed requests and metrics it should not grow with N.
+
+Then the twin's targets, each beside its measured figure with a pass/miss mark:
+
+* at least :data:`MIN_REQUESTS_PER_MINUTE` (1 M) simulated requests per minute of wall time
+  at every size;
+* bounded memory: the largest size's peak RSS at most :data:`MAX_PEAK_RSS_GROWTH` times the
+  smallest size's (streamed requests and metrics: memory must not follow the trace).
 """
 
 from __future__ import annotations
@@ -24,6 +31,17 @@ from llmfleet.sim.engine import Engine
 from llmfleet.sim.policies import policy_factories
 from llmfleet.sim.scenario import Scenario, load_scenario
 from llmfleet.sim.workload import stream_workload
+from llmfleet_bench.targets import Threshold
+
+MIN_REQUESTS_PER_MINUTE = 1_000_000
+"""Simulated requests per minute of wall time, at least, at every size."""
+MAX_PEAK_RSS_GROWTH = 2.0
+"""Peak RSS of the largest size over that of the smallest, at most (10x the requests by
+default)."""
+SPEED_TARGET = Threshold(
+    "simulated requests per minute", MIN_REQUESTS_PER_MINUTE, at_most=False, fmt="{:,.0f}"
+)
+MEMORY_TARGET = Threshold("peak RSS, largest size over smallest", MAX_PEAK_RSS_GROWTH, "x")
 
 
 def _scaled(scenario: Scenario, factor: float, days: float) -> Scenario:
@@ -83,9 +101,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     print(f"{'requests':>12} {'build_s':>8} {'replay_s':>9} {'req/s':>10} {'req/min':>12} "
           f"{'peakMiB':>8} {'completed':>10} {'rejected':>9}")
+    rows = []
     for n, built, ran, peak, done, rej in run(a.requests, a.policy, a.days, a.traces):
         rate = n / max(ran, 1e-9)
+        rows.append((n, 60 * rate, peak))
         print(f"{n:>12,} {built:8.1f} {ran:9.1f} {rate:10,.0f} {60 * rate:12,.0f} "
               f"{peak:8.0f} {done:>10,} {rej:>9,}")
         sys.stdout.flush()
+    print("\n".join(["targets:", *target_lines(rows)]))
     return 0
+
+
+def target_lines(rows: Sequence[tuple[int, float, float]]) -> list[str]:
+    """The targets beside the measured figures, from (requests, requests per minute, peak
+    MiB) per size; the memory target needs two sizes."""
+    lines = [SPEED_TARGET.line(per_min, f"{n:,} requests") for n, per_min, _ in rows]
+    if len(rows) >= 2:
+        small, large = min(rows), max(rows)
+        lines.append(
+            MEMORY_TARGET.line(
+                large[2] / small[2],
+                f"{large[2]:.0f} MiB at {large[0]:,} requests, {small[2]:.0f} MiB at {small[0]:,}",
+            )
+        )
+    return lines

@@ -1,19 +1,22 @@
-"""Forecast backtest benchmark: errors per method, the auto choice, and speed.
+"""``llmfleet bench forecast``: errors per method, the auto choice, and speed.
 
-:func:`backtest_report` is pure: histories in, a :class:`BacktestTable` out. :func:`main` is
-the script entry; it needs the histories from somewhere, and since the pure core must not read
-files nor import the simulator layer, the caller passes a loader (the CLI passes
-``llmfleet.sim.traces.bench_histories``, which reads the ServeGen clients):
+:func:`backtest_report` is pure: histories in, a :class:`BacktestTable` out. :func:`main`
+reads the histories with a loader, by default :func:`servegen_histories` (the ServeGen flows
+of both pools, or one history per client), or any ``load(traces, step_seconds, per_client)``:
 
-    from llmfleet.forecast.bench import main
-    from llmfleet.sim.traces import bench_histories
-    main(["--step", "600"], load=bench_histories)
+    from llmfleet_bench.forecast import main
+    main(["--step", "600"], load=my_histories)
 
 Columns (series = prompt tokens/s unless ``--series``), each a mean over the flows that had a
 backtest: MAPE and WAPE of the point forecast (percent), pinball loss of the upper quantile as a
 percentage of the series' mean, coverage of the upper quantile (calibrated: about the quantile),
 how often ``auto`` chose the method, and forecasting time per flow (all three rates, backtest
-included).
+included). Then its two targets, each beside its measured figure with a pass/miss mark:
+
+* ``auto`` (the method picked per flow by rolling backtest) scores a WAPE no worse than the
+  best single method's (:data:`AUTO_WAPE_OVER_BEST`): that is what choosing is for;
+* the upper quantile is calibrated: its coverage under ``auto`` is within
+  :data:`COVERAGE_TOLERANCE` of the quantile.
 """
 
 from __future__ import annotations
@@ -28,9 +31,28 @@ import numpy as np
 
 from llmfleet.forecast.forecaster import Candidate, MethodChoice, forecast
 from llmfleet.forecast.types import DemandForecast, DemandHistory, Method, Series
+from llmfleet.sim.traces import read_servegen_all, servegen_flows, servegen_history
+from llmfleet_bench.targets import Threshold
 
 METHODS: tuple[Candidate, ...] = ("arima", "seasonal", "naive")
 Loader = Callable[[Path | None, int, bool], Sequence[DemandHistory]]
+
+AUTO_WAPE_OVER_BEST = 1.0
+"""``auto``'s WAPE over the best single method's WAPE, at most."""
+COVERAGE_TOLERANCE = 0.1
+"""How far the upper quantile's coverage may be from the quantile."""
+
+
+def servegen_histories(
+    path: Path | str | None, step_seconds: int, per_client: bool
+) -> list[DemandHistory]:
+    """The histories the benchmark runs on: the ServeGen flows of both pools
+    (:func:`llmfleet.sim.traces.servegen_flows`), or one history per client when
+    ``per_client``."""
+    pools = read_servegen_all(path)
+    if per_client:
+        return [servegen_history(p, c, step_seconds) for p in pools.values() for c in p.clients]
+    return servegen_flows(pools.values(), step_seconds)
 
 
 @dataclass(frozen=True)
@@ -154,11 +176,7 @@ def main(argv: Sequence[str] | None = None, load: Loader | None = None) -> int:
         "--series", choices=["requests", "prompt_tokens", "output_tokens"], default="prompt_tokens"
     )
     args = parser.parse_args(argv)
-    if load is None:
-        parser.error(
-            "no history loader given (call main(argv, load=llmfleet.sim.traces.bench_histories))"
-        )
-    histories = load(args.traces, args.step, args.per_client)
+    histories = (load or servegen_histories)(args.traces, args.step, args.per_client)
     timing: dict[str, float] = {}
     for m in METHODS:
         _, timing[m] = _timed(histories, m, args)
@@ -168,4 +186,26 @@ def main(argv: Sequence[str] | None = None, load: Loader | None = None) -> int:
     )
     print(f"{len(histories)} flows x {len(histories[0].rates) if histories else 0} steps")
     print(table.render())
+    print("\n".join(["", "targets:", *target_lines(table)]))
     return 0
+
+
+def target_lines(table: BacktestTable) -> list[str]:
+    """Each target beside its measured figure, with a pass/miss mark."""
+    rows = {r.method: r for r in table.rows}
+    auto = rows["auto"]
+    best = min((rows[m] for m in METHODS), key=lambda r: r.wape)
+    wape = Threshold(
+        f"auto WAPE over the best single method's ({best.method}, {best.wape:.1f}%)",
+        AUTO_WAPE_OVER_BEST,
+        "x",
+    )
+    calibration = Threshold(
+        f"upper-quantile coverage under auto, distance to the quantile {table.quantile}",
+        COVERAGE_TOLERANCE,
+    )
+    ratio = auto.wape / best.wape if best.wape > 0 else float("nan")
+    return [
+        wape.line(ratio),
+        calibration.line(abs(auto.coverage - table.quantile), f"coverage {auto.coverage:.2f}"),
+    ]
