@@ -16,8 +16,9 @@ from llmfleet.api.model import LLMModel
 from llmfleet.api.policy import FleetPolicy
 from llmfleet.api.references import FleetSnapshot
 from llmfleet.api.region import Region
-from llmfleet.kube.actuate import RegionClusters, actuate, observe
+from llmfleet.kube.actuate import RegionClusters, actuate, observe, remove_region
 from llmfleet.kube.client import Cluster
+from llmfleet.kube.render import deployment_name, route_name, service_name
 from support.builders import sample
 from support.plans import fleet_plan
 
@@ -123,7 +124,7 @@ def test_plan_is_applied_in_order_and_reapplying_changes_nothing(
     snap, a, b = fleet
     policy = snap.policies[0]
     res = actuate({a: cluster, b: cluster}, snap, _plan_up(a, b), policy, namespace)
-    assert res.errors == [] and res.complete, res
+    assert res.errors == () and res.complete, res
     # 4 nodes, 3 deployments, 2 services, 1 HTTPRoute, 1 ConfigMap
     assert res.changes == 11, res.diff
     kinds = [line.split(":")[0] for line in res.diff]
@@ -131,7 +132,7 @@ def test_plan_is_applied_in_order_and_reapplying_changes_nothing(
     assert res.diff[-2:] == [
         "ConfigMap llmfleet-routing: routing policy updated",
         res.diff[-1],
-    ] and res.diff[-1].startswith("HTTPRoute llmfleet-llama-3-1-8b:"), kinds
+    ] and res.diff[-1].startswith(f"HTTPRoute {route_name(MODEL)}:"), kinds
     assert {e.reason for e in res.events} >= {"ScaledUpNodes", "ScaledUpReplicas", "UpdatedRouting"}
 
     nodes = _nodes(cluster, a)
@@ -140,7 +141,7 @@ def test_plan_is_applied_in_order_and_reapplying_changes_nothing(
     assert spot["metadata"]["labels"]["llmfleet.dev/capacity-type"] == "spot"
     assert spot["status"]["capacity"]["nvidia.com/gpu"] == "8"
 
-    dep = cluster.get("apps/v1", "Deployment", f"{MODEL}-{a}-od", namespace)
+    dep = cluster.get("apps/v1", "Deployment", deployment_name(MODEL, a, "od"), namespace)
     assert dep["spec"]["replicas"] == 2
     pod = dep["spec"]["template"]
     assert pod["metadata"]["labels"]["model_name"] == MODEL
@@ -150,7 +151,7 @@ def test_plan_is_applied_in_order_and_reapplying_changes_nothing(
     assert c["resources"]["requests"]["nvidia.com/gpu"] == "1"
     assert c["args"][0] == "meta-llama/Llama-3.1-8B-Instruct"
     assert c["readinessProbe"]["httpGet"]["path"] == "/health"
-    spot_dep = cluster.get("apps/v1", "Deployment", f"{MODEL}-{a}-spot", namespace)
+    spot_dep = cluster.get("apps/v1", "Deployment", deployment_name(MODEL, a, "spot"), namespace)
     assert {
         "key": "llmfleet.dev/capacity-type",
         "operator": "Equal",
@@ -160,12 +161,12 @@ def test_plan_is_applied_in_order_and_reapplying_changes_nothing(
         {k: v for k, v in t.items() if v is not None}
         for t in spot_dep["spec"]["template"]["spec"]["tolerations"]
     ]
-    assert cluster.get("v1", "Service", f"{MODEL}-{b}", namespace)["spec"]["selector"] == {
+    assert cluster.get("v1", "Service", service_name(MODEL, b), namespace)["spec"]["selector"] == {
         "llmfleet.dev/model": MODEL,
         "llmfleet.dev/region": b,
     }
 
-    route = cluster.get("gateway.networking.k8s.io/v1", "HTTPRoute", f"llmfleet-{MODEL}", namespace)
+    route = cluster.get("gateway.networking.k8s.io/v1", "HTTPRoute", route_name(MODEL), namespace)
     assert route["spec"]["parentRefs"][0]["name"] == "llm-gateway"
     rules = route["spec"]["rules"]
     fast_a = next(
@@ -176,8 +177,8 @@ def test_plan_is_applied_in_order_and_reapplying_changes_nothing(
         and {"type": "Exact", "name": "x-llmfleet-origin", "value": a} in r["matches"][0]["headers"]
     )
     assert {x["name"]: x["weight"] for x in fast_a["backendRefs"]} == {
-        f"{MODEL}-{a}": 700,
-        f"{MODEL}-{b}": 300,
+        service_name(MODEL, a): 700,
+        service_name(MODEL, b): 300,
     }
     assert len(rules) == 5  # (a: batch, fast, fallback) + (b: fast, fallback)
 
@@ -216,13 +217,14 @@ def test_scale_down_moves_routing_first_and_respects_the_budget(
     rest = actuate(clusters, snap, down, policy, namespace)
     assert rest.complete and rest.changes == 5, rest
     assert "replicas" in rest.diff[0] and "replicas" in rest.diff[1]
-    assert rest.diff[2] == f"Service {MODEL}-{b}: deleted (no replicas of its model in its region)"
-    assert "nodes" in rest.diff[3] and "nodes" in rest.diff[4]
-    assert cluster.get("v1", "Service", f"{MODEL}-{b}", namespace) is None
-    assert cluster.get("v1", "Service", f"{MODEL}-{a}", namespace) is not None
-    assert (
-        cluster.get("apps/v1", "Deployment", f"{MODEL}-{b}-od", namespace)["spec"]["replicas"] == 0
+    assert rest.diff[2] == (
+        f"Service {service_name(MODEL, b)}: deleted (no replicas of its model in its region)"
     )
+    assert "nodes" in rest.diff[3] and "nodes" in rest.diff[4]
+    assert cluster.get("v1", "Service", service_name(MODEL, b), namespace) is None
+    assert cluster.get("v1", "Service", service_name(MODEL, a), namespace) is not None
+    dep_b = cluster.get("apps/v1", "Deployment", deployment_name(MODEL, b, "od"), namespace)
+    assert dep_b["spec"]["replicas"] == 0
     assert len(_nodes(cluster, b)) == 0 and len(_nodes(cluster, a)) == 2
     assert actuate(clusters, snap, down, policy, namespace).changes == 0
 
@@ -368,9 +370,9 @@ def test_region_reached_through_a_kubeconfig_secret(
         res = actuate(resolver, snap, plan, snap.policies[0], namespace)
         assert any("missing" in e and "not found" in e for e in res.errors), res.errors
         assert (
-            cluster.get("apps/v1", "Deployment", f"{MODEL}-{remote}-od", namespace)["spec"][
-                "replicas"
-            ]
+            cluster.get("apps/v1", "Deployment", deployment_name(MODEL, remote, "od"), namespace)[
+                "spec"
+            ]["replicas"]
             == 1
         )
         assert len(_nodes(cluster, remote)) == 1
@@ -385,12 +387,16 @@ def test_failed_capacity_change_blocks_routing_and_removals(
     policy = snap.policies[0]
     clusters = {a: cluster, b: cluster}
     assert actuate(clusters, snap, _plan_up(a, b), policy, namespace).complete
-    doc = sample("LLMModel", MODEL)
-    doc["metadata"]["namespace"] = namespace
-    doc["spec"]["runtime"]["env"] = [{"name": "A=B", "value": "x"}]  # the apiserver rejects it
-    broken = FleetSnapshot(
-        regions=snap.regions, models=[LLMModel.from_wire(doc)], policies=snap.policies
+    from llmfleet.api.model import EnvVar
+
+    model = _model(namespace)
+    # an env name the apiserver rejects (the API type rejects it too, so bypass it: the
+    # actuator must survive whatever the apiserver refuses)
+    runtime = model.spec.runtime.model_copy(
+        update={"env": [EnvVar.model_construct(name="A=B", value="x")]}
     )
+    bad = model.model_copy(update={"spec": model.spec.model_copy(update={"runtime": runtime})})
+    broken = FleetSnapshot(regions=snap.regions, models=[bad], policies=snap.policies)
     plan = fleet_plan(
         nodes={(a, "od"): 2, (a, "spot"): 1, (b, "od"): 0},
         replicas={(MODEL, a, "od"): 3, (MODEL, a, "spot"): 1, (MODEL, b, "od"): 0},
@@ -436,13 +442,201 @@ def test_cli_actuates_a_recorded_fleet_plan(cluster, controlplane, upstream_crds
     dry = run("--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "would change 5 objects" in dry.stdout, dry.stdout
-    assert cluster.get("apps/v1", "Deployment", f"{MODEL}-{region}-od", namespace) is None
+    assert (
+        cluster.get("apps/v1", "Deployment", deployment_name(MODEL, region, "od"), namespace)
+        is None
+    )
     done = run()
     assert done.returncode == 0, done.stderr
     assert "changed 5 objects" in done.stdout  # node, deployment, service, route, configmap
     assert (
-        cluster.get("apps/v1", "Deployment", f"{MODEL}-{region}-od", namespace)["spec"]["replicas"]
+        cluster.get("apps/v1", "Deployment", deployment_name(MODEL, region, "od"), namespace)[
+            "spec"
+        ]["replicas"]
         == 2
     )
     assert "changed 0 objects" in run().stdout
     cluster.delete("llmfleet.dev/v1alpha1", "Region", region)
+
+
+# -- names that cannot collide, and objects that are not llmfleet's -------------------------
+
+COLLIDING = (("llama-3-1-8b-us", "east"), ("llama-3-1-8b", "us-east"))
+"""(model, region) pairs that the old ``<model>-<region>`` names gave one Service."""
+LEGACY = "llama-3-1-8b-us-east"
+
+
+def _named_model(namespace: str, name: str) -> LLMModel:
+    doc = sample("LLMModel", MODEL)
+    doc["metadata"] = {"name": name, "namespace": namespace}
+    doc["spec"]["servedModelName"] = f"served/{name}"
+    return LLMModel.from_wire(doc)
+
+
+def _colliding_fleet(namespace: str) -> tuple[FleetSnapshot, Any]:
+    snap = FleetSnapshot(
+        regions=[_region(r, [_pool("od")]) for _m, r in COLLIDING],
+        models=[_named_model(namespace, m) for m, _r in COLLIDING],
+        policies=[_policy(namespace)],
+    )
+    plan = fleet_plan(
+        replicas={(m, r, "od"): 1 for m, r in COLLIDING},
+        routing={(m, "fast", r): {r: 1.0} for m, r in COLLIDING},
+    )
+    return snap, plan
+
+
+def _legacy_objects(snap: FleetSnapshot, namespace: str) -> list[dict[str, Any]]:
+    """What an older version left after the collision: Service ``llama-3-1-8b-us-east``
+    taken over by (llama-3-1-8b-us, east), Deployment ``llama-3-1-8b-us-east-od`` of
+    (llama-3-1-8b, us-east, od) and HTTPRoute ``llmfleet-llama-3-1-8b``."""
+    from llmfleet.kube.render import render_deployment, render_service
+
+    models = {m.name: m for m in snap.models}
+    pool = snap.regions[0].spec.pools[0]
+    svc = render_service(models["llama-3-1-8b-us"], "east", namespace)
+    dep = render_deployment(models["llama-3-1-8b"], "us-east", pool, 1, namespace)
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {
+            "name": "llmfleet-llama-3-1-8b",
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/managed-by": "llmfleet",
+                "llmfleet.dev/model": "llama-3-1-8b",
+                "llmfleet.dev/component": "routing",
+            },
+        },
+        "spec": {
+            "parentRefs": [{"name": "llm-gateway"}],
+            "rules": [{"backendRefs": [{"name": LEGACY, "port": 8000}]}],
+        },
+    }
+    svc["metadata"]["name"] = LEGACY
+    dep["metadata"]["name"] = f"{LEGACY}-od"
+    return [svc, dep, route]
+
+
+def test_model_region_pairs_that_joined_alike_get_their_own_objects(
+    cluster, upstream_crds, namespace
+):
+    snap, plan = _colliding_fleet(namespace)
+    for obj in _legacy_objects(snap, namespace):
+        cluster.apply(obj)
+    clusters = {r: cluster for _m, r in COLLIDING}
+    res = actuate(clusters, snap, plan, snap.policies[0], namespace)
+    assert res.errors == () and res.complete, res
+
+    for m, r in COLLIDING:
+        svc = cluster.get("v1", "Service", service_name(m, r), namespace)
+        assert svc["spec"]["selector"] == {"llmfleet.dev/model": m, "llmfleet.dev/region": r}
+        dep = cluster.get("apps/v1", "Deployment", deployment_name(m, r, "od"), namespace)
+        assert dep["spec"]["template"]["metadata"]["labels"]["llmfleet.dev/model"] == m
+        route = cluster.get("gateway.networking.k8s.io/v1", "HTTPRoute", route_name(m), namespace)
+        backends = {b["name"] for rule in route["spec"]["rules"] for b in rule["backendRefs"]}
+        assert backends == {service_name(m, r)}, (m, backends)
+    assert service_name(*COLLIDING[0]) != service_name(*COLLIDING[1])
+
+    # the older version's objects were found by their labels and removed
+    assert cluster.get("v1", "Service", LEGACY, namespace) is None
+    assert cluster.get("apps/v1", "Deployment", f"{LEGACY}-od", namespace) is None
+    assert (
+        cluster.get("gateway.networking.k8s.io/v1", "HTTPRoute", "llmfleet-llama-3-1-8b", namespace)
+        is None
+    )
+    assert any(f"Deployment {LEGACY}-od: deleted (renamed to " in ln for ln in res.diff)
+
+    again = actuate(clusters, snap, plan, snap.policies[0], namespace)
+    assert again.changes == 0 and again.complete, again
+    obs = observe(clusters, snap, namespace)
+    assert obs.replicas == {(m, r, "od"): 1 for m, r in COLLIDING}
+
+
+def test_a_foreign_service_of_the_generated_name_is_not_taken_over(
+    cluster, upstream_crds, namespace
+):
+    snap, plan = _colliding_fleet(namespace)
+    model, region = COLLIDING[1]
+    name = service_name(model, region)
+    cluster.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace, "labels": {"app": "theirs"}},
+            "spec": {"selector": {"app": "theirs"}, "ports": [{"port": 80}]},
+        }
+    )
+    clusters = {r: cluster for _m, r in COLLIDING}
+    res = actuate(clusters, snap, plan, snap.policies[0], namespace)
+    (err,) = res.errors
+    assert (err.region, err.target, err.name) == (region, "service", name)
+    assert f"Service {namespace}/{name}: exists and is not managed by llmfleet" in err
+    assert any(e.type == "Warning" and e.message == err for e in res.events)
+    svc = cluster.get("v1", "Service", name, namespace)
+    assert svc["spec"]["selector"] == {"app": "theirs"}
+    assert svc["metadata"]["labels"] == {"app": "theirs"}
+    # the other pair is served; no route is pointed at someone else's Service
+    other = service_name(*COLLIDING[0])
+    assert cluster.get("v1", "Service", other, namespace) is not None
+    assert (
+        cluster.get("gateway.networking.k8s.io/v1", "HTTPRoute", route_name(model), namespace)
+        is None
+    )
+    assert any("blocked" in p for p in res.pending)
+
+
+def test_remove_region_deletes_what_llmfleet_made_for_it(cluster, upstream_crds, fleet, namespace):
+    snap, a, b = fleet
+    policy = snap.policies[0]
+    clusters = {a: cluster, b: cluster}
+    assert actuate(clusters, snap, _plan_up(a, b), policy, namespace).complete
+    region_a, region_b = (next(r for r in snap.regions if r.name == x) for x in (a, b))
+
+    gone = remove_region(clusters, region_b, namespace, others=snap.regions)
+    assert gone.complete and gone.changes == 3, gone  # its Node, Deployment, Service
+    assert _nodes(cluster, b) == [] and len(_nodes(cluster, a)) == 3
+    assert cluster.get("apps/v1", "Deployment", deployment_name(MODEL, b, "od"), namespace) is None
+    assert cluster.get("v1", "Service", service_name(MODEL, b), namespace) is None
+    assert cluster.get("v1", "Service", service_name(MODEL, a), namespace) is not None
+    # region a shares the cluster: its routing stays (the next cycle routes without b)
+    assert cluster.get("gateway.networking.k8s.io/v1", "HTTPRoute", route_name(MODEL), namespace)
+    again = remove_region(clusters, region_b, namespace, others=snap.regions)
+    assert again.complete and again.changes == 0 and again.diff == [], again
+
+    last = remove_region(clusters, region_a, namespace, others=[])
+    assert last.complete, last
+    assert [ln.split(" ")[0] for ln in last.diff[:2]] == ["HTTPRoute", "ConfigMap"]  # routing first
+    assert last.diff[-1].startswith("Node ")  # capacity last
+    assert _nodes(cluster, a) == []
+    assert (
+        cluster.get("gateway.networking.k8s.io/v1", "HTTPRoute", route_name(MODEL), namespace)
+        is None
+    )
+    assert cluster.get("v1", "ConfigMap", "llmfleet-routing", namespace) is None
+    assert cluster.list("apps/v1", "Deployment", namespace) == []
+    assert remove_region(clusters, region_a, namespace, others=[]).changes == 0
+
+
+def test_remove_region_of_an_unreachable_cluster_deletes_nothing(upstream_crds, fleet, namespace):
+    snap, _a, b = fleet
+    dead = Cluster.from_kubeconfig_dict(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "d", "cluster": {"server": "https://127.0.0.1:9"}}],
+            "users": [{"name": "u", "user": {"token": "x"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "d", "user": "u"}}],
+            "current-context": "c",
+        },
+        name="dead",
+        timeout=2,
+    )
+    region_b = next(r for r in snap.regions if r.name == b)
+    try:
+        res = remove_region({b: dead}, region_b, namespace, others=[])
+    finally:
+        dead.close()
+    assert not res.complete and set(res.unreachable) == {b}
+    assert [(e.region, e.target) for e in res.errors] == [(b, "other")]
+    assert res.changes == 0

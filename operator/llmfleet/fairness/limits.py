@@ -53,7 +53,7 @@ from llmfleet.api.tenant import TenantLimits, TenantQuota
 
 INF = math.inf
 
-PoolKey = tuple[str, str, str]
+CapacityKey = tuple[str, str, str]
 """(model, region, tier)."""
 UsageKey = tuple[str, str, str]
 """(tenant id, model, region)."""
@@ -72,7 +72,7 @@ class PoolCapacity:
     """Concurrent sequences of those replicas (0: unknown, concurrency limited by budget)."""
 
     @property
-    def key(self) -> PoolKey:
+    def key(self) -> CapacityKey:
         return (self.model, self.region, self.tier)
 
 
@@ -145,7 +145,7 @@ class LimitTable:
 
     pools: tuple[PoolLimit, ...]
     tenants: tuple[TenantTotals, ...]
-    overloaded: tuple[PoolKey, ...]
+    overloaded: tuple[CapacityKey, ...]
     problems: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """tenant id -> what is wrong with its quota against the plan (empty when fine)."""
 
@@ -230,7 +230,7 @@ def compute_limits(
     capacity: Iterable[PoolCapacity],
     usage: Iterable[Usage] = (),
     *,
-    overloaded: Mapping[PoolKey, bool] | None = None,
+    overloaded: Mapping[CapacityKey, bool] | None = None,
     settings: ThrottleSettings | None = None,
 ) -> LimitTable:
     """Each tenant's limits on each pool it may use (see the module docstring, 1-6).
@@ -245,7 +245,7 @@ def compute_limits(
     problems: dict[str, list[str]] = defaultdict(list)
 
     # Each tenant's pools, and its usage on each (for (1)).
-    members: dict[PoolKey, list[TenantQuota]] = {
+    members: dict[CapacityKey, list[TenantQuota]] = {
         p.key: [q for q in qs if _eligible(q, p)] for p in pools
     }
     tenant_pools: dict[str, list[PoolCapacity]] = defaultdict(list)
@@ -271,7 +271,7 @@ def compute_limits(
         return INF if tpm is None else tpm / 60.0
 
     out: list[PoolLimit] = []
-    over_keys: list[PoolKey] = []
+    over_keys: list[CapacityKey] = []
     for p in pools:
         ts = members[p.key]
         if not ts:

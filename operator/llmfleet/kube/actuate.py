@@ -2,9 +2,11 @@
 
 Entry points (the controller's planning loop calls these)::
 
-    actuate(clusters, snapshot, plan, policy, namespace, max_changes=None, dry_run=False)
-        -> ActuationResult
-    observe(clusters, snapshot, namespace) -> Observation
+    with RegionClusters(local) as clusters:          # one per cycle
+        observe(clusters, snapshot, namespace) -> Observation
+        actuate(clusters, snapshot, plan, policy, namespace, max_changes=None, dry_run=False)
+            -> ActuationResult
+    remove_region(clusters, region, namespace, *, others, dry_run=False) -> ActuationResult
 
 ``clusters`` is a ``Mapping[str, Cluster]`` (region name -> Cluster) or a
 :class:`RegionClusters` resolver (mode ``local``: the controller's cluster; mode
@@ -26,11 +28,18 @@ How (one cycle):
    routing, workloads down, nodes down. Capacity is added before routing moves to it and
    removed only after routing left it.
    Managed Services no (model, region) of the plan serves any more are deleted with the
-   removals.
+   removals, and so are managed Deployments under a name this version no longer gives their
+   (model, region, pool) (named by an older version; their replacement is created first).
 3. Execute in that order, one object = one change, until the budget (``max_changes``, else
    the policy's ``maxChangesPerCycle``) is spent; the rest is reported as ``pending``. When a
    capacity change fails, or a pool of a reachable cluster cannot be read or checked, routing
    and removals are not attempted this cycle (they are reported as pending, ``blocked``).
+
+Ownership: managed objects are found by their labels (see :mod:`llmfleet.kube.render`),
+never by name. Before an object of a generated name is written, the stored object of that
+name (if any) must carry the same identity labels; otherwise it is someone else's (or
+llmfleet's for another model/region/pool) and it is not written: the refusal is an error
+naming the object and what its labels say it is (target of its kind).
 
 A region whose cluster does not answer (or whose kubeconfig Secret is missing or unusable)
 is *unreachable*: it is skipped after its first failed request, named in
@@ -41,15 +50,18 @@ is *unreachable*: it is skipped after its first failed request, named in
 call it with ``dry_run=True`` to get the diff without writing).
 
 Every executed change gives a Normal Event value, every failure a Warning; the controller
-posts them. Errors are values (``ActuationResult.errors``), never exceptions.
+posts them. Errors are typed values (:class:`~llmfleet.kube.errors.ActuationError`: region,
+target, name, message; ``str(err)`` is the message) in ``ActuationResult.errors``, never
+exceptions.
 """
 
 from __future__ import annotations
 
 import base64
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, Literal
 
 import yaml
@@ -59,8 +71,16 @@ from llmfleet.api.plan import FleetPlanSpec
 from llmfleet.api.policy import FleetPolicy
 from llmfleet.api.references import FleetSnapshot
 from llmfleet.api.region import NodePool, Region
-from llmfleet.kube.client import Cluster, ClusterUnreachable, KubeError
-from llmfleet.kube.providers import Change, Phase, provider_for
+from llmfleet.kube.client import ApiNotServed, Cluster, ClusterUnreachable, KubeError
+from llmfleet.kube.errors import (
+    ActuationError,
+    ForeignObject,
+    Target,
+    check_owned,
+    refuse_foreign,
+    target_of,
+)
+from llmfleet.kube.providers import Change, Phase, UnknownProvider, provider_for
 from llmfleet.kube.render import (
     GATEWAY_VERSION,
     LABEL_COMPONENT,
@@ -69,14 +89,32 @@ from llmfleet.kube.render import (
     LABEL_REGION,
     MANAGED_BY,
     MANAGER,
+    deployment_name,
+    label_value,
     render_config_map,
     render_deployment,
     render_httproutes,
     render_service,
+    route_name,
 )
 from llmfleet.routing import routing_document, routing_json, routing_table
 
+__all__ = [
+    "ActuationError",
+    "ActuationEvent",
+    "ActuationResult",
+    "Observation",
+    "RegionClusters",
+    "actuate",
+    "observe",
+    "remove_region",
+]
+
 ROUTING_KEY = "routing.json"
+MANAGED_MODEL = f"{MANAGED_BY}={MANAGER},{LABEL_MODEL}"
+"""Selector of the model objects llmfleet made (Deployments, Services)."""
+MANAGED_ROUTING = f"{MANAGED_BY}={MANAGER},{LABEL_COMPONENT}=routing"
+"""Selector of the routing objects llmfleet made (HTTPRoutes, routing ConfigMaps)."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +137,8 @@ class ActuationResult:
     changes: int = 0
     """Objects written (or, with dry_run, that would be)."""
     events: list[ActuationEvent] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    errors: tuple[ActuationError, ...] = ()
+    """Typed failures (region, target, name, message); ``str(e)`` is the message."""
     budget_exhausted: bool = False
     diff: list[str] = field(default_factory=list)
     """One line per executed change, e.g. ``us-east/h100-od: nodes 2 -> 3 (add Node ...)``."""
@@ -122,22 +161,50 @@ class Observation:
     nodes: dict[tuple[str, str], int] = field(default_factory=dict)
     """(region, pool) -> nodes."""
     replicas: dict[tuple[str, str, str], int] = field(default_factory=dict)
-    """(model, region, pool) -> replicas asked for (Deployment spec.replicas)."""
+    """(model, region, pool) -> replicas asked for (Deployment spec.replicas; summed over the
+    managed Deployments of that identity, e.g. one named by an older version)."""
     ready_replicas: dict[tuple[str, str, str], int] = field(default_factory=dict)
     """(model, region, pool) -> ready replicas."""
-    errors: list[str] = field(default_factory=list)
+    errors: tuple[ActuationError, ...] = ()
     unreachable: dict[str, str] = field(default_factory=dict)
     """Region -> why its cluster could not be reached (its figures are missing, not 0)."""
 
 
 class RegionClusters:
-    """Region -> Cluster: ``local`` is the controller's cluster; ``kubeconfig`` reads the
-    region's Secret from the local cluster (cached per Secret for this object's life)."""
+    """Region -> Cluster for one planning cycle: ``local`` is the controller's cluster;
+    ``kubeconfig`` reads the region's Secret from the local cluster (one client per Secret
+    version, cached for this object's life).
+
+    Build one per cycle and use it for both :func:`observe` and :func:`actuate`, as a
+    context manager (it closes the clients it built)::
+
+        with RegionClusters(local) as clusters:
+            obs = observe(clusters, snapshot, namespace)
+            ...
+            res = actuate(clusters, snapshot, plan, policy, namespace)
+
+    A Region found unreachable by one call (its apiserver did not answer, or its Secret is
+    unusable) is remembered in :attr:`unreachable` and not tried again by the next call on
+    the same object, so a dead region costs one timeout per cycle, not two.
+    """
 
     def __init__(self, local: Cluster, timeout: float | None = None) -> None:
         self.local = local
         self.timeout = timeout or local.timeout
         self._cache: dict[tuple[str, str, str, str], Cluster] = {}
+        self.unreachable: dict[str, str] = {}
+        """Region -> why it could not be reached, found by an earlier call this cycle."""
+
+    def __enter__(self) -> RegionClusters:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def cluster_for(self, region: Region) -> Cluster:
         access = region.spec.cluster
@@ -174,22 +241,38 @@ class RegionClusters:
 Clusters = Mapping[str, Cluster] | RegionClusters
 
 
+def _unreachable_error(region: str, why: str) -> ActuationError:
+    return ActuationError(region, "other", region, why)
+
+
 def _resolve(
-    clusters: Clusters, regions: list[Region], errors: list[str], unreachable: dict[str, str]
+    clusters: Clusters,
+    regions: list[Region],
+    errors: list[ActuationError],
+    unreachable: dict[str, str],
 ) -> dict[str, Cluster]:
     out: dict[str, Cluster] = {}
     for r in regions:
         try:
             if isinstance(clusters, RegionClusters):
-                out[r.name] = clusters.cluster_for(r)
+                if r.name in clusters.unreachable:
+                    unreachable[r.name] = clusters.unreachable[r.name]
+                else:
+                    out[r.name] = clusters.cluster_for(r)
             elif r.name in clusters:
                 out[r.name] = clusters[r.name]
             else:
                 unreachable[r.name] = f"Region {r.name}: no cluster given for it"
         except KubeError as err:
             unreachable[r.name] = str(err)
-    errors += [unreachable[r] for r in sorted(unreachable)]
+    errors += [_unreachable_error(r, unreachable[r]) for r in sorted(unreachable)]
     return out
+
+
+def _remember(clusters: Clusters, unreachable: Mapping[str, str]) -> None:
+    if isinstance(clusters, RegionClusters):
+        for region, why in unreachable.items():
+            clusters.unreachable.setdefault(region, why)
 
 
 def _unreachable_regions(
@@ -200,6 +283,12 @@ def _unreachable_regions(
         if cluster.server in down:
             unreachable.setdefault(region, down[cluster.server])
             del by_region[region]
+
+
+def _region_of_cluster(by_region: Mapping[str, Cluster], cluster: Cluster) -> str:
+    """The one Region ``cluster`` serves ("" when it serves several)."""
+    regions = sorted(r for r, c in by_region.items() if c.server == cluster.server)
+    return regions[0] if len(regions) == 1 else ""
 
 
 def _comparable(obj: dict[str, Any] | None) -> dict[str, Any]:
@@ -220,10 +309,14 @@ def _apply_change(
     phase_down: Phase | None,
     line: str,
     reason: str,
+    region: str,
 ) -> Change | None:
-    """A change when ``obj`` differs from what is stored (dry-run apply), else None."""
+    """A change when ``obj`` differs from what is stored (dry-run apply), else None; raises
+    :class:`ForeignObject` when the stored object of that name is not llmfleet's for
+    ``obj``'s identity."""
     meta = obj["metadata"]
     current = cluster.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+    refuse_foreign(current, obj)
     if current is not None:
         after = cluster.apply(obj, dry_run=True)
         if _comparable(after) == _comparable(current):
@@ -244,6 +337,32 @@ def _apply_change(
         line,
         reason,
         obj=obj,
+        region=region,
+    )
+
+
+def _delete(
+    phase: Phase,
+    cluster: Cluster,
+    kind: str,
+    api_version: str,
+    name: str,
+    namespace: str | None,
+    line: str,
+    reason: str,
+    region: str,
+) -> Change:
+    return Change(
+        phase,
+        cluster.server,
+        kind,
+        api_version,
+        name,
+        namespace,
+        "delete",
+        line,
+        reason,
+        region=region,
     )
 
 
@@ -256,20 +375,42 @@ class _Planner:
     policy: FleetPolicy
     namespace: str
     by_region: dict[str, Cluster]
-    errors: list[str]
+    errors: list[ActuationError]
     changes: list[Change] = field(default_factory=list)
     down: dict[str, str] = field(default_factory=dict)
     """Cluster server -> why it did not answer (skipped from then on)."""
 
-    def failed(self, cluster: Cluster, err: KubeError, where: str = "") -> None:
+    def __post_init__(self) -> None:
+        self.models = {m.name: m for m in self.snapshot.models}
+        self.model_by_label = {label_value(m.name): m.name for m in self.snapshot.models}
+        self.region_by_label = {label_value(r.name): r.name for r in self.snapshot.regions}
+
+    def error(self, region: str, target: Target, name: str, message: str) -> None:
+        self.errors.append(ActuationError(region, target, name, message))
+
+    def failed(
+        self,
+        cluster: Cluster,
+        err: KubeError,
+        *,
+        region: str,
+        target: Target,
+        name: str,
+        where: str = "",
+    ) -> None:
         """Record ``err``: an unreachable cluster is skipped, anything else is an error."""
         if isinstance(err, ClusterUnreachable):
             self.down.setdefault(cluster.server, str(err))
+        elif isinstance(err, ForeignObject):
+            self.error(region, target_of(err.kind), err.name, str(err))
         else:
-            self.errors.append(f"{where}: {err}" if where else str(err))
+            self.error(region, target, name, f"{where}: {err}" if where else str(err))
 
     def reachable(self, cluster: Cluster) -> bool:
         return cluster.server not in self.down
+
+    def region_of(self, cluster: Cluster) -> str:
+        return _region_of_cluster(self.by_region, cluster)
 
     def _diff(
         self,
@@ -279,18 +420,33 @@ class _Planner:
         phase_down: Phase | None,
         line: str,
         reason: str,
+        region: str,
     ) -> Change | None:
         if not self.reachable(cluster):
             return None
         try:
-            return _apply_change(cluster, obj, phase_up, phase_down, line, reason)
+            return _apply_change(cluster, obj, phase_up, phase_down, line, reason, region)
         except KubeError as err:
-            self.failed(cluster, err, line)
+            target = target_of(obj["kind"])
+            self.failed(
+                cluster,
+                err,
+                region=region,
+                target=target,
+                name=obj["metadata"]["name"],
+                where=line,
+            )
             return None
 
     def _pool(self, region: str, pool: str) -> NodePool | None:
         r = next((x for x in self.snapshot.regions if x.name == region), None)
         return next((p for p in r.spec.pools if p.name == pool), None) if r else None
+
+    def _identity(self, labels: Mapping[str, str]) -> tuple[LLMModel | None, str, NodePool | None]:
+        """(LLMModel, region name, pool) a managed object's labels name (None: gone)."""
+        model = self.models.get(self.model_by_label.get(labels.get(LABEL_MODEL, ""), ""))
+        region = self.region_by_label.get(labels.get(LABEL_REGION, ""), "")
+        return model, region, self._pool(region, labels.get(LABEL_POOL, ""))
 
     def nodes(self) -> None:
         for pn in sorted(self.plan.nodes, key=lambda p: (p.region, p.pool)):
@@ -298,98 +454,97 @@ class _Planner:
             pool = self._pool(pn.region, pn.pool)
             cluster = self.by_region.get(pn.region)
             if pool is None:
-                self.errors.append(f"{where}: Region {pn.region} has no pool {pn.pool}")
+                self.error(
+                    pn.region,
+                    "nodepool",
+                    pn.pool,
+                    f"{where}: Region {pn.region} has no pool {pn.pool}",
+                )
                 continue
             if cluster is None or not self.reachable(cluster):
                 continue
             if not pool.min_nodes <= pn.nodes <= pool.max_nodes:
-                self.errors.append(
+                self.error(
+                    pn.region,
+                    "nodepool",
+                    pn.pool,
                     f"{where}: {pn.nodes} nodes is outside the pool's minNodes..maxNodes "
-                    f"{pool.min_nodes}..{pool.max_nodes}; not applied"
+                    f"{pool.min_nodes}..{pool.max_nodes}; not applied",
                 )
                 continue
             try:
                 provider = provider_for(cluster, pn.region, pool, self.namespace)
                 self.changes += provider.changes(pn.nodes)
+            except UnknownProvider as err:
+                self.error(pn.region, "nodepool", pn.pool, f"{where}: {err}")
             except KubeError as err:
-                self.failed(cluster, err, where)
+                self.failed(
+                    cluster, err, region=pn.region, target="nodepool", name=pn.pool, where=where
+                )
 
     def workloads(self) -> None:
-        models = {m.name: m for m in self.snapshot.models}
         desired: dict[tuple[str, str], dict[str, Any]] = {}
-        services: dict[tuple[str, str], dict[str, Any]] = {}
+        services: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
         for mr in sorted(self.plan.replicas, key=lambda r: (r.model, r.region, r.pool)):
             where = f"plan replicas[{mr.model}/{mr.region}/{mr.pool}]"
-            model, pool = models.get(mr.model), self._pool(mr.region, mr.pool)
+            name = deployment_name(mr.model, mr.region, mr.pool)
+            model, pool = self.models.get(mr.model), self._pool(mr.region, mr.pool)
             cluster = self.by_region.get(mr.region)
             if model is None or pool is None:
                 what = f"LLMModel {mr.model}" if model is None else f"pool {mr.region}/{mr.pool}"
-                self.errors.append(f"{where}: {what} does not exist")
+                self.error(mr.region, "deployment", name, f"{where}: {what} does not exist")
                 continue
             if cluster is None:
                 continue
             try:
                 dep = render_deployment(model, mr.region, pool, mr.replicas, self.namespace)
             except ValueError as err:
-                self.errors.append(f"{where}: {err}")
+                self.error(mr.region, "deployment", name, f"{where}: {err}")
                 continue
             desired[(cluster.server, dep["metadata"]["name"])] = dep
             if mr.replicas > 0:
                 svc = render_service(model, mr.region, self.namespace)
-                services[(cluster.server, svc["metadata"]["name"])] = svc
+                services[(cluster.server, svc["metadata"]["name"])] = (svc, mr.region)
         clusters = {c.server: c for c in self.by_region.values()}
         for _server, cluster in sorted(clusters.items()):
             if not self.reachable(cluster):
                 continue
             try:
-                self._workloads_in(cluster, models, desired, services)
+                self._workloads_in(cluster, desired, services)
             except KubeError as err:
-                self.failed(cluster, err)
-
-    def _delete_deployment(self, cluster: Cluster, name: str, why: str) -> None:
-        """Queue the deletion of a managed Deployment no plan can scale any more."""
-        self.changes.append(
-            Change(
-                Phase.WORKLOADS_DOWN,
-                cluster.server,
-                "Deployment",
-                "apps/v1",
-                name,
-                self.namespace,
-                "delete",
-                f"Deployment {name}: deleted ({why})",
-                "DeletedReplicas",
-            )
-        )
+                self.failed(
+                    cluster, err, region=self.region_of(cluster), target="deployment", name=""
+                )
 
     def _workloads_in(
         self,
         cluster: Cluster,
-        models: dict[str, LLMModel],
         desired: dict[tuple[str, str], dict[str, Any]],
-        services: dict[tuple[str, str], dict[str, Any]],
+        services: dict[tuple[str, str], tuple[dict[str, Any], str]],
     ) -> None:
         existing = {
             d["metadata"]["name"]: d
             for d in cluster.list(
-                "apps/v1",
-                "Deployment",
-                self.namespace,
-                label_selector=f"{MANAGED_BY}={MANAGER},{LABEL_MODEL}",
+                "apps/v1", "Deployment", self.namespace, label_selector=MANAGED_MODEL
             )
         }
         mine = {name: d for (srv, name), d in desired.items() if srv == cluster.server}
         for name in sorted(set(existing) - set(mine)):
             labels = existing[name]["metadata"].get("labels") or {}
-            model = models.get(labels.get(LABEL_MODEL, ""))
-            pool = self._pool(labels.get(LABEL_REGION, ""), labels.get(LABEL_POOL, ""))
+            model, region, pool = self._identity(labels)
             if model is None or pool is None:
-                self._delete_deployment(cluster, name, "its LLMModel or pool is gone")
+                self._delete_deployment(cluster, name, region, "its LLMModel or pool is gone")
+                continue
+            canonical = deployment_name(model.name, region, pool.name)
+            if name != canonical:
+                # named by an older version: its replacement (if the plan wants replicas)
+                # is created with the workloads up, this one goes with the removals
+                self._delete_deployment(cluster, name, region, f"renamed to {canonical}")
                 continue
             try:
-                mine[name] = render_deployment(model, labels[LABEL_REGION], pool, 0, self.namespace)
+                mine[name] = render_deployment(model, region, pool, 0, self.namespace)
             except ValueError:
-                self._delete_deployment(cluster, name, "no profile for its pool's GPU type")
+                self._delete_deployment(cluster, name, region, "no profile for its pool's GPU type")
         for name, dep in sorted(mine.items()):
             cur = existing.get(name)
             before = int((cur or {}).get("spec", {}).get("replicas") or 0) if cur else None
@@ -397,6 +552,7 @@ class _Planner:
             if cur is None and want == 0:
                 continue
             labels = dep["metadata"]["labels"]
+            _model, region, _pool = self._identity(labels)
             where = f"{labels[LABEL_MODEL]}@{labels[LABEL_REGION]}/{labels[LABEL_POOL]}"
             if before is None:
                 line = f"{where}: replicas 0 -> {want} (create Deployment {name})"
@@ -409,40 +565,65 @@ class _Planner:
                 if before is not None and want < before
                 else ("ScaledUpReplicas" if before is None or want > before else "UpdatedReplicas")
             )
-            ch = self._diff(cluster, dep, Phase.WORKLOADS_UP, Phase.WORKLOADS_DOWN, line, reason)
+            ch = self._diff(
+                cluster, dep, Phase.WORKLOADS_UP, Phase.WORKLOADS_DOWN, line, reason, region
+            )
             if ch is not None:
                 self.changes.append(ch)
-        for (srv, name), svc in sorted(services.items()):
+        for (srv, name), (svc, region) in sorted(services.items()):
             if srv != cluster.server:
                 continue
             ch = self._diff(
-                cluster, svc, Phase.WORKLOADS_UP, None, f"Service {name} applied", "AppliedService"
+                cluster,
+                svc,
+                Phase.WORKLOADS_UP,
+                None,
+                f"Service {name} applied",
+                "AppliedService",
+                region,
             )
             if ch is not None:
                 self.changes.append(ch)
         wanted = {name for (srv, name) in services if srv == cluster.server}
-        stale = cluster.list(
-            "v1", "Service", self.namespace, label_selector=f"{MANAGED_BY}={MANAGER},{LABEL_MODEL}"
-        )
-        for name in sorted({s["metadata"]["name"] for s in stale} - wanted):
+        stale = {
+            s["metadata"]["name"]: s
+            for s in cluster.list("v1", "Service", self.namespace, label_selector=MANAGED_MODEL)
+        }
+        for name in sorted(set(stale) - wanted):
+            _model, region, _pool = self._identity(stale[name]["metadata"].get("labels") or {})
             self.changes.append(
-                Change(
+                _delete(
                     Phase.WORKLOADS_DOWN,
-                    cluster.server,
+                    cluster,
                     "Service",
                     "v1",
                     name,
                     self.namespace,
-                    "delete",
                     f"Service {name}: deleted (no replicas of its model in its region)",
                     "DeletedService",
+                    region,
                 )
             )
+
+    def _delete_deployment(self, cluster: Cluster, name: str, region: str, why: str) -> None:
+        """Queue the deletion of a managed Deployment no plan can scale any more."""
+        self.changes.append(
+            _delete(
+                Phase.WORKLOADS_DOWN,
+                cluster,
+                "Deployment",
+                "apps/v1",
+                name,
+                self.namespace,
+                f"Deployment {name}: deleted ({why})",
+                "DeletedReplicas",
+                region,
+            )
+        )
 
     def routing(self) -> None:
         ingress = self.policy.spec.ingress
         table = routing_table(self.plan, self.snapshot.tenants)
-        models = {m.name: m for m in self.snapshot.models}
         doc = routing_document(
             table,
             policy=self.policy.name,
@@ -456,37 +637,46 @@ class _Planner:
             regions_of[c.server].add(region)
         clusters = {c.server: c for c in self.by_region.values()}
         for e in table.entries:
-            if e.model not in models:
-                self.errors.append(f"plan routing[{e.model}/{e.tier}/{e.origin}]: no LLMModel")
+            if e.model not in self.models:
+                self.error(
+                    e.origin,
+                    "httproute",
+                    route_name(e.model),
+                    f"plan routing[{e.model}/{e.tier}/{e.origin}]: no LLMModel",
+                )
         for server, cluster in sorted(clusters.items()):
             if not self.reachable(cluster):
                 continue
-            try:
-                cm = render_config_map(
-                    ingress.routing_config_map, self.namespace, ROUTING_KEY, text
-                )
-                ch = self._diff(
-                    cluster,
-                    cm,
-                    Phase.ROUTING,
-                    None,
-                    f"ConfigMap {cm['metadata']['name']}: routing policy updated",
-                    "UpdatedRouting",
-                )
-                if ch is not None:
-                    self.changes.append(ch)
-                if ingress.parent_refs:
-                    self._routes_in(cluster, regions_of[server], table, models)
-            except KubeError as err:
-                self.failed(cluster, err)
+            region = self.region_of(cluster)
+            cm = render_config_map(
+                ingress.routing_config_map,
+                self.namespace,
+                {ROUTING_KEY: text},
+                component="routing",
+            )
+            ch = self._diff(
+                cluster,
+                cm,
+                Phase.ROUTING,
+                None,
+                f"ConfigMap {cm['metadata']['name']}: routing policy updated",
+                "UpdatedRouting",
+                region,
+            )
+            if ch is not None:
+                self.changes.append(ch)
+            if ingress.parent_refs:
+                try:
+                    self._routes_in(cluster, regions_of[server], table)
+                except KubeError as err:
+                    self.failed(cluster, err, region=region, target="httproute", name="")
 
-    def _routes_in(
-        self, cluster: Cluster, local: set[str], table: Any, models: dict[str, LLMModel]
-    ) -> None:
+    def _routes_in(self, cluster: Cluster, local: set[str], table: Any) -> None:
         ingress = self.policy.spec.ingress
+        region = self.region_of(cluster)
         wanted: dict[str, dict[str, Any]] = {}
         for model_name in table.models():
-            model = models.get(model_name)
+            model = self.models.get(model_name)
             entries = [e for e in table.for_model(model_name) if e.origin in local]
             if model is None or not entries:
                 continue
@@ -506,10 +696,7 @@ class _Planner:
         existing = {
             r["metadata"]["name"]
             for r in cluster.list(
-                GATEWAY_VERSION,
-                "HTTPRoute",
-                self.namespace,
-                label_selector=f"{MANAGED_BY}={MANAGER},{LABEL_COMPONENT}=routing",
+                GATEWAY_VERSION, "HTTPRoute", self.namespace, label_selector=MANAGED_ROUTING
             )
         }
         for name, route in sorted(wanted.items()):
@@ -524,36 +711,44 @@ class _Planner:
                 None,
                 f"HTTPRoute {name}: {weights}",
                 "UpdatedRouting",
+                region,
             )
             if ch is not None:
                 self.changes.append(ch)
         for name in sorted(existing - set(wanted)):
             self.changes.append(
-                Change(
+                _delete(
                     Phase.ROUTING,
-                    cluster.server,
+                    cluster,
                     "HTTPRoute",
                     GATEWAY_VERSION,
                     name,
                     self.namespace,
-                    "delete",
                     f"HTTPRoute {name}: deleted (no routes)",
                     "UpdatedRouting",
+                    region,
                 )
             )
 
 
-def _execute(cluster: Cluster, ch: Change, namespace: str, ensured: set[str]) -> None:
+def _execute(cluster: Cluster, ch: Change, namespace: str, ensured: set[str]) -> bool:
+    """Write one change; False when a deletion found the object already gone."""
     if ch.verb == "delete":
-        cluster.delete(ch.api_version, ch.kind, ch.name, ch.namespace)
-        return
+        return cluster.delete(ch.api_version, ch.kind, ch.name, ch.namespace)
     assert ch.obj is not None
     if ch.namespace == namespace and cluster.server not in ensured:
         cluster.ensure_namespace(namespace)
         ensured.add(cluster.server)
+    check_owned(cluster, ch.obj)  # again: it may have appeared since the changes were computed
     cluster.apply(ch.obj)
     if ch.status is not None:
         cluster.apply(ch.status, subresource="status")
+    return True
+
+
+def _execution_error(ch: Change, err: KubeError) -> ActuationError:
+    msg = str(err) if isinstance(err, ForeignObject) else f"{ch.line}: {err}"
+    return ActuationError(ch.region, target_of(ch.kind), ch.name, msg)
 
 
 def actuate(
@@ -567,28 +762,32 @@ def actuate(
 ) -> ActuationResult:
     """Make the fleet match ``plan`` (see the module docstring)."""
     result = ActuationResult(dry_run=dry_run)
+    errors: list[ActuationError] = []
     regions = sorted(snapshot.regions, key=lambda r: r.name)
-    by_region = _resolve(clusters, regions, result.errors, result.unreachable)
-    unresolved = len(result.errors)
-    planner = _Planner(snapshot, plan, policy, namespace, by_region, result.errors)
+    by_region = _resolve(clusters, regions, errors, result.unreachable)
+    unresolved = len(errors)
+    planner = _Planner(snapshot, plan, policy, namespace, by_region, errors)
     try:
         planner.nodes()
         planner.workloads()
     except KubeError as err:
-        result.errors.append(str(err))
+        errors.append(ActuationError("", "other", "", str(err)))
     # capacity of a reachable cluster that cannot be read or checked: neither move routing
     # nor remove anything (an unreachable region is held as it is: it does not block)
-    blocked = len(result.errors) > unresolved
+    blocked = len(errors) > unresolved
     try:
         planner.routing()
     except KubeError as err:
-        result.errors.append(str(err))
+        errors.append(ActuationError("", "other", "", str(err)))
     if planner.down:
         before = set(result.unreachable)
         _unreachable_regions(by_region, planner.down, result.unreachable)
-        result.errors += [result.unreachable[r] for r in sorted(set(result.unreachable) - before)]
+        errors += [
+            _unreachable_error(r, result.unreachable[r])
+            for r in sorted(set(result.unreachable) - before)
+        ]
         planner.changes = [c for c in planner.changes if c.cluster not in planner.down]
-    for msg in result.errors:
+    for msg in errors:
         result.events.append(
             ActuationEvent(
                 "Warning", "ActuationFailed", msg, "FleetPolicy", policy.name, policy.namespace
@@ -627,11 +826,11 @@ def actuate(
             if isinstance(err, ClusterUnreachable):
                 planner.down.setdefault(ch.cluster, str(err))
                 _unreachable_regions(by_region, planner.down, result.unreachable)
-            msg = f"{ch.line}: {err}"
-            result.errors.append(msg)
+            error = _execution_error(ch, err)
+            errors.append(error)
             result.events.append(
                 ActuationEvent(
-                    "Warning", "ActuationFailed", msg, ch.kind, ch.name, ch.namespace, ch.cluster
+                    "Warning", "ActuationFailed", error, ch.kind, ch.name, ch.namespace, ch.cluster
                 )
             )
             if ch.phase < Phase.ROUTING:
@@ -642,14 +841,17 @@ def actuate(
         result.events.append(
             ActuationEvent("Normal", ch.reason, ch.line, ch.kind, ch.name, ch.namespace, ch.cluster)
         )
+    result.errors = tuple(errors)
+    _remember(clusters, result.unreachable)
     return result
 
 
 def observe(clusters: Clusters, snapshot: FleetSnapshot, namespace: str) -> Observation:
     """Nodes per (region, pool) and replicas per (model, region, pool) now."""
     obs = Observation()
+    errors: list[ActuationError] = []
     regions = sorted(snapshot.regions, key=lambda r: r.name)
-    by_region = _resolve(clusters, regions, obs.errors, obs.unreachable)
+    by_region = _resolve(clusters, regions, errors, obs.unreachable)
     down: dict[str, str] = {}
     for r in regions:
         cluster = by_region.get(r.name)
@@ -662,44 +864,165 @@ def observe(clusters: Clusters, snapshot: FleetSnapshot, namespace: str) -> Obse
                 obs.nodes[(r.name, pool.name)] = provider_for(
                     cluster, r.name, pool, namespace
                 ).observe()
+            except UnknownProvider as err:
+                errors.append(ActuationError(r.name, "nodepool", pool.name, str(err)))
             except ClusterUnreachable as err:
                 down[cluster.server] = str(err)
             except KubeError as err:
-                obs.errors.append(f"pool {r.name}/{pool.name}: {err}")
-    known = {r.name for r in regions}
+                errors.append(
+                    ActuationError(
+                        r.name, "nodepool", pool.name, f"pool {r.name}/{pool.name}: {err}"
+                    )
+                )
+    model_by_label = {label_value(m.name): m.name for m in snapshot.models}
+    region_by_label = {label_value(r.name): r.name for r in regions}
     for server, cluster in sorted({c.server: c for c in by_region.values()}.items()):
         if server in down:
             continue
         try:
-            deps = cluster.list(
-                "apps/v1",
-                "Deployment",
-                namespace,
-                label_selector=f"{MANAGED_BY}={MANAGER},{LABEL_MODEL}",
-            )
+            deps = cluster.list("apps/v1", "Deployment", namespace, label_selector=MANAGED_MODEL)
         except ClusterUnreachable as err:
             down[server] = str(err)
             continue
         except KubeError as err:
-            obs.errors.append(f"{server}: {err}")
+            region = _region_of_cluster(by_region, cluster)
+            errors.append(ActuationError(region, "deployment", "", f"{server}: {err}"))
             continue
         for d in deps:
             labels = d["metadata"].get("labels") or {}
-            key = (
-                labels.get(LABEL_MODEL, ""),
-                labels.get(LABEL_REGION, ""),
-                labels.get(LABEL_POOL, ""),
-            )
-            if key[1] not in known or key[1] not in by_region or by_region[key[1]].server != server:
+            model = labels.get(LABEL_MODEL, "")
+            region = region_by_label.get(labels.get(LABEL_REGION, ""), "")
+            key = (model_by_label.get(model, model), region, labels.get(LABEL_POOL, ""))
+            if region not in by_region or by_region[region].server != server:
                 continue
-            obs.replicas[key] = int((d.get("spec") or {}).get("replicas") or 0)
-            obs.ready_replicas[key] = int((d.get("status") or {}).get("readyReplicas") or 0)
+            obs.replicas[key] = obs.replicas.get(key, 0) + int(
+                (d.get("spec") or {}).get("replicas") or 0
+            )
+            obs.ready_replicas[key] = obs.ready_replicas.get(key, 0) + int(
+                (d.get("status") or {}).get("readyReplicas") or 0
+            )
     if down:
         before = set(obs.unreachable)
         _unreachable_regions(by_region, down, obs.unreachable)
-        obs.errors += [obs.unreachable[r] for r in sorted(set(obs.unreachable) - before)]
+        errors += [
+            _unreachable_error(r, obs.unreachable[r]) for r in sorted(set(obs.unreachable) - before)
+        ]
         gone = set(obs.unreachable)
         obs.nodes = {k: v for k, v in obs.nodes.items() if k[0] not in gone}
         obs.replicas = {k: v for k, v in obs.replicas.items() if k[1] not in gone}
         obs.ready_replicas = {k: v for k, v in obs.ready_replicas.items() if k[1] not in gone}
+    obs.errors = tuple(errors)
+    _remember(clusters, obs.unreachable)
     return obs
+
+
+def remove_region(
+    clusters: Clusters,
+    region: Region,
+    namespace: str,
+    *,
+    others: Iterable[Region],
+    dry_run: bool = False,
+) -> ActuationResult:
+    """Delete everything llmfleet made for ``region`` (a Region being deleted) in its
+    cluster, found by labels, never by name: first its routing, then its Deployments and
+    Services of ``namespace``, then its static Nodes.
+
+    Its routing is the managed HTTPRoutes and routing ConfigMap of ``namespace`` in its
+    cluster; they are deleted only when no Region of ``others`` (the Regions that stay; the
+    one removed is ignored there) is served by the same cluster, since they also route that
+    Region's traffic (the next planning cycle re-renders them without ``region``). A Region
+    of ``others`` whose cluster cannot be resolved is taken not to share it.
+
+    Node pools of provider ``clusterAPI`` or ``karpenter`` belong to their owners and are
+    left as they are (llmfleet only ever set their size); the Nodes of a ``static`` pool are
+    llmfleet's and are deleted. Idempotent: once done, another call makes 0 changes. When
+    the cluster cannot be reached nothing is deleted, the region is in ``unreachable`` and in
+    ``errors`` (``complete`` is False: call again). No change budget applies.
+    """
+    result = ActuationResult(dry_run=dry_run)
+    errors: list[ActuationError] = []
+    by_region = _resolve(clusters, [region], errors, result.unreachable)
+    cluster = by_region.get(region.name)
+    changes: list[Change] = []
+    if cluster is not None:
+        stay = [o for o in others if o.name != region.name]
+        elsewhere = _resolve(clusters, stay, [], {}) if stay else {}
+        shared = sorted(o for o, c in elsewhere.items() if c.server == cluster.server)
+        mine = f"{MANAGED_BY}={MANAGER},{LABEL_REGION}={label_value(region.name)}"
+        why = f"Region {region.name} removed"
+        try:
+            if not shared:
+                for kind, api in (("HTTPRoute", GATEWAY_VERSION), ("ConfigMap", "v1")):
+                    try:
+                        found = cluster.list(api, kind, namespace, label_selector=MANAGED_ROUTING)
+                    except ApiNotServed:
+                        found = []  # no Gateway API: llmfleet made no HTTPRoutes there
+                    for o in found:
+                        name = o["metadata"]["name"]
+                        changes.append(
+                            _delete(
+                                Phase.ROUTING,
+                                cluster,
+                                kind,
+                                api,
+                                name,
+                                namespace,
+                                f"{kind} {name}: deleted ({why})",
+                                "DeletedRouting",
+                                region.name,
+                            )
+                        )
+            for kind, api, ns, phase in (
+                ("Deployment", "apps/v1", namespace, Phase.WORKLOADS_DOWN),
+                ("Service", "v1", namespace, Phase.WORKLOADS_DOWN),
+                ("Node", "v1", None, Phase.NODES_DOWN),
+            ):
+                for o in cluster.list(api, kind, ns, label_selector=mine):
+                    name = o["metadata"]["name"]
+                    changes.append(
+                        _delete(
+                            phase,
+                            cluster,
+                            kind,
+                            api,
+                            name,
+                            ns,
+                            f"{kind} {name}: deleted ({why})",
+                            f"Deleted{kind}",
+                            region.name,
+                        )
+                    )
+        except ClusterUnreachable as err:
+            result.unreachable[region.name] = str(err)
+            errors.append(_unreachable_error(region.name, str(err)))
+            changes = []
+        except KubeError as err:
+            errors.append(ActuationError(region.name, "other", region.name, f"{why}: {err}"))
+            changes = []
+    for ch in sorted(changes, key=lambda c: c.phase):
+        try:
+            if (
+                not dry_run
+                and cluster is not None
+                and not cluster.delete(ch.api_version, ch.kind, ch.name, ch.namespace)
+            ):
+                continue  # already gone
+        except KubeError as err:
+            error = _execution_error(ch, err)
+            errors.append(error)
+            if isinstance(err, ClusterUnreachable):
+                result.unreachable[region.name] = str(err)
+                break
+            continue
+        result.changes += 1
+        result.diff.append(ch.line)
+        result.events.append(
+            ActuationEvent("Normal", ch.reason, ch.line, ch.kind, ch.name, ch.namespace, ch.cluster)
+        )
+    for e in errors:
+        result.events.append(
+            ActuationEvent("Warning", "RegionCleanupFailed", e, "Region", region.name)
+        )
+    result.errors = tuple(errors)
+    return result

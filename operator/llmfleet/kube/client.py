@@ -42,6 +42,10 @@ class ClusterUnreachable(KubeError):
     """The apiserver did not answer (connection refused or reset, timeout, TLS failure)."""
 
 
+class ApiNotServed(KubeError):
+    """The apiserver does not serve the API of a kind (its CRD is not installed)."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Backoff for answers worth repeating (409 Conflict, 429): ``attempts`` tries in all,
@@ -184,7 +188,7 @@ class Cluster:
             try:
                 return self._call(f"discover {api_version} {kind}", lookup, retry=False)
             except ResourceNotFoundError:
-                raise KubeError(
+                raise ApiNotServed(
                     f"{self.name}: the API {api_version} {kind} is not served (CRD missing?)"
                 ) from None
 

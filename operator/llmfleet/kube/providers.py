@@ -9,18 +9,24 @@ against the cycle's budget and executes (see :mod:`llmfleet.kube.actuate`).
 - :class:`Karpenter` owns ``spec.limits[nvidia.com/gpu]`` of a Karpenter NodePool
   (``nodes x gpusPerNode``); Karpenter itself provisions nodes for pending pods up to it.
 
-Cloud-API providers can be added behind the same :class:`NodePoolProvider` protocol.
+Cloud-API providers can be added behind the same :class:`NodePoolProvider` protocol;
+:func:`provider_for` raises :class:`UnknownProvider` for a type it has no provider for
+(never a silent fallback to ``static``).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import IntEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
-from llmfleet.api.region import NodePool
+from kubernetes.utils.quantity import parse_quantity
+
+from llmfleet.api.region import NodePool, ProviderType
 from llmfleet.kube.client import Cluster, KubeError
+from llmfleet.kube.errors import refuse_foreign
 from llmfleet.kube.render import (
     CAPI_VERSION,
     GPU_RESOURCE,
@@ -29,6 +35,7 @@ from llmfleet.kube.render import (
     LABEL_REGION,
     MANAGED_BY,
     MANAGER,
+    label_value,
     node_name,
     render_karpenter_limits,
     render_machine_deployment_replicas,
@@ -64,6 +71,8 @@ class Change:
     reason: str
     obj: dict[str, Any] | None = field(default=None, compare=False)
     status: dict[str, Any] | None = field(default=None, compare=False)
+    region: str = ""
+    """The Region the object serves (``""``: several, or the whole cluster)."""
 
 
 class NodePoolProvider(Protocol):
@@ -93,7 +102,8 @@ class StaticNodes:
     pool: NodePool
 
     def _names(self) -> list[str]:
-        sel = f"{MANAGED_BY}={MANAGER},{LABEL_REGION}={self.region},{LABEL_POOL}={self.pool.name}"
+        region = label_value(self.region)
+        sel = f"{MANAGED_BY}={MANAGER},{LABEL_REGION}={region},{LABEL_POOL}={self.pool.name}"
         return [n["metadata"]["name"] for n in self.cluster.list("v1", "Node", label_selector=sel)]
 
     def observe(self) -> int:
@@ -109,6 +119,9 @@ class StaticNodes:
             while len(out) < nodes - cur:
                 name = node_name(self.region, self.pool.name, i)
                 if name not in taken:
+                    obj = render_static_node(self.region, self.pool, i)
+                    # a Node of that name without this pool's labels is someone else's
+                    refuse_foreign(self.cluster.get("v1", "Node", name), obj)
                     out.append(
                         Change(
                             Phase.NODES_UP,
@@ -121,8 +134,9 @@ class StaticNodes:
                             f"{where}: nodes {cur + len(out)} -> {cur + len(out) + 1} "
                             f"(add Node {name})",
                             "ScaledUpNodes",
-                            obj=render_static_node(self.region, self.pool, i),
+                            obj=obj,
                             status=render_static_node_status(name, self.pool.gpus_per_node),
+                            region=self.region,
                         )
                     )
                 i += 1
@@ -144,6 +158,7 @@ class StaticNodes:
                         "delete",
                         f"{where}: nodes {cur - k} -> {cur - k - 1} (delete Node {name})",
                         "ScaledDownNodes",
+                        region=self.region,
                     )
                 )
         return out
@@ -192,13 +207,18 @@ class ClusterAPI:
                 f"(MachineDeployment {ref.name} spec.replicas)",
                 _reason(cur, nodes),
                 obj=obj,
+                region=self.region,
             )
         ]
 
 
-def _quantity(value: Any) -> int:
-    text = str(value)
-    return int(text) if text.isdigit() else int(float(text))
+def quantity(value: Any, where: str) -> Decimal:
+    """A Kubernetes quantity (``16``, ``2Ki``, ``500m``, ``1.5``) as a Decimal; a
+    :class:`KubeError` naming ``where`` when it is none."""
+    try:
+        return Decimal(parse_quantity(value))
+    except ValueError as err:
+        raise KubeError(f"{where}: {value!r} is not a Kubernetes quantity ({err})") from None
 
 
 @dataclass
@@ -224,7 +244,13 @@ class Karpenter:
         limits = (self._get().get("spec") or {}).get("limits") or {}
         if GPU_RESOURCE not in limits:
             return None
-        return _quantity(limits[GPU_RESOURCE]) // self.pool.gpus_per_node
+        ref = self.pool.provider.node_pool_ref
+        where = (
+            f"pool {self.region}/{self.pool.name}: Karpenter NodePool {ref.name if ref else ''} "
+            f"spec.limits[{GPU_RESOURCE}]"
+        )
+        gpus = quantity(limits[GPU_RESOURCE], where)
+        return int(gpus // self.pool.gpus_per_node)
 
     def observe(self) -> int:
         ref = self.pool.provider.node_pool_ref
@@ -255,15 +281,36 @@ class Karpenter:
                 f"{nodes * self.pool.gpus_per_node})",
                 _reason(before, nodes),
                 obj=obj,
+                region=self.region,
             )
         ]
 
 
+PROVIDERS: tuple[str, ...] = get_args(ProviderType)
+"""The provider types :func:`provider_for` knows."""
+
+
+class UnknownProvider(ValueError):
+    """A pool names a provider type this operator has no provider for."""
+
+    def __init__(self, region: str, pool: str, kind: str) -> None:
+        super().__init__(
+            f"Region {region}: pool {pool}: spec.pools[].provider.type {kind!r} is not a known "
+            f"node pool provider (valid: {', '.join(PROVIDERS)}); the pool is not scaled"
+        )
+        self.region = region
+        self.pool = pool
+        self.kind = kind
+
+
 def provider_for(cluster: Cluster, region: str, pool: NodePool, namespace: str) -> NodePoolProvider:
-    """The provider the pool's ``spec.pools[].provider.type`` names."""
+    """The provider the pool's ``spec.pools[].provider.type`` names; raises
+    :class:`UnknownProvider` for any other type."""
     kind = pool.provider.type
     if kind == "clusterAPI":
         return ClusterAPI(cluster, region, pool, namespace)
     if kind == "karpenter":
         return Karpenter(cluster, region, pool)
-    return StaticNodes(cluster, region, pool)
+    if kind == "static":
+        return StaticNodes(cluster, region, pool)
+    raise UnknownProvider(region, pool.name, str(kind))

@@ -1,14 +1,20 @@
 """Desired Kubernetes objects of a plan (pure functions: dicts in, manifests out, no I/O).
 
-Names (every one a DNS-1035 label, at most 63 characters; longer ones are cut and end in an
-8-hex sha256 of the full name, so they stay unique):
+Names are unique by construction: a readable prefix (the identity's parts joined by ``-``,
+lower-cased, anything outside ``[a-z0-9-]`` turned into ``-``, cut to fit) and a 10-hex
+sha256 of the *exact* identity tuple (JSON-encoded, so ``("a-b", "c")`` and ``("a", "b-c")``
+differ). Two identities share a name only if their digests collide, and even then
+actuation refuses to write over the other one (see *Ownership* below):
 
-- Deployment ``<model>-<region>-<pool>`` and Service ``<model>-<region>`` in the actuation
-  namespace of the region's cluster. The region is part of the name because several Regions
-  may share one cluster (mode ``local``) and pool names repeat across regions.
-- HTTPRoute ``llmfleet-<model>`` (``-2``, ``-3`` ... when the rules exceed the Gateway API
-  limit of 16 per route), one per model in every cluster that hosts an origin region.
-- Static Nodes ``<region>-<pool>-<i>``.
+- Deployment ``<model>-<region>-<pool>-<hash(model, region, pool)>`` (at most 63
+  characters: its ReplicaSets and Pods append their own suffixes) and Service
+  ``<model>-<region>-<hash(model, region)>`` (a DNS-1035 label, at most 63) in the actuation
+  namespace of the region's cluster. The region is part of the identity because several
+  Regions may share one cluster (mode ``local``) and pool names repeat across regions.
+- HTTPRoute ``llmfleet-<model>[-<part>]-<hash(model, part)>`` (``part`` 2, 3 ... when the
+  rules exceed the Gateway API limit of 16 per route; at most 253), one set per model in
+  every cluster that hosts an origin region.
+- Static Nodes ``<region>-<pool>-<hash(region, pool)>-<i>`` (at most 253).
 
 Labels: every object carries ``app.kubernetes.io/managed-by=llmfleet`` and
 ``app.kubernetes.io/name=<model>`` (model objects), plus ``llmfleet.dev/model``,
@@ -17,7 +23,14 @@ carry the plain keys ``model_name``, ``region``, ``pool``, ``capacity_type``: a 
 ``podTargetLabels`` copies them onto vLLM's series (the target label wins over vLLM's own
 ``model_name``, which moves to ``exported_model_name``), so demand queries group by the
 LLMModel name. Label values cannot hold ``/``, so ``model_name`` is the LLMModel name, not
-the served name.
+the served name. A name longer than a label value's 63 characters is written as
+:func:`label_value` (a cut prefix and a hash).
+
+Ownership: the identity of an object is its :data:`OWNER_KEYS` labels (managed-by, model,
+region, pool, component, as far as the kind has them). An object of a generated name that
+exists with other identity labels is not llmfleet's for that identity and is never written
+(:func:`ownership_problem`); managed objects are always found by these labels, never by
+name, so objects named by older versions are found, and cleaned up, too.
 
 Routing: each rule matches the model header (``x-gateway-model-name``, set by a body-based
 router from the OpenAI ``model`` field) plus the tier header, or the tenant header of each
@@ -31,9 +44,11 @@ in another cluster is a Multi-Cluster Services ``ServiceImport`` of the same nam
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from llmfleet.api.model import GPUProfile, LLMModel
@@ -59,31 +74,82 @@ MAX_RULES_PER_ROUTE = 16
 MAX_MATCHES_PER_RULE = 64
 
 
-def dns_name(*parts: str, limit: int = 63) -> str:
-    """``parts`` joined by ``-``; starts with a letter; cut with a hash suffix past ``limit``."""
-    name = "-".join(p.strip("-") for p in parts if p)
-    if not name[:1].isalpha():
-        name = f"x-{name}"
-    if len(name) <= limit:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[: limit - 9].rstrip('-')}-{digest}"
+NAME_LIMIT = 63
+"""Services (DNS-1035 labels), Deployments and label values."""
+OBJECT_NAME_LIMIT = 253
+"""Other objects (DNS-1123 subdomains): HTTPRoutes, Nodes."""
+DIGEST_CHARS = 10
+OWNER_KEYS = (MANAGED_BY, LABEL_MODEL, LABEL_REGION, LABEL_POOL, LABEL_COMPONENT)
+"""The labels that say which (model, region, pool, component) an object is llmfleet's for."""
+
+
+def digest(*identity: str) -> str:
+    """10 hex of the sha256 of the exact ``identity`` tuple."""
+    return hashlib.sha256(json.dumps(list(identity)).encode()).hexdigest()[:DIGEST_CHARS]
+
+
+def identity_name(readable: Sequence[str], identity: Sequence[str], limit: int = NAME_LIMIT) -> str:
+    """``<readable parts>-<digest(identity)>``: lower-case, ``[a-z0-9-]``, starting with a
+    letter, at most ``limit`` characters; distinct identities give distinct names."""
+    tail = f"-{digest(*identity)}"
+    head = re.sub(r"[^a-z0-9-]+", "-", "-".join(readable).lower())
+    head = re.sub(r"-{2,}", "-", head).strip("-")
+    if not head[:1].isalpha():
+        head = f"x-{head}".rstrip("-")
+    return f"{head[: limit - len(tail)].rstrip('-')}{tail}"
+
+
+def label_value(text: str) -> str:
+    """``text`` as a label value: itself when it fits (63 characters; Kubernetes object names
+    are valid label values), else a cut prefix and its digest."""
+    if len(text) <= NAME_LIMIT:
+        return text
+    tail = f"-{digest(text)}"
+    return f"{text[: NAME_LIMIT - len(tail)].rstrip('-.')}{tail}"
 
 
 def deployment_name(model: str, region: str, pool: str) -> str:
-    return dns_name(model, region, pool)
+    return identity_name((model, region, pool), (model, region, pool))
 
 
 def service_name(model: str, region: str) -> str:
-    return dns_name(model, region)
+    return identity_name((model, region), (model, region))
 
 
 def route_name(model: str, part: int = 1) -> str:
-    return dns_name("llmfleet", model, *([str(part)] if part > 1 else []))
+    readable = ("llmfleet", model, *([str(part)] if part > 1 else []))
+    return identity_name(readable, (model, str(part)), limit=OBJECT_NAME_LIMIT)
 
 
 def node_name(region: str, pool: str, index: int) -> str:
-    return dns_name(region, pool, str(index), limit=253)
+    suffix = f"-{index}"
+    return identity_name((region, pool), (region, pool), OBJECT_NAME_LIMIT - len(suffix)) + suffix
+
+
+def owner_labels(obj: Mapping[str, Any]) -> dict[str, str]:
+    """The identity labels (:data:`OWNER_KEYS`) of a manifest or stored object."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return {k: str(labels[k]) for k in OWNER_KEYS if k in labels}
+
+
+def describe_owner(labels: Mapping[str, str]) -> str:
+    if labels.get(MANAGED_BY) != MANAGER:
+        who = labels.get(MANAGED_BY)
+        return (
+            f"is managed by {who!r}" if who else "is not managed by llmfleet (no llmfleet labels)"
+        )
+    parts = [f"{k.split('/')[-1]} {labels[k]}" for k in OWNER_KEYS[1:] if k in labels]
+    return f"is llmfleet's for {', '.join(parts) or 'no identity'}"
+
+
+def ownership_problem(current: Mapping[str, Any], desired: Mapping[str, Any]) -> str | None:
+    """None when the stored object ``current`` is llmfleet's for ``desired``'s identity, else
+    what it is instead (e.g. ``is llmfleet's for model m, region r``)."""
+    want, have = owner_labels(desired), owner_labels(current)
+    if have == want:
+        return None
+    mine = describe_owner(want).removeprefix("is llmfleet's for ")
+    return f"{describe_owner(have)}, not llmfleet's for {mine}"
 
 
 def _managed(**extra: str) -> dict[str, str]:
@@ -140,12 +206,13 @@ def render_deployment(
             f"LLMModel {model.name}: spec.profiles has no gpuType {pool.gpu_type!r} "
             f"(pool {region}/{pool.name})"
         )
-    selector = {LABEL_MODEL: model.name, LABEL_REGION: region, LABEL_POOL: pool.name}
-    labels = _managed(**{APP_NAME: model.name, **selector, LABEL_CAPACITY: pool.capacity_type})
+    m, r = label_value(model.name), label_value(region)
+    selector = {LABEL_MODEL: m, LABEL_REGION: r, LABEL_POOL: pool.name}
+    labels = _managed(**{APP_NAME: m, **selector, LABEL_CAPACITY: pool.capacity_type})
     pod_labels = {
         **labels,
-        "model_name": model.name,
-        "region": region,
+        "model_name": m,
+        "region": r,
         "pool": pool.name,
         "capacity_type": pool.capacity_type,
     }
@@ -170,7 +237,7 @@ def render_deployment(
             "template": {
                 "metadata": {"labels": pod_labels},
                 "spec": {
-                    "nodeSelector": {LABEL_REGION: region, LABEL_POOL: pool.name},
+                    "nodeSelector": {LABEL_REGION: r, LABEL_POOL: pool.name},
                     "tolerations": tolerations,
                     "containers": [_container(model, profile)],
                 },
@@ -181,18 +248,17 @@ def render_deployment(
 
 def render_service(model: LLMModel, region: str, namespace: str) -> dict[str, Any]:
     """The Service of (model, region): every pool's pods of the model in that region."""
+    m, r = label_value(model.name), label_value(region)
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
             "name": service_name(model.name, region),
             "namespace": namespace,
-            "labels": _managed(
-                **{APP_NAME: model.name, LABEL_MODEL: model.name, LABEL_REGION: region}
-            ),
+            "labels": _managed(**{APP_NAME: m, LABEL_MODEL: m, LABEL_REGION: r}),
         },
         "spec": {
-            "selector": {LABEL_MODEL: model.name, LABEL_REGION: region},
+            "selector": {LABEL_MODEL: m, LABEL_REGION: r},
             "ports": [
                 {
                     "name": "http",
@@ -290,8 +356,8 @@ def render_httproutes(
                     "namespace": namespace,
                     "labels": _managed(
                         **{
-                            APP_NAME: model.name,
-                            LABEL_MODEL: model.name,
+                            APP_NAME: label_value(model.name),
+                            LABEL_MODEL: label_value(model.name),
                             LABEL_COMPONENT: "routing",
                         }
                     ),
@@ -302,16 +368,22 @@ def render_httproutes(
     return routes
 
 
-def render_config_map(name: str, namespace: str, key: str, text: str) -> dict[str, Any]:
+def component_labels(component: str) -> dict[str, str]:
+    """The labels of an object llmfleet owns as a whole for one component (``routing``,
+    ``throttling``) rather than for a model."""
+    return _managed(**{LABEL_COMPONENT: component})
+
+
+def render_config_map(
+    name: str, namespace: str, data: Mapping[str, str], *, component: str
+) -> dict[str, Any]:
+    """A ConfigMap llmfleet owns for ``component`` (the routing policy, the throttling
+    table), holding ``data``."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": _managed(**{LABEL_COMPONENT: "routing"}),
-        },
-        "data": {key: text},
+        "metadata": {"name": name, "namespace": namespace, "labels": component_labels(component)},
+        "data": dict(data),
     }
 
 
@@ -324,11 +396,11 @@ def render_static_node(region: str, pool: NodePool, index: int) -> dict[str, Any
             "name": node_name(region, pool.name, index),
             "labels": _managed(
                 **{
-                    LABEL_REGION: region,
+                    LABEL_REGION: label_value(region),
                     LABEL_POOL: pool.name,
                     LABEL_CAPACITY: pool.capacity_type,
                     LABEL_GPU_TYPE: pool.gpu_type,
-                    "topology.kubernetes.io/region": region,
+                    "topology.kubernetes.io/region": label_value(region),
                 }
             ),
         },

@@ -24,6 +24,10 @@ From one cycle's :class:`~llmfleet.fairness.limits.LimitTable` this renders
 3. each TenantQuota's status: ``limits``, ``usageTokensPerSecond``, ``throttled`` and a
    ``Throttling`` condition (``True``/``Active`` while the tenant's limit bites, ``False``
    with the problem when its quota cannot be honoured by the plan).
+
+The ConfigMap and the BackendTrafficPolicies carry ``app.kubernetes.io/managed-by=llmfleet``
+and ``llmfleet.dev/component=throttling``; an object of their name without those labels is
+not llmfleet's and is not written (an error of target ``throttling``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from llmfleet.api.policy import IngressTarget
 from llmfleet.api.tenant import TenantQuota
 from llmfleet.fairness.limits import LimitTable, PoolCapacity, TenantTotals
 from llmfleet.kube.client import Cluster, KubeError
+from llmfleet.kube.errors import ActuationError, check_owned
+from llmfleet.kube.render import component_labels, render_config_map
 from llmfleet.plan.types import StepPlan
 
 THROTTLING_API_VERSION = "llmfleet.dev/throttling/v1"
@@ -55,7 +61,8 @@ BTP_API_VERSION = "gateway.envoyproxy.io/v1alpha1"
 BTP_NAME = "llmfleet-throttling"
 MAX_RULES = 256
 CONDITION = "Throttling"
-LABELS = {"app.kubernetes.io/managed-by": "llmfleet", "llmfleet.dev/component": "throttling"}
+COMPONENT = "throttling"
+THROTTLING_KEY = "throttling.json"
 
 
 def _r(x: float, nd: int = 3) -> float:
@@ -109,20 +116,17 @@ def throttling_document(table: LimitTable, *, policy: str, tenant_header: str) -
     }
 
 
-def render_config_map(
+def render_throttling_config_map(
     table: LimitTable, *, namespace: str, policy: str, ingress: IngressTarget
 ) -> dict[str, Any]:
+    """(1) The ConfigMap ``spec.ingress.throttlingConfigMap`` holding the table."""
     doc = throttling_document(table, policy=policy, tenant_header=ingress.tenant_header)
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": ingress.throttling_config_map,
-            "namespace": namespace,
-            "labels": dict(LABELS),
-        },
-        "data": {"throttling.json": json.dumps(doc, sort_keys=True, indent=1)},
-    }
+    return render_config_map(
+        ingress.throttling_config_map,
+        namespace,
+        {THROTTLING_KEY: json.dumps(doc, sort_keys=True, indent=1)},
+        component=COMPONENT,
+    )
 
 
 def _selector(tenant_header: str, tenant: str) -> dict[str, Any]:
@@ -204,7 +208,11 @@ def render_policies(
             {
                 "apiVersion": BTP_API_VERSION,
                 "kind": "BackendTrafficPolicy",
-                "metadata": {"name": BTP_NAME, "namespace": ns, "labels": dict(LABELS)},
+                "metadata": {
+                    "name": BTP_NAME,
+                    "namespace": ns,
+                    "labels": component_labels(COMPONENT),
+                },
                 "spec": {
                     "targetRefs": [
                         {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": n}
@@ -281,7 +289,9 @@ class Publication:
     statuses: tuple[dict[str, Any], ...]
     left_out: tuple[str, ...]
     """Tenants without an ingress rule (more than 256 rules)."""
-    errors: tuple[str, ...] = ()
+    errors: tuple[ActuationError, ...] = ()
+    """Typed failures (region ``""``: the operator's cluster; target ``throttling``; the
+    object's name); ``str(e)`` is the apiserver's message as before."""
 
 
 def publish_throttling(
@@ -297,27 +307,30 @@ def publish_throttling(
 ) -> Publication:
     """Apply the ConfigMap, the BackendTrafficPolicies and every TenantQuota's status.
 
-    ``token_costs=None`` detects Envoy AI Gateway. A failure on one object is recorded in
-    ``errors`` and the rest are still written.
+    ``token_costs=None`` detects Envoy AI Gateway. A failure on one object (or an object of
+    that name that is not llmfleet's, which is never written) is recorded in ``errors`` and
+    the rest are still written.
     """
     if token_costs is None:
         token_costs = ai_gateway_present(cluster)
-    cm = render_config_map(table, namespace=namespace, policy=policy, ingress=ingress)
+    cm = render_throttling_config_map(table, namespace=namespace, policy=policy, ingress=ingress)
     btps, left_out = render_policies(
         table, namespace=namespace, ingress=ingress, token_costs=token_costs
     )
     statuses = [render_status(q, table, now) for q in quotas]
-    errors: list[str] = []
+    errors: list[ActuationError] = []
     for obj in [cm, *btps]:
+        meta = obj["metadata"]
         try:
+            check_owned(cluster, obj)
             cluster.apply(obj)
         except KubeError as err:
-            errors.append(str(err))
+            errors.append(ActuationError("", "throttling", meta["name"], str(err)))
     for st in statuses:
         try:
             cluster.apply(st, subresource="status")
         except KubeError as err:
-            errors.append(str(err))
+            errors.append(ActuationError("", "throttling", st["metadata"]["name"], str(err)))
     return Publication(cm, tuple(btps), tuple(statuses), tuple(left_out), tuple(errors))
 
 

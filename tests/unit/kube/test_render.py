@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from llmfleet.api.model import LLMModel
@@ -9,13 +11,20 @@ from llmfleet.api.policy import ParentRef
 from llmfleet.api.region import NodePool, ObjectRef
 from llmfleet.kube.render import (
     MAX_RULES_PER_ROUTE,
-    dns_name,
+    deployment_name,
+    identity_name,
+    label_value,
+    node_name,
+    ownership_problem,
+    render_config_map,
     render_deployment,
     render_httproutes,
     render_karpenter_limits,
     render_machine_deployment_replicas,
     render_service,
     render_static_node,
+    route_name,
+    service_name,
 )
 from llmfleet.routing import routing_table
 from support.builders import sample
@@ -41,17 +50,63 @@ def _pool(**kw) -> NodePool:
     return NodePool(**(base | kw))
 
 
-def test_dns_name_is_short_unique_and_starts_with_a_letter():
-    assert dns_name("llama", "us-east", "h100") == "llama-us-east-h100"
-    assert dns_name("1b", "x") == "x-1b-x"
-    long_a, long_b = dns_name("m" * 60, "region-a"), dns_name("m" * 60, "region-b")
-    assert len(long_a) == 63 and long_a != long_b
+DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def test_the_model_region_join_collision_gets_two_names():
+    # LLMModel llama-3-1-8b-us in Region east vs llama-3-1-8b in us-east: the same
+    # "llama-3-1-8b-us-east" when joined with "-"; distinct names now
+    a, b = ("llama-3-1-8b-us", "east"), ("llama-3-1-8b", "us-east")
+    assert service_name(*a) != service_name(*b)
+    assert deployment_name(*a, "od") != deployment_name(*b, "od")
+    assert node_name("a-b", "c", 0) != node_name("a", "b-c", 0)
+    # part 2 of model m vs part 1 of model m-2
+    assert route_name("m", 2) != route_name("m-2")
+    for name in (service_name(*a), service_name(*b)):
+        assert name.startswith("llama-3-1-8b-us-east-") and DNS_1035.match(name), name
+    assert service_name(*a) == service_name(*a)  # deterministic
+
+
+def test_names_are_dns_safe_and_bounded():
+    long_model, long_region = "m." * 100 + "x", "r" * 200
+    assert len(service_name(long_model, long_region)) <= 63
+    assert DNS_1035.match(service_name(long_model, long_region))
+    assert len(deployment_name(long_model, long_region, "p" * 63)) <= 63
+    assert len(route_name(long_model, 3)) <= 253 and len(node_name(long_region, "p", 12)) <= 253
+    assert node_name(long_region, "p", 12).endswith("-12")
+    assert service_name(long_model, "a") != service_name(long_model, "b")
+    assert identity_name(("1b",), ("1b",)).startswith("x-1b-")
+    assert DNS_1035.match(identity_name(("Ü",), ("Ü",)))
+    assert label_value("us-east") == "us-east"
+    long_label = label_value(long_model)
+    assert len(long_label) <= 63 and long_label != label_value(long_model + "y")
+
+
+def test_ownership_is_the_identity_labels():
+    m = _model()
+    ours = render_service(m, "eu-west", "fleet")
+    assert ownership_problem(ours, ours) is None
+    other = render_service(_model("llama-3-1-8b"), "eu-west", "fleet")
+    problem = ownership_problem(other, ours)
+    assert problem is not None and "llmfleet's for model llama-3-1-8b, region eu-west" in problem
+    foreign = {"metadata": {"labels": {"app": "mine"}}}
+    assert "not managed by llmfleet" in (ownership_problem(foreign, ours) or "")
+    helm = {"metadata": {"labels": {"app.kubernetes.io/managed-by": "Helm"}}}
+    assert "managed by 'Helm'" in (ownership_problem(helm, ours) or "")
+    cm = render_config_map("llmfleet-routing", "fleet", {"routing.json": "{}"}, component="routing")
+    assert cm["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "llmfleet",
+        "llmfleet.dev/component": "routing",
+    }
+    throttling = render_config_map("x", "fleet", {"t": "{}"}, component="throttling")
+    assert ownership_problem(throttling, cm) is not None
 
 
 def test_deployment_runs_vllm_on_the_pool_with_labels_for_metrics():
     m = _model()
     d = render_deployment(m, "eu-west", _pool(), 3, "fleet")
-    assert d["metadata"]["name"] == "llama-3-3-70b-eu-west-h100-spot"
+    assert d["metadata"]["name"] == deployment_name("llama-3-3-70b", "eu-west", "h100-spot")
+    assert d["metadata"]["name"].startswith("llama-3-3-70b-eu-west-h100-spot-")
     assert d["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "llmfleet"
     spec = d["spec"]
     assert spec["replicas"] == 3
@@ -81,7 +136,7 @@ def test_deployment_needs_a_profile_for_the_gpu_type():
 
 def test_service_selects_every_pool_of_the_region():
     s = render_service(_model(), "eu-west", "fleet")
-    assert s["metadata"]["name"] == "llama-3-3-70b-eu-west"
+    assert s["metadata"]["name"] == service_name("llama-3-3-70b", "eu-west")
     assert s["spec"]["selector"] == {
         "llmfleet.dev/model": "llama-3-3-70b",
         "llmfleet.dev/region": "eu-west",
@@ -115,8 +170,8 @@ def test_routes_use_services_locally_and_service_imports_across_clusters():
     names = [h["name"] for h in rule["matches"][0]["headers"]]
     assert names == ["x-gateway-model-name", "x-tier"]
     refs = {r["name"]: r for r in rule["backendRefs"]}
-    assert "kind" not in refs["llama-3-3-70b-us"]
-    assert refs["llama-3-3-70b-eu"]["kind"] == "ServiceImport"
+    assert "kind" not in refs[service_name("llama-3-3-70b", "us")]
+    assert refs[service_name("llama-3-3-70b", "eu")]["kind"] == "ServiceImport"
     assert sum(r["weight"] for r in rule["backendRefs"]) == 1000
     fallback = route["spec"]["rules"][-1]
     assert [h["name"] for h in fallback["matches"][0]["headers"]] == ["x-gateway-model-name"]
@@ -126,9 +181,10 @@ def test_shared_cluster_matches_origin_and_splits_past_16_rules():
     origins = tuple(f"r{i}" for i in range(6))  # 6 x (2 tiers + fallback) = 18 rules
     routes = _routes(set(origins), match_origin=True, origins=origins)
     assert [r["metadata"]["name"] for r in routes] == [
-        "llmfleet-llama-3-3-70b",
-        "llmfleet-llama-3-3-70b-2",
+        route_name("llama-3-3-70b"),
+        route_name("llama-3-3-70b", 2),
     ]
+    assert routes[1]["metadata"]["name"].startswith("llmfleet-llama-3-3-70b-2-")
     assert len(routes[0]["spec"]["rules"]) == MAX_RULES_PER_ROUTE
     headers = routes[0]["spec"]["rules"][0]["matches"][0]["headers"]
     assert {"type": "Exact", "name": "x-llmfleet-origin", "value": "r0"} in headers
@@ -140,5 +196,6 @@ def test_node_pool_patches_own_only_their_field():
     np = render_karpenter_limits(ObjectRef(name="gpu"), 3, 8)
     assert np["spec"] == {"limits": {"nvidia.com/gpu": "24"}}
     node = render_static_node("us-east", _pool(), 2)
-    assert node["metadata"]["name"] == "us-east-h100-spot-2"
+    assert node["metadata"]["name"] == node_name("us-east", "h100-spot", 2)
+    assert node["metadata"]["name"].startswith("us-east-h100-spot-")
     assert node["metadata"]["labels"]["llmfleet.dev/capacity-type"] == "spot"

@@ -11,9 +11,9 @@ from llmfleet.fairness.limits import PoolCapacity, Usage, compute_limits
 from llmfleet.kube.throttling import (
     MAX_RULES,
     rate_limit_rules,
-    render_config_map,
     render_policies,
     render_status,
+    render_throttling_config_map,
 )
 
 
@@ -54,9 +54,13 @@ def test_policies_per_gateway_namespace_and_deterministic_config_map() -> None:
         (p["metadata"]["namespace"], [r["name"] for r in p["spec"]["targetRefs"]]) for p in pols
     ] == [("edge", ["g2"]), ("ns", ["g1"])]
     assert left == []
-    a = render_config_map(table, namespace="ns", policy="p", ingress=ing)
-    b = render_config_map(table, namespace="ns", policy="p", ingress=ing)
+    a = render_throttling_config_map(table, namespace="ns", policy="p", ingress=ing)
+    b = render_throttling_config_map(table, namespace="ns", policy="p", ingress=ing)
     assert a == b
+    assert a["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "llmfleet",
+        "llmfleet.dev/component": "throttling",
+    }
     doc = json.loads(a["data"]["throttling.json"])
     assert doc["tenants"]["a"]["pools"][0]["usageTokensPerSecond"] == 50
     st = render_status(qs[0], table, datetime(2026, 1, 1, tzinfo=UTC))
