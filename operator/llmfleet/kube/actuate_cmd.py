@@ -51,8 +51,7 @@ def main(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-        resolver = RegionClusters(cluster)
-        try:
+        with RegionClusters(cluster) as resolver:
             res = actuate(
                 resolver,
                 snap,
@@ -62,8 +61,6 @@ def main(args: argparse.Namespace) -> int:
                 max_changes=args.max_changes,
                 dry_run=args.dry_run,
             )
-        finally:
-            resolver.close()
     except KubeError as err:
         print(str(err), file=sys.stderr)
         return 1

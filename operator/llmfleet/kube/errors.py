@@ -91,7 +91,7 @@ class ForeignObject(KubeError):
     another model/region/pool); it is not written."""
 
     def __init__(self, message: str, kind: str, name: str, owner: str) -> None:
-        super().__init__(message, status=409)
+        super().__init__(message)
         self.kind = kind
         self.name = name
         self.owner = owner
