@@ -39,3 +39,64 @@ def upsert_condition(
             return conditions, False
     rest = [c for c in conditions if c.get("type") != type_]
     return sorted([*rest, new], key=lambda c: str(c["type"])), True
+
+
+# --------------------------------------------------------------------------- condition types
+# One constant per condition type and reason the operator writes (kueue keeps them beside
+# the types): a test or a dashboard names these, never a string spelled a second time.
+
+VALID = "Valid"
+"""Every kind: the object's references check out (``True``) or why not."""
+
+PLANNED = "Planned"
+"""FleetPolicy: the last cycle recorded a FleetPlan (``True``), or why it did not."""
+DEMAND_READ = "DemandRead"
+"""FleetPolicy: demand was read (from Prometheus, or the quotas' fallback)."""
+DEMAND_STALE = "DemandDataStale"
+"""FleetPolicy: the plan was made without fresh demand data (nothing is scaled down)."""
+REGION_UNREACHABLE = "RegionUnreachable"
+"""FleetPolicy: a region's cluster did not answer; it is held at the last plan."""
+ACTUATED = "Actuated"
+"""FleetPolicy: the last plan is applied in every region."""
+THROTTLING_PUBLISHED = "ThrottlingPublished"
+"""FleetPolicy: the tenants' fair-share limits are published to the ingress."""
+OBJECTS_EXCLUDED = "ObjectsExcluded"
+"""FleetPolicy: some fleet objects cannot be planned and were left out of the cycle."""
+SUPERSEDED = "Superseded"
+"""FleetPlan phase: a newer plan replaced this one before it was fully applied."""
+
+
+class Reason:
+    """Condition reasons (CamelCase, as ``metav1.Condition`` wants)."""
+
+    # Planned
+    PLAN_RECORDED = "PlanRecorded"
+    PLAN_NOT_RECORDED = "PlanNotRecorded"
+    INVALID_SPEC = "InvalidSpec"
+    INVALID_FLEET = "InvalidFleet"
+    SOLVE_INFEASIBLE = "SolveInfeasible"
+    SOLVE_TIMEOUT = "SolveTimeout"
+    CYCLE_CRASHED = "CycleCrashed"
+    # DemandRead / DemandDataStale
+    PROMETHEUS_DATA = "PrometheusData"
+    QUOTA_FALLBACK = "QuotaFallback"
+    PROMETHEUS_UNREACHABLE = "PrometheusUnreachable"
+    STALE_DEMAND = "StaleDemand"
+    BAD_QUERY = "BadQuery"
+    NO_DEMAND_DATA = "NoDemandData"
+    DEMAND_DATA_FRESH = "DemandDataFresh"
+    # RegionUnreachable
+    ALL_REGIONS_REACHABLE = "AllRegionsReachable"
+    REGION_UNREACHABLE = "RegionUnreachable"
+    # Actuated
+    APPLIED = "Applied"
+    PLAN_ONLY = "PlanOnly"
+    ACTUATION_FAILED = "ActuationFailed"
+    CHANGE_BUDGET_EXHAUSTED = "ChangeBudgetExhausted"
+    # ThrottlingPublished
+    PUBLISHED = "Published"
+    LIMITS_FAILED = "LimitsFailed"
+    PUBLISH_FAILED = "PublishFailed"
+    # ObjectsExcluded
+    NONE_EXCLUDED = "NoneExcluded"
+    CANNOT_BE_PLANNED = "CannotBePlanned"

@@ -90,6 +90,12 @@ class FleetMetrics:
             USAGE_METRIC,
             "Token rate each tenant used per model when the newest plan was made.",
         )
+        self.cycle_crashes = Counter(
+            "llmfleet_planning_cycle_crashes_total",
+            "Planning cycles that ended in an unforeseen exception (each is a Planned=False "
+            "CycleCrashed condition and a Warning Event; the loop goes on).",
+            registry=r,
+        )
         self.data_age = Gauge(
             "llmfleet_demand_data_age_seconds",
             "Age of the newest demand sample read from Prometheus, seconds.",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,20 @@ import kopf
 from llmfleet.api.base import GROUP
 from llmfleet.controller import planning, validation
 from llmfleet.controller.metrics import FleetMetrics
+
+
+class EndlessBackoffs:
+    """kopf's API retry delays, without end: 1, 2, 4, ... up to ``cap`` seconds, then every
+    ``cap`` seconds for as long as the apiserver is down. kopf re-iterates this for every
+    request; a finite list (kopf's default gives up after ~54 s) lets an outage of a few
+    minutes escape kopf's patch of a timer's status and end the timer task for good."""
+
+    def __init__(self, cap: float = 30.0) -> None:
+        self.cap = cap
+
+    def __iter__(self) -> Iterator[float]:
+        ramp = itertools.takewhile(lambda d: d < self.cap, (2.0**i for i in itertools.count()))
+        return itertools.chain(ramp, itertools.repeat(self.cap))
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,27 @@ class OperatorConfig:
     planning: planning.PlanningSettings = field(default_factory=planning.PlanningSettings)
     metrics_port: int | None = None
     """Serve ``/metrics`` (prometheus_client) on this port; None serves none."""
+    metrics_address: str = "127.0.0.1"
+    """Address ``/metrics`` binds to (loopback by default; ``0.0.0.0`` to be scraped from
+    outside the pod)."""
+    log_level: str = "INFO"
+    """Root log level: DEBUG, INFO, WARNING or ERROR."""
+    log_format: str = "json"
+    """``json`` (one object per line, with the object each line is about) or ``plain``."""
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = {"json": kopf.LogFormat.JSON, "plain": kopf.LogFormat.PLAIN}
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Structured logging for the whole process (kopf's and llmfleet's loggers) at ``level``."""
+    if level.upper() not in LOG_LEVELS:
+        raise ValueError(f"log level {level!r}: expected one of {', '.join(LOG_LEVELS)}")
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f"log format {fmt!r}: expected one of {', '.join(LOG_FORMATS)}")
+    kopf.configure(log_format=LOG_FORMATS[fmt], log_refkey="object")
+    logging.getLogger().setLevel(level.upper())
 
 
 def build_registry(
@@ -57,6 +93,8 @@ def build_registry(
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.networking.request_timeout = 30
+        # Retry API errors for as long as they last (every request still has its timeout).
+        settings.networking.error_backoffs = EndlessBackoffs()
         settings.execution.max_workers = 4
 
     @kopf.on.login(registry=registry)
@@ -75,8 +113,13 @@ def build_registry(
 
 def run(cfg: OperatorConfig, stop_flag: asyncio.Event | None = None) -> None:
     """Run until interrupted (or ``stop_flag`` is set)."""
+    configure_logging(cfg.log_level, cfg.log_format)
     metrics = FleetMetrics()
-    server = metrics.serve(cfg.metrics_port) if cfg.metrics_port is not None else None
+    server = (
+        metrics.serve(cfg.metrics_port, cfg.metrics_address)
+        if cfg.metrics_port is not None
+        else None
+    )
     registry = build_registry(cfg, metrics)
     try:
         _run(cfg, registry, stop_flag)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +39,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from llmfleet.api.policy import PrometheusQueries, PrometheusSource
+from llmfleet.cycle.ports import BadQuery, DemandRead, DemandSourceError, SourceUnreachable
 from llmfleet.fairness.limits import Usage
 from llmfleet.forecast.types import DemandHistory, DemandRates, FlowKey, Series
 from llmfleet.observe.metrics import VLLM_PROMPT_TOKENS
@@ -54,34 +54,18 @@ QUERY_FIELDS: Mapping[Series, str] = {
 USAGE_LABELS = ("tenant", "model_name", "region")
 
 
-class PrometheusError(RuntimeError):
-    """Reading demand failed; the message names the URL and the query."""
+# The cycle's port errors, under the names this reader has always used.
+PrometheusError = DemandSourceError
+PrometheusUnreachable = SourceUnreachable
 
 
-class PrometheusUnreachable(PrometheusError):
-    """Connection refused, timed out, or a 5xx answer: temporary, retry later."""
-
-
-class BadQuery(PrometheusError):
-    """Prometheus rejected a query (or its result lacks a required label): fix the spec."""
-
-
-@dataclass(frozen=True)
-class DemandRead:
-    """What one read returned."""
-
-    histories: tuple[DemandHistory, ...]
-    start: float
-    """Unix time of the first history step's start."""
-    step_seconds: int
-    newest_sample: float | None
-    """Unix time of the newest demand sample, None when there is none."""
-    age_seconds: float | None
-    """``end - newest_sample``; None when there is no data."""
-
-    @property
-    def empty(self) -> bool:
-        return not self.histories
+def number(text: object) -> float:
+    """A sample's time or value as a float; NaN when Prometheus (or whatever answered in its
+    place) sent something that is not a number."""
+    try:
+        return float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def render(template: str, step_seconds: int) -> str:
@@ -112,9 +96,13 @@ def histories_from_results(
             key = FlowKey(model=metric["model_name"], origin=metric["region"], tier=metric["tier"])
             rows = grid.setdefault(key, {})
             row = rows.setdefault(series, [math.nan] * steps)
-            for t, v in item.get("values") or []:
-                i = round((float(t) - start) / step_seconds) - 1
-                value = float(v)
+            for pair in item.get("values") or []:
+                if not isinstance(pair, list | tuple) or len(pair) != 2:
+                    continue
+                when, value = number(pair[0]), number(pair[1])
+                if not math.isfinite(when):
+                    continue  # a garbled sample is no sample
+                i = round((when - start) / step_seconds) - 1
                 if 0 <= i < steps and math.isfinite(value):
                     row[i] = (0.0 if math.isnan(row[i]) else row[i]) + max(value, 0.0)
     out = []
@@ -156,7 +144,7 @@ def usage_from_results(result: Sequence[Mapping[str, Any]]) -> tuple[Usage, ...]
                 f"label(s) {', '.join(missing)} (the query must keep {', '.join(USAGE_LABELS)})"
             )
         value = item.get("value") or []
-        v = float(value[1]) if len(value) == 2 else math.nan
+        v = number(value[1]) if len(value) == 2 else math.nan
         if not math.isfinite(v):
             continue
         key = (metric["tenant"], metric["model_name"], metric["region"])
@@ -193,6 +181,10 @@ class DemandReader:
             timeout=source.timeout_seconds,
             retry=Retry(total=1, backoff_factor=0.1, status_forcelist=()),
         )
+
+    @property
+    def where(self) -> str:
+        return f"Prometheus {self.source.url}"
 
     def close(self) -> None:
         self._prom.close()
@@ -240,7 +232,12 @@ class DemandReader:
                 end_time=datetime.fromtimestamp(end_aligned, UTC),
                 step=f"{step_seconds}s",
             )
-        histories = histories_from_results(results, start, step_seconds, steps)
+        try:
+            histories = histories_from_results(results, start, step_seconds, steps)
+        except (AttributeError, TypeError, KeyError) as err:  # not the API's result shape
+            raise PrometheusUnreachable(
+                f"Prometheus {self.url}: not a Prometheus API answer: {type(err).__name__}: {err}"
+            ) from None
         newest = self._newest_sample(end) or newest_with_data(histories)
         return DemandRead(
             histories=tuple(histories),
@@ -262,7 +259,12 @@ class DemandReader:
             query,
             params={"time": f"{end:.3f}"},
         )
-        return usage_from_results(out or [])
+        try:
+            return usage_from_results(out or [])
+        except (AttributeError, TypeError, KeyError) as err:  # not the API's result shape
+            raise PrometheusUnreachable(
+                f"Prometheus {self.url}: not a Prometheus API answer: {type(err).__name__}: {err}"
+            ) from None
 
     def _newest_sample(self, at: float) -> float | None:
         query = f"max(timestamp({VLLM_PROMPT_TOKENS}))"
@@ -271,6 +273,6 @@ class DemandReader:
         )
         for item in out or []:
             value = item.get("value") or []
-            if len(value) == 2 and math.isfinite(float(value[1])):
-                return float(value[1])
+            if len(value) == 2 and math.isfinite(number(value[1])):
+                return number(value[1])
         return None

@@ -44,11 +44,10 @@ from llmfleet.api import API_VERSION
 from llmfleet.api.base import Condition
 from llmfleet.api.policy import IngressTarget
 from llmfleet.api.tenant import TenantQuota
-from llmfleet.fairness.limits import LimitTable, PoolCapacity, TenantTotals
+from llmfleet.fairness.limits import LimitTable, TenantTotals
 from llmfleet.kube.client import Cluster, KubeError
 from llmfleet.kube.errors import ActuationError, check_owned
 from llmfleet.kube.render import component_labels, render_config_map
-from llmfleet.plan.types import StepPlan
 
 THROTTLING_API_VERSION = "llmfleet.dev/throttling/v1"
 CALL_INDEX_HEADER = "x-llmfleet-call-index"
@@ -333,27 +332,3 @@ def publish_throttling(
             errors.append(ActuationError("", "throttling", st["metadata"]["name"], str(err)))
     return Publication(cm, tuple(btps), tuple(statuses), tuple(left_out), tuple(errors))
 
-
-def capacity_from_step(step: StepPlan) -> list[PoolCapacity]:
-    """Planned capacity per (model, region, tier) from a plan's executed step.
-
-    The plan routes ``tokens_per_s`` of each (model, tier, origin) to serving regions; the
-    replicas of the model in a region run at the utilisation ``u`` of their pools (load over
-    capacity, the planner's headroom; the busiest pool's, to stay conservative). The tier's capacity there is its routed load over
-    ``u`` (its load when ``u`` is 0): the tier's share of what the replicas can serve.
-    """
-    util: dict[tuple[str, str], list[float]] = defaultdict(list)
-    pools = {(p.region, p.pool): p.utilisation for p in step.pools}
-    for r in step.replicas:
-        if r.replicas > 0:
-            util[(r.model, r.region)].append(pools.get((r.region, r.pool), 0.0))
-    load: dict[tuple[str, str, str], float] = defaultdict(float)
-    for route in step.routes:
-        load[(route.model, route.region, route.tier)] += route.tokens_per_s
-    out = []
-    for (model, region, tier), tps in sorted(load.items()):
-        us = [u for u in util.get((model, region), []) if u > 0]
-        u = max(us) if us else 1.0
-        # plain floats: the plan's figures are numpy scalars, which JSON cannot write
-        out.append(PoolCapacity(model, region, tier, float(tps / min(max(u, 1e-6), 1.0))))
-    return out

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import datetime
+
+from pydantic import BaseModel
 
 from llmfleet.api.plan import (
     Explanation,
@@ -20,9 +25,28 @@ from llmfleet.plan.instance import PlanningInstance
 from llmfleet.plan.types import Plan
 
 
+def _canonical(x: object) -> object:
+    """``x`` as plain data with every mapping sorted by key: equal inputs, equal text
+    (whatever the mapping type or insertion order)."""
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return {f.name: _canonical(getattr(x, f.name)) for f in dataclasses.fields(x)}
+    if isinstance(x, BaseModel):
+        return _canonical(x.model_dump())
+    if isinstance(x, Mapping):
+        return [[_canonical(k), _canonical(v)] for k, v in sorted(x.items(), key=lambda kv: repr(kv[0]))]
+    if isinstance(x, list | tuple):
+        return [_canonical(v) for v in x]
+    if isinstance(x, float) and x.is_integer():
+        return int(x)  # 30 and 30.0 are the same input
+    if isinstance(x, float | int | str | bool) or x is None:
+        return x
+    return repr(x)
+
+
 def instance_digest(inst: PlanningInstance) -> str:
     """sha256 of every input, so identical inputs give identical digests."""
-    return "sha256:" + hashlib.sha256(repr(inst).encode()).hexdigest()
+    text = json.dumps(_canonical(inst), separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def to_fleet_plan_spec(plan: Plan, inst: PlanningInstance, made_at: datetime) -> FleetPlanSpec:

@@ -6,40 +6,26 @@ failing publication is a condition, not an exception."""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
 
+from llmfleet.api.conditions import THROTTLING_PUBLISHED as THROTTLING
 from llmfleet.api.loading import load_manifests
 from llmfleet.api.policy import FleetPolicy, PrometheusQueries
 from llmfleet.controller import planning
 from llmfleet.controller.metrics import FleetMetrics
-from llmfleet.controller.planning import (
-    THROTTLING,
-    CycleResult,
-    PlanningLoop,
-    PlanningSettings,
-    _Conditions,
-    plan_capacity,
-    policy_snapshot,
-    quota_fallback,
-    run_cycle,
-    served_usage,
-    tenant_limits,
-    tenant_usage,
-)
+from llmfleet.controller.planning import PlanningLoop, PlanningSettings, _Conditions, _Tick
+from llmfleet.cycle import CycleResult, policy_snapshot
+from llmfleet.cycle.demand import tenant_usage
+from llmfleet.cycle.limits import capacity_from_step, plan_capacity, served_usage, tenant_limits
 from llmfleet.fairness.limits import LimitTable, Usage, compute_limits, to_throttles
 from llmfleet.kube.client import KubeError
 from llmfleet.kube.prometheus import BadQuery, PrometheusUnreachable, usage_from_results
-from llmfleet.kube.throttling import capacity_from_step
-from llmfleet.plan.instance import CurrentState, PlanningInstance
-from llmfleet.plan.solve import plan_fleet
-from llmfleet.plan.types import Plan, PlanOutcome
+from llmfleet.plan.types import Plan
 from support.builders import SAMPLES, planning_policy
-
-NOW = datetime(2026, 11, 23, 15, 7, 9, tzinfo=UTC)
+from support.cycles import NOW, FakeSource, cycle
 
 
 def _policy(**spec: Any) -> FleetPolicy:
@@ -49,18 +35,18 @@ def _policy(**spec: Any) -> FleetPolicy:
 def _cycle(usage: tuple[Usage, ...] = ()) -> tuple[FleetPolicy, Any, CycleResult, Plan]:
     pol = _policy()
     snap = policy_snapshot(load_manifests([SAMPLES], namespace="ns"), "ns")
-    plans: list[Plan] = []
+    r = cycle(pol, snap, source=_QuotaDemandWithUsage(usage))
+    assert r.spec is not None and r.plan is not None
+    return pol, snap, r, r.plan
 
-    def solve(inst: PlanningInstance) -> PlanOutcome:
-        out = plan_fleet(inst)
-        if isinstance(out, Plan):
-            plans.append(out)
-        return out
 
-    demand = quota_fallback(pol, snap, NOW.timestamp(), "test demand")
-    r = run_cycle(pol, snap, demand, CurrentState(), NOW, solve=solve, usage=usage)
-    assert r.spec is not None and plans
-    return pol, snap, r, plans[0]
+class _QuotaDemandWithUsage(FakeSource):
+    """No demand history (the quotas' fallback), and the given usage."""
+
+    def __init__(self, usage: tuple[Usage, ...]) -> None:
+        from llmfleet.cycle import DemandRead
+
+        super().__init__(read_result=DemandRead((), 0.0, 3600, None, None), usage=usage)
 
 
 @pytest.fixture(scope="module")
@@ -102,18 +88,8 @@ def test_a_tenant_far_above_its_share_is_throttled_on_the_planned_capacity(idle)
     assert r.spec.throttles == to_throttles(r.limits)
 
 
-class _Usage:
-    def __init__(self, out: tuple[Usage, ...] | Exception) -> None:
-        self.out = out
-        self.queries: list[PrometheusQueries] = []
-
-    def read_usage(
-        self, queries: PrometheusQueries, *, end: float, step_seconds: int
-    ) -> tuple[Usage, ...]:
-        self.queries.append(queries)
-        if isinstance(self.out, Exception):
-            raise self.out
-        return self.out
+def _Usage(out: tuple[Usage, ...] | Exception) -> FakeSource:
+    return FakeSource(usage=out)
 
 
 def test_usage_read_never_fails_the_cycle():
@@ -199,6 +175,11 @@ class _Cluster:
     def raw_get(self, path: str, **kw: Any) -> Any:
         raise KubeError("not found", 404)
 
+    def get(self, *args: Any, **kw: Any) -> dict[str, Any] | None:
+        if self.fail:
+            raise KubeError("get: forbidden", 403)
+        return None
+
 
 def _throttle(
     monkeypatch: pytest.MonkeyPatch, cluster: _Cluster, result: CycleResult, mode: str
@@ -210,8 +191,8 @@ def _throttle(
     pol = _policy(mode=mode)
     snap = policy_snapshot(load_manifests([SAMPLES], namespace="ns"), "ns")
     cond = _Conditions([], NOW, 1)
-    loop._throttle(pol, snap, result, "default-x", "ns", cond, {}, NOW, "",  # type: ignore[arg-type]
-                   logging.getLogger("test"))  # fmt: skip
+    tick = _Tick({}, {}, {}, cond, NOW, "ns", logging.getLogger("test"))  # type: ignore[arg-type]
+    loop._throttle(tick, pol, snap, result, "default-x")
     return cond, events, metrics
 
 

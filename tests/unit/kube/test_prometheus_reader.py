@@ -68,3 +68,17 @@ def test_a_series_without_the_tier_label_is_a_bad_query():
 def test_no_results_no_flows():
     assert histories_from_results({"prompt_tokens": []}, START, STEP, 3) == []
     assert newest_with_data([]) is None
+
+
+def test_a_garbled_sample_is_no_sample_and_never_a_crash():
+    results = {
+        "prompt_tokens": [
+            {
+                "metric": {"model_name": "m", "region": "r", "tier": "t"},
+                "values": [["not-a-time", "5"], [7200, "garbage"], [3600, "2"], "junk"],
+            }
+        ]
+    }
+    (h,) = histories_from_results(results, 0.0, 3600, 2)
+    assert h.rates.prompt_tokens_per_s[0] == 2.0
+    assert math.isnan(h.rates.prompt_tokens_per_s[1])  # the garbled value at 7200 s is no data

@@ -68,7 +68,7 @@ def test_policies_per_gateway_namespace_and_deterministic_config_map() -> None:
 
 
 def test_capacity_from_plan_step_is_routed_load_over_utilisation() -> None:
-    from llmfleet.kube.throttling import capacity_from_step
+    from llmfleet.cycle.limits import capacity_from_step
     from llmfleet.plan.types import PoolStep, ReplicaStep, Route, StepPlan
 
     step = StepPlan(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import hand_workload, tiny_scenario
+from llmfleet.cycle import ports
 from llmfleet.forecast.types import DemandHistory, DemandRates, FlowKey
 from llmfleet.plan.sageserve import SageServePlan
 from llmfleet.plan.types import NoSolutionInTime
@@ -46,7 +47,7 @@ def test_llmfleet_plans_more_replicas_for_more_demand_and_routes_whole_flows():
 def test_a_failed_solve_keeps_the_last_plan(monkeypatch):
     p = Llmfleet(tiny_scenario())
     first = p.decide(_obs(tok=3000.0))
-    monkeypatch.setattr(planner, "plan_fleet",
+    monkeypatch.setattr(ports, "plan_fleet",
                         lambda *a, **k: NoSolutionInTime(1.0, 1.2, "test: solver stopped"))
     again = p.decide(_obs(now=300.0, tok=50.0))
     assert dict(again.replicas) == dict(first.replicas)
@@ -71,7 +72,9 @@ def test_oracle_is_told_the_realised_rates_with_the_peak_as_upper():
     assert (mean[:, 1] * 300).sum() == pytest.approx(1300.0)  # every prompt token counted
     assert np.all(peak >= mean)
     o = Oracle(tiny_scenario(), wl)
-    fc = {f.key: f for f in o.forecasts(_obs(now=0.0))}[FAST]
+    obs = _obs(now=0.0)
+    forecaster = o.cycle_ports(obs).forecaster
+    fc = forecaster((), o.fleet_policy, obs.start_unix + obs.now)[FAST]
     assert fc.point.prompt_tokens_per_s[0] == pytest.approx(300 / 300)
     assert peak[0, 1] == pytest.approx(300 / 100)  # the busiest 100 s of the first step
     assert fc.upper.prompt_tokens_per_s[0] >= fc.point.prompt_tokens_per_s[0]

@@ -1,18 +1,17 @@
 """The planner in the loop: llmfleet, the oracle, and SageServe as published.
 
-``llmfleet`` (:class:`Llmfleet`) does what the controller does every FleetPolicy interval:
-forecast each flow (model, origin, tier) from the history it has seen
-(:func:`llmfleet.forecast.forecaster.forecast_all`, the policy's method and quantile), build
-the planning instance from the fleet objects and the fleet as it is
-(:func:`llmfleet.plan.instance.from_snapshot`), solve it
-(:func:`llmfleet.plan.solve.plan_fleet`, warm-started from its previous plan) and execute
-step 0: replicas per (model, region, pool) and the routing fractions per (model, tier,
-origin). Between plans a short-term correction runs every ``react_seconds``: where a
+``llmfleet`` (:class:`Llmfleet`) runs the controller's own planning cycle
+(:func:`llmfleet.cycle.run_cycle`) every FleetPolicy interval, with the twin's observed
+history as the demand source (:class:`ObservedDemand`) where the controller has Prometheus:
+the same known-flow filter, quota fallback, floors, tenant limits and warm start, and the
+FleetPlanSpec it returns is what the twin executes (replicas per (model, region, pool) and
+the routing weights per (model, tier, origin)). Between plans a short-term correction runs every ``react_seconds``: where a
 (model, region, pool)'s replicas are busier than their tier allows, or requests queue, it
 adds replicas on top of the plan (never fewer than the plan); the next plan resets them.
 
-``oracle`` is the same planner fed the true future (point = upper = the realised rates of
-the coming steps), without the correction: the best a planner with perfect forecasts
+``oracle`` is the same cycle with the true future as its forecaster (:class:`TrueFuture`:
+point = the realised mean of each coming step, upper = its busiest 5 minutes), without the
+correction: the best a planner with perfect forecasts
 does, and the yardstick for how much forecast error costs.
 
 ``sageserve`` follows SageServe (arXiv 2502.14617) as published: every hour an ARIMA
@@ -28,15 +27,27 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
 
 import numpy as np
 
+from llmfleet.api.plan import FleetPlanSpec
+from llmfleet.api.policy import FleetPolicy
 from llmfleet.api.references import FleetSnapshot
+from llmfleet.cycle import (
+    CycleInputs,
+    CyclePorts,
+    CycleResult,
+    DemandRead,
+    policy_snapshot,
+    run_cycle,
+)
+from llmfleet.cycle.ports import Forecaster, forecast_histories
 from llmfleet.forecast.forecaster import forecast_all
-from llmfleet.forecast.types import DemandForecast, DemandRates, FlowKey
+from llmfleet.forecast.types import DemandForecast, DemandHistory, DemandRates, FlowKey
 from llmfleet.plan.instance import CurrentState, InstanceError, PlanningInstance, from_snapshot
 from llmfleet.plan.sageserve import solve_sageserve
-from llmfleet.plan.solve import SolveOptions, plan_fleet
 from llmfleet.plan.types import Plan
 from llmfleet.sim.policies.sizing import best_pool
 from llmfleet.sim.policy import FleetTarget, Observation, ReplicaKey, RouteKey
@@ -65,21 +76,6 @@ def slot_counts(snap: FleetSnapshot) -> dict[ReplicaKey, int]:
                             prof.max_concurrent_sequences
                         )
     return out
-
-
-def step0_target(plan: Plan, note: str) -> FleetTarget:
-    """Step 0 of a plan as the twin's target: whole replicas and routing fractions."""
-    first = plan.first()
-    replicas = {
-        (r.model, r.region, r.pool): round(r.replicas)
-        for r in first.replicas
-        if round(r.replicas) > 0
-    }
-    routes: dict[RouteKey, dict[str, float]] = {}
-    for rt in first.routes:
-        if rt.fraction > 0:
-            routes.setdefault((rt.model, rt.tier, rt.origin), {})[rt.region] = rt.fraction
-    return FleetTarget(replicas=replicas, routes=routes, note=note)
 
 
 def realised_rates(
@@ -114,8 +110,95 @@ def realised_rates(
     return out
 
 
+class ObservedDemand:
+    """The twin's demand source (a :class:`~llmfleet.cycle.ports.DemandSource`): the history
+    the engine has observed, cut to the policy's ``historySeconds`` like a Prometheus range
+    query, and as fresh as the engine's clock (the twin's metrics are live)."""
+
+    where = "the twin's observed demand"
+
+    def __init__(self, obs: Observation) -> None:
+        self.obs = obs
+
+    def read(
+        self, queries: object, *, end: float, history_seconds: int, step_seconds: int
+    ) -> DemandRead:
+        del queries  # the twin knows its flows; there is nothing to query
+        keep = max(1, history_seconds // step_seconds)
+        out = []
+        for h in self.obs.history.values():
+            if h.step_seconds != step_seconds:
+                raise ValueError(
+                    f"observed history steps {h.step_seconds}s, the policy plans in {step_seconds}s"
+                )
+            cut = max(0, len(h.rates) - keep)
+            out.append(h if cut == 0 else _tail(h, cut))
+        start = min((h.start for h in out), default=end)
+        return DemandRead(tuple(out), start, step_seconds, newest_sample=end, age_seconds=0.0)
+
+
+class CachedForecaster:
+    """:func:`~llmfleet.cycle.ports.forecast_histories`, recomputed only when the history
+    grew (it grows by whole steps; the cycle runs every interval, several per step)."""
+
+    def __init__(self) -> None:
+        self._key: tuple[int, int] | None = None
+        self._out: Mapping[FlowKey, DemandForecast] = {}
+
+    def __call__(
+        self, histories: tuple[DemandHistory, ...], policy: FleetPolicy, now: float
+    ) -> Mapping[FlowKey, DemandForecast]:
+        key = (max((len(h.rates) for h in histories), default=0), len(histories))
+        if key != self._key:
+            self._out = forecast_histories(histories, policy, now)
+            self._key = key
+        return self._out
+
+
+class TrueFuture:
+    """The oracle's forecaster: the realised rates of the coming steps (point = mean,
+    upper = the busiest 5 minutes of each step), whatever the history says."""
+
+    def __init__(self, truth: Mapping[FlowKey, tuple[np.ndarray, np.ndarray]], start_unix: float):
+        self.truth = truth
+        self.start_unix = start_unix
+
+    def __call__(
+        self, histories: tuple[DemandHistory, ...], policy: FleetPolicy, now: float
+    ) -> Mapping[FlowKey, DemandForecast]:
+        del histories
+        step, steps = policy.spec.horizon.step_seconds, policy.spec.horizon.steps
+        first = int((now - self.start_unix) // step)
+        start = self.start_unix + first * step
+        return {
+            fk: DemandForecast(
+                key=fk,
+                start=start,
+                step_seconds=step,
+                point=_window(mean, first, steps),
+                upper=_window(peak, first, steps),
+                quantile=0.99,
+                method="naive",
+            )
+            for fk, (mean, peak) in self.truth.items()
+        }
+
+
+def spec_target(spec: FleetPlanSpec, note: str) -> FleetTarget:
+    """A FleetPlan's executed step as the twin's target: what the controller actuates
+    (replicas per (model, region, pool) and the routing weights)."""
+    replicas = {(r.model, r.region, r.pool): r.replicas for r in spec.replicas if r.replicas > 0}
+    routes: dict[RouteKey, dict[str, float]] = {}
+    for rule in spec.routing:
+        for w in rule.weights:
+            if w.fraction > 0:
+                routes.setdefault((rule.model, rule.tier, rule.origin), {})[w.region] = w.fraction
+    return FleetTarget(replicas=replicas, routes=routes, note=note)
+
+
 class Llmfleet:
-    """Forecast + ILP every interval, a reactive correction in between (module doc)."""
+    """The controller's planning cycle (:func:`llmfleet.cycle.run_cycle`) every interval, and
+    the twin's reactive correction in between (module doc)."""
 
     name = "llmfleet"
     react_seconds = 60.0
@@ -128,84 +211,61 @@ class Llmfleet:
         workload: AnyWorkload | None = None,
         *,
         oracle: bool = False,
-        time_limit: float = 10.0,
         interval_seconds: float | None = None,
     ) -> None:
-        self.snap = scenario.snapshot()
-        self.fleet_policy = self.snap.policies[0]
+        self.fleet_policy = scenario.snapshot().policies[0]
+        # the fleet as the controller's index gives it to the cycle (same order, same filter)
+        self.snap = policy_snapshot(scenario.objects(), self.fleet_policy.namespace)
         spec = self.fleet_policy.spec
         self.step = int(spec.horizon.step_seconds)
-        self.steps = int(spec.horizon.steps)
         self.interval_seconds = float(interval_seconds or spec.interval_seconds)
-        self.time_limit = min(time_limit, float(spec.solver.time_limit_seconds))
-        self.truth = realised_rates(workload, self.step) if oracle and workload else None
+        self.oracle = oracle and workload is not None
+        self.truth = realised_rates(workload, self.step) if self.oracle and workload else None
         if oracle:
             self.name = "oracle"
+        self.forecaster: Forecaster = CachedForecaster()
         self.previous: Plan | None = None
+        self.last_spec: FleetPlanSpec | None = None
+        self.last_name: str | None = None
         self.planned: dict[ReplicaKey, int] = {}
         self.target = FleetTarget(replicas={}, routes={})
         self.max_seqs = slot_counts(self.snap)
         self.failures = 0
-        self._cache: tuple[tuple[int, int], list[DemandForecast]] | None = None
+        self.last_result: CycleResult | None = None
 
-    # ------------------------------------------------------------------ demand
-    def forecasts(self, obs: Observation) -> list[DemandForecast]:
-        if self.truth is not None:
-            return self._oracle(obs)
-        done = max((len(h.rates) for h in obs.history.values()), default=0)
-        if self._cache is not None and self._cache[0] == (done, len(obs.history)):
-            return self._cache[1]
-        spec = self.fleet_policy.spec.forecast
-        got = forecast_all(
-            obs.history.values(),
-            horizon_steps=self.steps,
-            step_seconds=self.step,
-            method=spec.method,
-            quantile=spec.upper_quantile,
-            folds=spec.backtest_folds,
+    def cycle_inputs(self, obs: Observation) -> CycleInputs:
+        """What the controller's cycle would be given at ``obs.now``."""
+        return CycleInputs(
+            policy=self.fleet_policy,
+            snapshot=self.snap,
+            current=current_state(obs),
+            now=datetime.fromtimestamp(obs.start_unix + obs.now, UTC),
+            last_plan=self.last_spec,
+            last_plan_name=self.last_name,
+            previous=self.previous,
         )
-        out = list(got.values())
-        self._cache = ((done, len(obs.history)), out)  # history only grows by whole steps
-        return out
 
-    def _oracle(self, obs: Observation) -> list[DemandForecast]:
-        assert self.truth is not None
-        first = int(obs.now // self.step)
-        start = obs.start_unix + first * self.step
-        out = []
-        for fk, (mean, peak) in self.truth.items():
-            out.append(
-                DemandForecast(
-                    key=fk,
-                    start=start,
-                    step_seconds=self.step,
-                    point=_window(mean, first, self.steps),
-                    upper=_window(peak, first, self.steps),
-                    quantile=0.99,
-                    method="naive",
-                )
-            )
-        return out
+    def cycle_ports(self, obs: Observation) -> CyclePorts:
+        forecaster = (
+            TrueFuture(self.truth, obs.start_unix) if self.truth is not None else self.forecaster
+        )
+        return CyclePorts(demand=ObservedDemand(obs), forecaster=forecaster)
 
     # ------------------------------------------------------------------ decide
     def decide(self, obs: Observation) -> FleetTarget:
-        try:
-            inst = from_snapshot(
-                self.snap, self.forecasts(obs), current_state(obs), self.fleet_policy
-            )
-        except InstanceError as err:
+        result = run_cycle(self.cycle_inputs(obs), self.cycle_ports(obs))
+        self.last_result = result
+        if result.spec is None or result.plan is None:
             self.failures += 1
-            return self._keep(f"cannot plan: {err}")
-        out = plan_fleet(inst, SolveOptions(time_limit=self.time_limit), previous=self.previous)
-        if not isinstance(out, Plan):
-            self.failures += 1
-            return self._keep(out.message)
-        self.previous = out
-        gap = f"{out.solver.gap:.2%}" if out.solver.gap is not None else "n/a"
-        self.target = step0_target(out, f"{out.solver.method}, gap {gap}")
+            why = result.failure.message if result.failure else "no plan"
+            return self._keep(why)
+        self.previous, self.last_spec, self.last_name = result.plan, result.spec, result.name
+        gap = result.spec.solver.gap
+        self.target = spec_target(
+            result.spec, f"{result.plan.solver.method}, gap {f'{gap:.2%}' if gap is not None else 'n/a'}"
+        )
         self.planned = dict(self.target.replicas)
         return self.target
-
     def _keep(self, why: str) -> FleetTarget:
         """A failed solve keeps the last good plan."""
         t = self.target
@@ -395,6 +455,21 @@ def _window(arr: np.ndarray, first: int, steps: int) -> DemandRates:
         requests_per_s=tuple(rows[:, 0].tolist()),
         prompt_tokens_per_s=tuple(rows[:, 1].tolist()),
         output_tokens_per_s=tuple(rows[:, 2].tolist()),
+    )
+
+
+def _tail(h: DemandHistory, cut: int) -> DemandHistory:
+    """``h`` without its first ``cut`` steps."""
+    r = h.rates
+    return h.model_copy(
+        update={
+            "start": h.start + cut * h.step_seconds,
+            "rates": DemandRates(
+                requests_per_s=r.requests_per_s[cut:],
+                prompt_tokens_per_s=r.prompt_tokens_per_s[cut:],
+                output_tokens_per_s=r.output_tokens_per_s[cut:],
+            ),
+        }
     )
 
 

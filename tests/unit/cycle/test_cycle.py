@@ -1,34 +1,31 @@
-"""The planning loop's pure pieces: snapshot, demand, one cycle, plan records, schedule."""
+"""The planning cycle's pure pieces: snapshot, demand, one cycle, plan records, schedule."""
 
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-import pytest
-
+from llmfleet.api.conditions import DEMAND_READ, DEMAND_STALE, PLANNED, Reason
 from llmfleet.api.loading import load_manifests
 from llmfleet.api.plan import FleetPlan
 from llmfleet.api.policy import FleetPolicy
-from llmfleet.controller.planning import (
-    StaleDemand,
-    demand_from_read,
+from llmfleet.controller.planning import _Conditions
+from llmfleet.cycle import BadQuery, DemandFailure, DemandRead, SourceUnreachable, policy_snapshot
+from llmfleet.cycle.demand import demand_from_read, known_flows, quota_fallback
+from llmfleet.cycle.ports import forecast_histories
+from llmfleet.cycle.records import (
     fleet_plan_object,
     is_due,
-    known_flows,
     plan_name,
     plans_to_delete,
-    policy_snapshot,
-    quota_fallback,
-    run_cycle,
+    plans_to_supersede,
 )
 from llmfleet.forecast.types import DemandHistory, DemandRates, FlowKey
-from llmfleet.kube.prometheus import DemandRead
-from llmfleet.plan.instance import CurrentState
 from support.builders import SAMPLES, planning_policy
+from support.cycles import NOW, FakeSource, cycle
 
-NOW = datetime(2026, 11, 23, 15, 7, 9, tzinfo=UTC)
+WHERE = "Prometheus http://prom.test"
 
 
 def _policy(**spec: Any) -> FleetPolicy:
@@ -82,24 +79,68 @@ def test_demand_from_prometheus_keeps_known_flows_and_reports_the_rest():
         newest_sample=NOW.timestamp() - 30,
         age_seconds=30.0,
     )
-    d = demand_from_read(pol, snap, read, NOW.timestamp())
-    assert d.source == "prometheus" and d.age_seconds == 30.0
+    d = demand_from_read(pol, snap, read, NOW.timestamp(), forecast_histories, WHERE)
+    assert not isinstance(d, DemandFailure)
+    assert d.source == "history" and d.age_seconds == 30.0
     assert [f.key.model for f in d.forecasts] == [model]
     assert "1 flows ignored" in d.message and "ghost/eu-west" in d.message
     f = d.forecasts[0]
     assert f.steps == 4 and math.isclose(f.point.prompt_tokens_per_s[0], 100.0, rel_tol=0.05)
 
 
-def test_stale_demand_is_an_error_and_no_data_falls_back_to_quotas():
+def test_stale_demand_is_a_failure_and_no_data_falls_back_to_quotas():
     pol = _policy()
     snap = policy_snapshot(_objects(), "ns")
     key = FlowKey(model=snap.models[0].name, origin="eu-west", tier=snap.tiers[0].name)
     old = DemandRead((_history(key, 4, 0.0),), 0.0, 3600, 1000.0, 7200.0)
-    with pytest.raises(StaleDemand, match=r"7200s old.*maxDataAgeSeconds 900"):
-        demand_from_read(pol, snap, old, NOW.timestamp())
+    f = demand_from_read(pol, snap, old, NOW.timestamp(), forecast_histories, WHERE)
+    assert isinstance(f, DemandFailure) and f.reason == Reason.STALE_DEMAND and not f.permanent
+    assert "7200s old" in f.message and "maxDataAgeSeconds 900" in f.message
     empty = DemandRead((), 0.0, 3600, None, None)
-    d = demand_from_read(pol, snap, empty, NOW.timestamp())
+    d = demand_from_read(pol, snap, empty, NOW.timestamp(), forecast_histories, WHERE)
+    assert not isinstance(d, DemandFailure)
     assert d.source == "quota" and "no demand data in Prometheus" in d.message
+
+
+def _conds(r) -> dict[str, tuple[str, str, str]]:
+    return {c.type: (c.status, c.reason, c.message) for c in r.conditions}
+
+
+def test_an_unreachable_source_keeps_the_last_plan_and_retries_soon():
+    pol = _policy()
+    snap = policy_snapshot(_objects(), "ns")
+    r = cycle(pol, snap, source=FakeSource(error=SourceUnreachable("Prometheus x unreachable")))
+    assert r.spec is None and r.failure is not None
+    assert (r.failure.reason, r.failure.retry, r.failure.permanent) == (
+        Reason.PROMETHEUS_UNREACHABLE,
+        "soon",
+        False,
+    )
+    c = _conds(r)
+    assert c[DEMAND_READ][:2] == ("False", "PrometheusUnreachable")
+    assert c[DEMAND_STALE][0] == "True" and "nothing is scaled down" in c[DEMAND_STALE][2]
+    assert c[PLANNED][0] == "False" and "the last plan stays" in c[PLANNED][2]
+
+
+def test_a_rejected_query_is_permanent_until_the_spec_changes():
+    pol = _policy()
+    snap = policy_snapshot(_objects(), "ns")
+    r = cycle(pol, snap, source=FakeSource(error=BadQuery("rejected promptTokens")))
+    assert r.failure is not None and r.failure.permanent and r.failure.reason == "BadQuery"
+    assert "fix the query" in _conds(r)[PLANNED][2]
+
+
+def test_no_data_with_a_last_plan_keeps_it_and_plans_nothing():
+    pol = _policy()
+    snap = policy_snapshot(_objects(), "ns")
+    empty = FakeSource(read_result=DemandRead((), 0.0, 3600, None, None))
+    r = cycle(pol, snap, source=empty, last_plan_name="default-1")
+    assert r.spec is None and r.failure is not None
+    assert (r.failure.reason, r.failure.retry) == (Reason.NO_DEMAND_DATA, "soon")
+    assert (
+        r.failure.message
+    ) == "no demand data in Prometheus http://prom.test; the last plan default-1 stays"
+    assert _conds(r)[DEMAND_STALE][0] == "True"
 
 
 def test_known_flows_drops_unknown_tiers():
@@ -115,13 +156,16 @@ def test_known_flows_drops_unknown_tiers():
 def test_a_cycle_makes_a_plan_that_names_its_demand():
     pol = _policy()
     snap = policy_snapshot(_objects(), "ns")
-    d = quota_fallback(pol, snap, NOW.timestamp(), "no Prometheus data")
-    r = run_cycle(pol, snap, d, CurrentState(), NOW)
-    assert r.spec is not None and r.failure is None
+    r = cycle(pol, snap)
+    assert r.spec is not None and r.failure is None and r.plan is not None
     assert r.spec.policy == pol.name and r.spec.made_at == NOW and r.spec.steps == 4
     assert r.spec.cost_per_hour > 0 and r.spec.nodes and r.spec.replicas
-    assert "no Prometheus data" in r.spec.solver.message
+    assert "no demand source configured" in r.spec.solver.message
     assert r.solver_status in ("Optimal", "Feasible")
+    assert r.name == "default-20261123150709"
+    c = _conds(r)
+    assert c[PLANNED][:2] == ("True", "PlanRecorded") and r.name in c[PLANNED][2]
+    assert c[DEMAND_READ][:2] == ("True", "QuotaFallback")
 
 
 def test_an_infeasible_fleet_writes_no_plan_and_says_why():
@@ -132,16 +176,16 @@ def test_an_infeasible_fleet_writes_no_plan_and_says_why():
         update={"spec": model.spec.model_copy(update={"min_replicas_per_region": 100000})}
     )
     snap = policy_snapshot(objs, "ns")
-    r = run_cycle(pol, snap, quota_fallback(pol, snap, NOW.timestamp(), "x"), CurrentState(), NOW)
-    assert r.spec is None and r.solver_status == "Infeasible"
-    assert r.failure_reason == "SolveInfeasible"
-    assert r.failure and "min replicas need" in r.failure and "last good plan stays" in r.failure
+    r = cycle(pol, snap)
+    assert r.spec is None and r.solver_status == "Infeasible" and r.failure is not None
+    assert r.failure.reason == "SolveInfeasible" and r.failure.retry == "interval"
+    assert "min replicas need" in r.failure.message and "last good plan stays" in r.failure.message
 
 
 def test_plan_record_is_owned_by_the_policy_and_round_trips():
     pol = _policy()
     snap = policy_snapshot(_objects(), "ns")
-    r = run_cycle(pol, snap, quota_fallback(pol, snap, NOW.timestamp(), "x"), CurrentState(), NOW)
+    r = cycle(pol, snap)
     assert r.spec is not None
     name = plan_name(pol.name, NOW)
     assert name == "default-20261123150709"
@@ -164,6 +208,17 @@ def test_only_the_newest_plans_are_kept():
     assert plans_to_delete(plans, 10) == []
 
 
+def test_unfinished_older_plans_are_superseded_by_the_newest():
+    plans = [
+        {"metadata": {"name": "p-1"}, "status": {"phase": "Pending"}},
+        {"metadata": {"name": "p-2"}, "status": {"phase": "Applying"}},
+        {"metadata": {"name": "p-3"}, "status": {"phase": "Applied"}},
+        {"metadata": {"name": "p-4"}},
+        {"metadata": {"name": "p-5"}, "status": {"phase": "Pending"}},
+    ]
+    assert plans_to_supersede(plans, "p-5") == ["p-1", "p-2", "p-4"]
+
+
 def test_due_when_never_planned_when_the_spec_changed_or_the_time_came():
     planned = {"type": "Planned", "status": "True", "observedGeneration": 2}
     later = (NOW + timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -174,8 +229,6 @@ def test_due_when_never_planned_when_the_spec_changed_or_the_time_came():
 
 
 def test_conditions_merge_into_what_was_written_meanwhile():
-    from llmfleet.controller.planning import _Conditions
-
     old_valid = {"type": "Valid", "status": "True", "reason": "A", "message": "a",
                  "lastTransitionTime": "2026-11-23T15:00:00Z", "observedGeneration": 1}  # fmt: skip
     cond = _Conditions([old_valid], NOW, 2)
