@@ -11,6 +11,10 @@ llmfleet actuate PLAN [--dry-run]         apply a recorded FleetPlan (an older o
 llmfleet simulate [SCENARIO]              replay the traces on the digital twin, every policy
 llmfleet bench TARGET [...]               a benchmark from llmfleet_bench: planner, controller,
                                           forecast, sim or fairness; prints its targets
+
+A mistake in the input (a file, a flag, a name) is one line on stderr naming it and what is
+wrong, exit 1 (2 for a malformed command line); ``llmfleet --debug CMD ...`` shows the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from llmfleet.api.crdgen import drift, generate
 
@@ -26,6 +31,66 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CRDS = REPO_ROOT / "crds"
 DEFAULT_SAMPLES = DEFAULT_CRDS / "samples"
 DEFAULT_CHART = REPO_ROOT / "charts" / "llmfleet"
+
+
+class UserError(Exception):
+    """A mistake in what the command was given (a file, a flag, a name): :func:`main` prints
+    the message as one line and exits 1 (``--debug``: the traceback)."""
+
+
+# The lower layers' own "your input is wrong" errors, printed like a UserError. Looked up in
+# sys.modules, so checking an error imports nothing: an error of a class whose module was
+# never imported cannot have been raised.
+_INPUT_ERRORS = (
+    ("llmfleet.api.loading", "ManifestError"),
+    ("llmfleet.sim.scenario", "ScenarioError"),
+    ("llmfleet.sim.traces", "TracesNotFoundError"),
+    ("llmfleet.plan.instance", "InstanceError"),
+    ("llmfleet.kube.client", "KubeError"),
+    ("kubernetes.config.config_exception", "ConfigException"),
+)
+
+
+def _is_user_error(err: Exception) -> bool:
+    if isinstance(err, UserError) or (isinstance(err, OSError) and err.filename is not None):
+        return True
+    return any(
+        (mod := sys.modules.get(module)) is not None and isinstance(err, getattr(mod, name))
+        for module, name in _INPUT_ERRORS
+    )
+
+
+def _describe(err: Exception) -> str:
+    """The error as one line: the file or flag first, then what is wrong."""
+    import yaml
+
+    if isinstance(err, OSError) and err.filename is not None:
+        return f"{err.filename}: {err.strerror or err}"
+    text = str(err)
+    context = err.__cause__ or err.__context__
+    if "\n" in text and isinstance(context, yaml.MarkedYAMLError) and context.problem_mark:
+        mark = context.problem_mark  # "<file>: not valid YAML: <problem>" at line, column
+        text = f"{text.splitlines()[0]} at line {mark.line + 1}, column {mark.column + 1}: {context.problem}"
+    if type(err).__name__ == "ConfigException":
+        text = f"kubeconfig: {text} (pass --kubeconfig FILE or set $KUBECONFIG)"
+    return " ".join(text.split())
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument error is one line too: ``llmfleet get: error: argument ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _kubeconfig(args: argparse.Namespace) -> Path | None:
+    """``--kubeconfig``, checked to exist (None: the client's defaults)."""
+    if not getattr(args, "kubeconfig", None):
+        return None
+    path = Path(args.kubeconfig)
+    if not path.is_file():
+        raise UserError(f"--kubeconfig {path}: no such file (give a kubeconfig file)")
+    return path
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
@@ -46,14 +111,10 @@ def _cmd_crds(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from llmfleet.api.loading import ManifestError, load_manifests, snapshot_of
+    from llmfleet.api.loading import load_manifests, snapshot_of
     from llmfleet.api.references import check_references
 
-    try:
-        objs = load_manifests([Path(p) for p in args.paths], namespace=args.namespace)
-    except ManifestError as err:
-        print(f"invalid: {err}", file=sys.stderr)
-        return 1
+    objs = load_manifests([Path(p) for p in args.paths], namespace=args.namespace)
     problems = check_references(snapshot_of(objs))
     bad = 0
     for key, probs in sorted(problems.items()):
@@ -67,7 +128,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _connect(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from llmfleet.kube.client import Cluster
 
-    return Cluster.connect(Path(args.kubeconfig) if args.kubeconfig else None, args.context)
+    return Cluster.connect(_kubeconfig(args), args.context)
 
 
 def _cmd_install(args: argparse.Namespace) -> int:
@@ -146,8 +207,9 @@ def _cmd_operator(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig
+    kubeconfig = _kubeconfig(args)
+    if kubeconfig is not None:
+        os.environ["KUBECONFIG"] = str(kubeconfig)
     cfg = OperatorConfig(
         namespaces=tuple(args.namespace or ()),
         validation=ValidationSettings(recheck_seconds=args.recheck_seconds),
@@ -164,8 +226,7 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-
-    from llmfleet.api.loading import ManifestError, load_manifests, snapshot_of
+    from llmfleet.api.loading import load_manifests, snapshot_of
     from llmfleet.forecast.synthetic import quota_demand
     from llmfleet.plan.explain import explain
     from llmfleet.plan.instance import CurrentState, InstanceError, from_snapshot
@@ -173,16 +234,19 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from llmfleet.plan.types import Plan
     from llmfleet.plan.validate import validate
 
-    try:
-        snap = snapshot_of(load_manifests([Path(p) for p in args.paths], namespace=args.namespace))
-    except ManifestError as err:
-        print(f"invalid: {err}", file=sys.stderr)
-        return 1
-    policies = [p for p in snap.policies if args.policy in (None, p.name)]
-    if not policies:
-        print("no FleetPolicy found (or none named --policy)", file=sys.stderr)
-        return 1
-    policy = policies[0]
+    snap = snapshot_of(load_manifests([Path(p) for p in args.paths], namespace=args.namespace))
+    where = " ".join(args.paths)
+    for flag, value, kind, names in (
+        ("--policy", args.policy, "FleetPolicy", [p.name for p in snap.policies]),
+        ("--model", args.model, "LLMModel", [m.name for m in snap.models]),
+        ("--region", args.region, "Region", [r.name for r in snap.regions]),
+    ):
+        if value is not None and value not in names:
+            known = ", ".join(sorted(names)) or "none"
+            raise UserError(f"{flag} {value!r}: no {kind} of that name in {where}; known: {known}")
+    if not snap.policies:
+        raise UserError(f"{where}: no FleetPolicy to plan with (add one)")
+    policy = next(p for p in snap.policies if args.policy in (None, p.name))
     horizon = policy.spec.horizon
     demand = quota_demand(
         snap,
@@ -220,6 +284,7 @@ def _cmd_dashboards(args: argparse.Namespace) -> int:
 def _cmd_actuate(args: argparse.Namespace) -> int:
     from llmfleet.kube.actuate_cmd import main as actuate_main
 
+    _kubeconfig(args)  # a missing file is the user's to fix, not the client's traceback
     return actuate_main(args)
 
 
@@ -257,8 +322,11 @@ def _add_cluster_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="llmfleet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="on an error, show the traceback (any command)"
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -332,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region", help="only this Region")
     p.add_argument(
         "--load",
-        type=float,
+        type=_share,
         default=0.5,
         help="share of token budgets used at peak (default: %(default)s)",
     )
@@ -385,7 +453,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", choices=BENCH_TARGETS)
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the benchmark")
     p.set_defaults(func=_cmd_bench)
+    for command in sub.choices.values():  # `llmfleet CMD ... --debug` works too
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="on an error, show the traceback")  # fmt: skip
     return parser
+
+
+def _share(text: str) -> float:
+    """A share of the token budgets: a number >= 0 (1 = the whole budget)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a share >= 0 (0.5 = half the budgets), got {text}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -397,6 +481,11 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as err:
+        if args.debug or not _is_user_error(err):
+            raise
+        print(f"llmfleet {args.command}: error: {_describe(err)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -3,24 +3,72 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from llmfleet.api.references import FleetSnapshot
     from llmfleet.fairness.scheduling import Scheduler
+    from llmfleet.sim.scenario import Scenario
+
+MAX_DAYS = 14.0
+"""The traces hold 14 days (a scenario's ``workload.days`` has the same bound)."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    # Every flag is checked here, at parse time: a bad one fails before any trace is read.
     p.add_argument("scenario", nargs="?", help="scenario YAML (default: the embedded one)")
-    p.add_argument("--policies", help="comma-separated policy names (default: all)")
-    p.add_argument("--days", type=float, help="days to simulate (default: the scenario's)")
+    p.add_argument("--policies", type=policy_names,
+                   help="comma-separated policy names (default: all)")
+    p.add_argument("--days", type=days, help="days to simulate (default: the scenario's)")
     p.add_argument("--seed", type=int, help="workload seed (default: the scenario's)")
     p.add_argument("--out", default="sim-report", help="report directory (default sim-report)")
     p.add_argument("--traces", help="traces directory (default ../shared/traces)")
-    p.add_argument("--scheduler", default="fcfs",
+    p.add_argument("--scheduler", default="fcfs", type=scheduler_name,
                    help="per-replica scheduler: fcfs, rpm, vtc, fairserve (default fcfs)")
+
+
+def policy_names(text: str) -> list[str]:
+    """``--policies``: comma-separated names of :func:`llmfleet.sim.policies.policy_factories`."""
+    from llmfleet.sim.policies import policy_factories
+
+    known = list(policy_factories())
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known] or ([] if names else [text])
+    if unknown:
+        bad = ", ".join(repr(n) for n in unknown)
+        raise argparse.ArgumentTypeError(
+            f"unknown policy {bad}; known: {', '.join(known)}"
+        )
+    return names
+
+
+def scheduler_name(text: str) -> str:
+    """``--scheduler``: one of :data:`llmfleet.fairness.schedulers.SCHEDULERS`."""
+    from llmfleet.fairness.schedulers import SCHEDULERS
+
+    if text not in SCHEDULERS:
+        raise argparse.ArgumentTypeError(
+            f"unknown scheduler {text!r}; known: {', '.join(SCHEDULERS)}"
+        )
+    return text
+
+
+def days(text: str) -> float:
+    """``--days``: simulated days, > 0 and at most :data:`MAX_DAYS`."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= MAX_DAYS):
+        raise argparse.ArgumentTypeError(
+            f"must be > 0 and <= {MAX_DAYS:g} days (the traces hold {MAX_DAYS:g}), got {text}"
+        )
+    return value
 
 
 class _Bar:
@@ -47,16 +95,14 @@ def run(args: argparse.Namespace) -> int:
     # imported here: the CLI builds its parser from add_arguments without loading the twin
     from llmfleet.fairness.schedulers import make_scheduler
     from llmfleet.sim.report import run_policies, summary_table, write_report
-    from llmfleet.sim.scenario import load_scenario
     from llmfleet.sim.workload import stream_workload
 
-    scenario = load_scenario(args.scenario)
-    snap = scenario.snapshot()
+    scenario, snap = load(args.scenario)
     t0 = time.perf_counter()
     wl = stream_workload(scenario, snap, traces=args.traces, days=args.days, seed=args.seed)
     sys.stderr.write(f"workload: {len(wl):,} requests from {len(wl.tenants)} tenants over "
                      f"{wl.duration / 86400:g} days ({time.perf_counter() - t0:.1f}s)\n")
-    policies = args.policies.split(",") if args.policies else None
+    policies = args.policies or None
     name = getattr(args, "scheduler", "fcfs")
     tenants = list(snap.tenants)
 
@@ -69,3 +115,42 @@ def run(args: argparse.Namespace) -> int:
     files = write_report(cmp, args.out)
     print(f"report: {len(files)} files in {args.out}/ (report.md, metrics.json, summary.txt, plots)")
     return 0
+
+
+def load(path: str | None) -> tuple[Scenario, FleetSnapshot]:
+    """The scenario file (None: the embedded default) and its fleet, checked; every problem
+    is a one-line :class:`~llmfleet.sim.scenario.ScenarioError` that starts with the file."""
+    import yaml
+    from pydantic import ValidationError
+
+    from llmfleet.api.loading import ManifestError, describe_validation_error
+    from llmfleet.sim.scenario import ScenarioError, load_scenario
+
+    where = path or "the embedded default scenario"
+
+    def error(prefix: str, err: Exception) -> ScenarioError:
+        text = str(err)
+        if isinstance(err.__cause__, ValidationError):
+            text = describe_validation_error(err.__cause__)
+        elif text.startswith(f"{prefix}: "):  # the scenario's name: say the file instead
+            text = text[len(prefix) + 2 :]
+        return ScenarioError(f"{where}: {' '.join(text.split())}")
+
+    try:
+        scenario = load_scenario(path)
+    except FileNotFoundError:
+        raise ScenarioError(
+            f"{where}: no such scenario file (give a scenario YAML, or none for the embedded "
+            "default)"
+        ) from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ScenarioError(f"{where}: not valid YAML{at}: {err.problem}") from err
+    except ScenarioError as err:
+        stem = Path(path).stem if path else "default"
+        raise error(stem, err) from err
+    try:
+        return scenario, scenario.snapshot()
+    except (ScenarioError, ManifestError) as err:
+        raise error(scenario.name, err) from err
