@@ -45,6 +45,7 @@ from llmfleet.plan.model import FleetModel, build
 from llmfleet.plan.objective import budget_excess, evaluate
 from llmfleet.plan.solution import SOLUTION_FIELDS, Solution, extract, to_columns
 from llmfleet.plan.types import (
+    GUARANTEE_ORIGIN,
     Backlog,
     BatchWork,
     Infeasible,
@@ -55,6 +56,7 @@ from llmfleet.plan.types import (
     PlanStatus,
     PoolStep,
     ReplicaStep,
+    Reserve,
     Route,
     SolverInfo,
     StepPlan,
@@ -624,12 +626,22 @@ def assemble(
                 unmet.append(
                     Unmet(
                         c.models[c.gu_m[u_]],
-                        "all",
+                        GUARANTEE_ORIGIN,
                         c.tiers[c.gu_k[u_]],
                         UNIT * s_,
                         "guaranteed budget cannot be reserved: capacity short",
                     )
                 )
+        reserves = tuple(
+            Reserve(
+                c.models[c.gu_m[v.re_u[i]]],
+                c.tiers[c.gu_k[v.re_u[i]]],
+                c.regions[v.re_r[i]],
+                UNIT * float(sol.reserve[i, t]),
+            )
+            for i in range(len(v.re_u))
+            if sol.reserve[i, t] > EPS
+        )
         steps.append(
             StepPlan(
                 step=t,
@@ -641,6 +653,7 @@ def assemble(
                 batch=tuple(batch),
                 backlog=backlog,
                 unmet=tuple(unmet),
+                reserves=reserves,
             )
         )
     del R

@@ -67,6 +67,20 @@ class Backlog:
 
 
 @dataclass(frozen=True)
+class Reserve:
+    """Idle capacity held in ``region`` for the guaranteed budgets of (model, tier)."""
+
+    model: str
+    tier: str
+    region: str
+    tokens_per_s: float
+
+
+#: The ``origin`` of an :class:`Unmet` row that is a guarantee shortfall (not one origin's).
+GUARANTEE_ORIGIN = "all"
+
+
+@dataclass(frozen=True)
 class Unmet:
     model: str
     origin: str
@@ -86,6 +100,8 @@ class StepPlan:
     batch: tuple[BatchWork, ...]
     backlog: tuple[Backlog, ...]
     unmet: tuple[Unmet, ...]
+    reserves: tuple[Reserve, ...] = ()
+    """Capacity held for tenant guarantees beyond what the routes serve (enters capacity)."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +138,8 @@ class Plan:
     breakdown: Breakdown
     explanations: tuple[PoolExplanation, ...]
     solution: Solution = field(repr=False)
-    """The numeric values behind the tables (what the validator checks)."""
+    """The numeric values behind the tables, indexed as the compiled instance (warm starts
+    and explanations use them; the validator checks the tables, not these)."""
     integral_steps: int = 1
 
     @property
