@@ -43,7 +43,7 @@ def cell_loads(
     c: Compiled, v: PlanVariables, cl: Cells, sol: Solution, t: int
 ) -> dict[str, FloatArray]:
     """Per cell: total phi-load, on-demand share and per-tier phi-load at step t."""
-    R, K = len(c.regions), len(c.tiers)
+    K = len(c.tiers)
     n = len(cl.keys)
     tot = np.zeros(n)
     od = np.zeros(n)
@@ -53,7 +53,6 @@ def cell_loads(
         np.add.at(tot, mr_src[0], ph)
         np.add.at(od, mr_src[0], (1.0 - c.sigma[k]) * ph)
         np.add.at(tier, (mr_src[0], k), ph)
-    del R
     return {"total": tot, "od": od, "tier": tier}
 
 
@@ -102,7 +101,7 @@ def round_step(
 
     ``prefer`` (e.g. the current replicas) breaks cost ties toward keeping them.
     """
-    Q, PL = len(c.price), len(c.pl_m)
+    Q = len(c.price)
     R = len(c.regions)
     loads = cell_loads(c, v, cl, sol, t)
     lo, hi = c.rep_lo, c.rep_hi
@@ -163,7 +162,6 @@ def round_step(
                     x[pl] += 1
                     break
                 used[c.pl_q[pl]] -= c.gpr[pl]
-    del PL
     nodes = np.maximum(c.nmin, -(-used // c.gpn)).astype(np.int64)
     return nodes, x
 

@@ -51,7 +51,6 @@ from llmfleet.plan.types import (
     Infeasible,
     NoSolutionInTime,
     Plan,
-    PlanInfeasibleError,
     PlanOutcome,
     PlanStatus,
     PoolStep,
@@ -416,20 +415,6 @@ def _restricted_cost(proto: object, x: np.ndarray) -> float:
     return float(np.dot(np.asarray(lin.values), x[np.asarray(lin.ids, dtype=np.int64)]))
 
 
-def plan_or_raise(
-    inst: PlanningInstance, options: SolveOptions | None = None, previous: Plan | None = None
-) -> Plan:
-    """:func:`plan_fleet`, raising the distinct errors instead of returning them."""
-    from llmfleet.plan.types import NoSolutionInTimeError
-
-    out = plan_fleet(inst, options, previous)
-    if isinstance(out, Infeasible):
-        raise PlanInfeasibleError(out.message)
-    if isinstance(out, NoSolutionInTime):
-        raise NoSolutionInTimeError(out.message)
-    return out
-
-
 def _within_bounds(sol: Solution, c: Compiled) -> Solution:
     """``sol`` with replicas clipped to the replica bounds and nodes to min/maxNodes (the
     LP meets them within its tolerance; a previous plan may predate them)."""
@@ -510,7 +495,6 @@ def assemble(
 
     assert isinstance(br, Breakdown)
     steps = []
-    R = len(c.regions)
     for t in range(c.T):
         loads = cell_loads(c, v, cl, sol, t)
         capu = np.zeros(len(cl.keys))
@@ -656,7 +640,6 @@ def assemble(
                 reserves=reserves,
             )
         )
-    del R
     return Plan(
         policy=c.inst.settings.policy,
         step_seconds=c.inst.settings.step_seconds,

@@ -179,11 +179,3 @@ class NoSolutionInTime:
 
 
 PlanOutcome = Plan | Infeasible | NoSolutionInTime
-
-
-class PlanInfeasibleError(RuntimeError):
-    """Raised by :func:`llmfleet.plan.solve.plan_or_raise` for :class:`Infeasible`."""
-
-
-class NoSolutionInTimeError(TimeoutError):
-    """Raised by :func:`llmfleet.plan.solve.plan_or_raise` for :class:`NoSolutionInTime`."""

@@ -19,14 +19,8 @@ from llmfleet.plan.instance import (
 )
 from llmfleet.plan.objective import BUDGET_EXCESS_USD
 from llmfleet.plan.sageserve import solve_sageserve
-from llmfleet.plan.solve import SolveOptions, plan_fleet, plan_or_raise
-from llmfleet.plan.types import (
-    Infeasible,
-    NoSolutionInTime,
-    NoSolutionInTimeError,
-    Plan,
-    PlanInfeasibleError,
-)
+from llmfleet.plan.solve import SolveOptions, plan_fleet
+from llmfleet.plan.types import Infeasible, NoSolutionInTime, Plan
 from llmfleet.plan.validate import validate
 from support.instances import generate, rolled
 
@@ -122,9 +116,6 @@ def test_infeasible_is_a_clear_error() -> None:
     out = plan_fleet(bad)
     assert isinstance(out, Infeasible)
     assert out.message.startswith("infeasible:") and "stuck" in out.message
-    with pytest.raises(PlanInfeasibleError, match="infeasible"):
-        plan_or_raise(bad)
-
 
 
 @pytest.mark.parametrize("time_limit", [0.01, 5.0])
@@ -136,9 +127,7 @@ def test_change_budget_gives_way_only_to_hard_limits(time_limit: float) -> None:
     out = plan_fleet(zero, SolveOptions(time_limit=time_limit))
     assert isinstance(out, Plan), out
     assert validate(out, zero) == []
-    forced = sum(r.replicas for r in out.first().replicas) + sum(
-        p.nodes for p in out.first().pools
-    )
+    forced = sum(r.replicas for r in out.first().replicas) + sum(p.nodes for p in out.first().pools)
     assert out.breakdown.budget_cost == pytest.approx(BUDGET_EXCESS_USD * forced)
     assert f"{forced:.0f} over maxChangesPerCycle=0" in out.solver.message
     roomy = two_regions(steps=3, max_changes=10_000)
@@ -151,8 +140,6 @@ def test_no_solution_in_time_is_distinct_from_infeasible() -> None:
     late = NoSolutionInTime(0.5, 0.6, "model m below min replicas in east")
     assert late.message.startswith("no solution in time:")
     assert not late.message.startswith("infeasible")
-    with pytest.raises(NoSolutionInTimeError, match="no solution in time"):
-        raise NoSolutionInTimeError(late.message)
 
 
 def test_explain_names_the_reasons() -> None:
