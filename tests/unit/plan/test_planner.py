@@ -50,13 +50,19 @@ def test_fully_integer_schedule_is_valid() -> None:
 
 
 def test_interactive_routes_only_to_latency_eligible_regions() -> None:
+    """With 5 s between the regions, the fast tier (TTFT 1 s) from each origin can only be
+    served where it originates: both origins get fast routes, all of them local."""
     inst = two_regions(steps=3)
     far = dataclasses.replace(inst.regions[1], rtt_ms={"east": 5000.0})
     east = dataclasses.replace(inst.regions[0], rtt_ms={"west": 5000.0})
-    plan = planned(dataclasses.replace(inst, regions=(east, far)))
-    for rt in plan.first().routes:
-        if rt.tier == "fast":
-            assert rt.region == rt.origin
+    demand = (*inst.demand, flow("small", "west", "fast", [20000.0] * 3))
+    far_apart = dataclasses.replace(inst, regions=(east, far), demand=demand)
+    plan = planned(far_apart)
+    for st in plan.steps:
+        fast = [rt for rt in st.routes if rt.tier == "fast"]
+        assert {rt.origin for rt in fast} == {"east", "west"}
+        assert all(rt.region == rt.origin for rt in fast)
+        assert not [u for u in st.unmet if u.tier == "fast"]
 
 
 def test_sample_fleet_from_api_objects() -> None:
