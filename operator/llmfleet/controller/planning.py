@@ -264,6 +264,7 @@ class PlanningLoop:
     ) -> None:
         """Write what the cycle decided: the failure, or the plan and its actuation."""
         t.cond.apply(result.conditions)
+        self._report_excluded(t, result)
         if result.demand is not None and result.demand.age_seconds is not None:
             self.metrics.data_age.set(result.demand.age_seconds)
         if result.solver_status:
@@ -273,6 +274,7 @@ class PlanningLoop:
                 self._reachability(t, snapshot, unreachable, result)
             self._fail(t, result.failure or Failure(Reason.INVALID_FLEET, "no plan"),
                        interval=interval, policy=policy)  # fmt: skip
+            self._retry_last(t, policy, snapshot, clusters)
             return
         spec, name = result.spec, result.name
         try:
@@ -302,6 +304,36 @@ class PlanningLoop:
         if applied:
             t.patch.status["lastAppliedPlan"] = name
         self._finish(t, ran=True, next_in=interval)
+
+    def _retry_last(
+        self, t: _Tick, policy: FleetPolicy, snapshot: FleetSnapshot, clusters: RegionClusters
+    ) -> None:
+        """No new plan: the last plan stays, so make it real if it is not yet (its first
+        actuation failed or was interrupted; once the cause is gone, this one succeeds)."""
+        last = t.status.get("lastPlan")
+        if policy.spec.mode != "apply" or not last or last == t.status.get("lastAppliedPlan"):
+            return
+        spec = self._plan_spec(last, t.namespace)
+        if spec is None:
+            return
+        plan_obj = {"apiVersion": API_VERSION, "kind": "FleetPlan",
+                    "metadata": {"name": last, "namespace": t.namespace}}  # fmt: skip
+        applied, _lost = self._actuate(t, policy, snapshot, spec, plan_obj, clusters)
+        if applied:
+            t.patch.status["lastAppliedPlan"] = last
+            t.logger.info("the last plan %s is applied now (retried)", last)
+
+    def _report_excluded(self, t: _Tick, result: CycleResult) -> None:
+        """A Warning Event on each object the cycle left out, naming the field and the fix
+        (the validator marks it ``Valid=False`` with the same words)."""
+        for e in result.excluded:
+            target: Any = {
+                "apiVersion": API_VERSION,
+                "kind": e.key.kind,
+                "metadata": {"name": e.key.name, **({"namespace": e.key.namespace} if e.key.namespace else {})},
+            }
+            kopf.event(target, type="Warning", reason=e.reason, message=f"{e.field}: {e.message}")
+            t.logger.warning("left out of planning: %s", e)
 
     def _fail(
         self,

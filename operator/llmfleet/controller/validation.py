@@ -20,14 +20,13 @@ import kopf
 from pydantic import ValidationError
 
 from llmfleet.api.base import GROUP, VERSION, ConditionStatus
-from llmfleet.api.conditions import upsert_condition
+from llmfleet.api.conditions import VALID, Reason, upsert_condition
 from llmfleet.api.kinds import KINDS
 from llmfleet.api.loading import describe_validation_error, snapshot_of
 from llmfleet.api.references import ObjectKey, Problem, check_references
 from llmfleet.api.region import Region
 from llmfleet.api.resource import Resource
-
-VALID = "Valid"
+from llmfleet.cycle.screen import object_problem
 
 
 @dataclass(frozen=True)
@@ -113,6 +112,11 @@ def _register_kind(
             key = ObjectKey.of(obj)
             objects = [o for o in objects if ObjectKey.of(o) != key] + [obj]
             problems = check_references(snapshot_of(objects)).get(key, [])
+            if not problems:
+                unusable = object_problem(obj)
+                if unusable is not None:
+                    field, message = unusable
+                    problems = [Problem(Reason.CANNOT_BE_PLANNED, f"{field}: {message}")]
         state: ConditionStatus
         if problems:
             state, reason = "False", problems[0].reason

@@ -1,6 +1,9 @@
 """One planning cycle: ``run_cycle(inputs, ports) -> CycleResult``, the same function for the
 controller (every FleetPolicy interval) and the digital twin's llmfleet policy.
 
+    screen   objects that cannot be planned are left out, named in ``excluded`` and the
+             ``ObjectsExcluded`` condition; the rest of the fleet is planned
+             (:mod:`llmfleet.cycle.screen`);
     demand   read the history through ``ports.demand`` and forecast every flow
              (:mod:`llmfleet.cycle.demand`). Unreachable source, stale data or a rejected
              query -> no plan, the last one stays. No data (or none for a known flow) -> the
@@ -35,6 +38,7 @@ from llmfleet.api.base import ConditionStatus
 from llmfleet.api.conditions import (
     DEMAND_READ,
     DEMAND_STALE,
+    OBJECTS_EXCLUDED,
     PLANNED,
     REGION_UNREACHABLE,
     Reason,
@@ -55,6 +59,7 @@ from llmfleet.cycle.ports import (
     solve_with_policy_limits,
 )
 from llmfleet.cycle.records import plan_name
+from llmfleet.cycle.screen import Excluded, screen
 from llmfleet.fairness.limits import LimitTable, Usage, to_throttles
 from llmfleet.plan.convert import to_fleet_plan_spec
 from llmfleet.plan.instance import CurrentState, InstanceError, from_snapshot
@@ -140,6 +145,8 @@ class CycleResult:
     floors: Floors = field(default_factory=Floors)
     solver_status: str = ""
     solve_seconds: float = 0.0
+    excluded: tuple[Excluded, ...] = ()
+    """Objects left out of this cycle (they cannot be planned); the rest was planned."""
 
     @property
     def planned(self) -> bool:
@@ -148,12 +155,16 @@ class CycleResult:
 
 def run_cycle(inputs: CycleInputs, ports: CyclePorts) -> CycleResult:
     """Plan once (module docstring); never raises on bad input."""
-    policy, snapshot = inputs.policy, inputs.snapshot
+    policy = inputs.policy
+    snapshot, excluded = screen(inputs.snapshot, policy)
+    inputs = replace(inputs, snapshot=snapshot)
     now = inputs.now.timestamp()
     name = plan_name(policy.name, inputs.now)
+    isolation = _excluded_condition(excluded)
     got = read_demand(policy, snapshot, ports.demand, now, ports.forecaster)
     if isinstance(got, DemandFailure):
-        return _no_demand(name, got)
+        r = _no_demand(name, got)
+        return replace(r, conditions=(isolation, *r.conditions), excluded=excluded)
     demand = got
     if demand.source == "quota" and inputs.last_plan_name:
         # no demand data: keep the plan made from data, never scale down on a guess
@@ -161,6 +172,7 @@ def run_cycle(inputs: CycleInputs, ports: CyclePorts) -> CycleResult:
         return CycleResult(
             name,
             (
+                isolation,
                 ConditionUpdate(DEMAND_READ, "False", Reason.NO_DEMAND_DATA, msg),
                 ConditionUpdate(
                     DEMAND_STALE, "True", Reason.NO_DEMAND_DATA, f"{msg}, nothing is scaled down"
@@ -169,12 +181,13 @@ def run_cycle(inputs: CycleInputs, ports: CyclePorts) -> CycleResult:
             ),
             demand,
             failure=Failure(Reason.NO_DEMAND_DATA, msg, retry="soon"),
+            excluded=excluded,
         )
-    conds = [_demand_condition(demand), _stale_condition(demand)]
+    conds = [isolation, _demand_condition(demand), _stale_condition(demand)]
     usage, usage_note = tenant_usage(policy, ports.usage, now)
     floors, current = _floors(inputs, demand)
     result = _plan(inputs, ports, demand, current, floors, usage)
-    result = replace(result, name=name, usage_note=usage_note, floors=floors)
+    result = replace(result, name=name, usage_note=usage_note, floors=floors, excluded=excluded)
     return replace(result, conditions=(*conds, *result.conditions))
 
 
@@ -217,6 +230,19 @@ def _no_demand(name: str, f: DemandFailure) -> CycleResult:
         ConditionUpdate(PLANNED, "False", f.reason, f"{f.message}; the last plan stays"),
     )  # fmt: skip
     return CycleResult(name, conds, failure=Failure(f.reason, f.message, retry="soon"))
+
+
+def _excluded_condition(excluded: tuple[Excluded, ...]) -> ConditionUpdate:
+    if not excluded:
+        return ConditionUpdate(OBJECTS_EXCLUDED, "False", Reason.NONE_EXCLUDED, "every object is planned")
+    shown = "; ".join(str(e) for e in excluded[:5])
+    more = f" (and {len(excluded) - 5} more)" if len(excluded) > 5 else ""
+    return ConditionUpdate(
+        OBJECTS_EXCLUDED,
+        "True",
+        Reason.CANNOT_BE_PLANNED,
+        f"{len(excluded)} objects left out of planning, the rest is planned: {shown}{more}",
+    )
 
 
 def _demand_condition(demand: Demand) -> ConditionUpdate:

@@ -131,8 +131,14 @@ class Cluster:
     ) -> Cluster:
         """From a kubeconfig held in memory (e.g. read from a Secret)."""
         cfg = client.Configuration()
-        loader = config.kube_config.KubeConfigLoader(config_dict=kubeconfig)
-        loader.load_and_set(cfg)
+        if not isinstance(kubeconfig, dict):
+            raise ValueError(f"a kubeconfig is a mapping, not a {type(kubeconfig).__name__}")
+        try:
+            loader = config.kube_config.KubeConfigLoader(config_dict=kubeconfig)
+            loader.load_and_set(cfg)
+        except (config.ConfigException, KeyError, AttributeError, IndexError) as err:
+            # valid YAML that is not a kubeconfig (no current context, no cluster, ...)
+            raise ValueError(f"{type(err).__name__}: {err}") from None
         # one connection attempt per request: a dead region must not cost 4 x the timeout
         cfg.retries = 1
         return cls(api=client.ApiClient(cfg), timeout=timeout, name=name)

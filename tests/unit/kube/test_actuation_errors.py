@@ -247,3 +247,20 @@ def test_one_region_clusters_per_cycle_tries_a_dead_region_once():
     with RegionClusters(local) as next_cycle:  # type: ignore[arg-type]
         observe(next_cycle, snap, "fleet")
     assert local.gets["Secret"] == 2  # a new cycle tries again
+
+
+def test_a_secret_that_is_not_a_kubeconfig_makes_only_its_region_unreachable():
+    import base64
+
+    local = FakeCluster()
+    for i, text in enumerate(["just: yaml\n", "- a list\n", "apiVersion: v1\nkind: Config\n"]):
+        name = f"remote{i}"
+        local.objects[("Secret", "fleet", f"kc-{name}")] = {
+            "metadata": {"name": f"kc-{name}", "resourceVersion": "1"},
+            "data": {"kubeconfig": base64.b64encode(text.encode()).decode()},
+        }
+    snap = _snapshot(*[_region(f"remote{i}", mode="kubeconfig") for i in range(3)], _region("here"))
+    with RegionClusters(local) as clusters:  # type: ignore[arg-type]
+        obs = observe(clusters, snap, "fleet")
+    assert set(obs.unreachable) == {"remote0", "remote1", "remote2"}
+    assert all("not a usable kubeconfig" in why for why in obs.unreachable.values())

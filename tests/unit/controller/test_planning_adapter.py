@@ -1,0 +1,161 @@
+"""The kopf adapter around the cycle: one failure path, a loop that never dies, liveness,
+a failed plan retried, unfinished plans superseded."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+import pytest
+from prometheus_client import generate_latest
+
+from llmfleet.controller import planning
+from llmfleet.controller.metrics import FleetMetrics
+from llmfleet.controller.operator import EndlessBackoffs
+from llmfleet.cycle import DemandRead
+from llmfleet.kube.actuate import ActuationResult, Observation
+from support.cycles import FakeSource
+from support.plans import fleet_plan
+from support.tiny import tiny_scenario
+
+NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
+
+
+class _Hub:
+    def __init__(self, plans: list[dict[str, Any]] | None = None) -> None:
+        self.applied: list[dict[str, Any]] = []
+        self.plans = plans or []
+        self.docs: dict[str, dict[str, Any]] = {}
+
+    def apply(self, obj: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        self.applied.append(obj)
+        return obj
+
+    def list(self, api: str, kind: str, *a: Any, **kw: Any) -> list[dict[str, Any]]:
+        return self.plans if kind == "FleetPlan" else []
+
+    def get(self, api: str, kind: str, name: str, namespace: str | None = None) -> Any:
+        return self.docs.get(name)
+
+    def delete(self, *a: Any, **kw: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def wired(monkeypatch):
+    """The adapter with every I/O port faked; returns (loop, hub, events, tick)."""
+    events: list[dict[str, Any]] = []
+    actuated: list[str] = []
+    monkeypatch.setattr(planning.kopf, "event", lambda body, **kw: events.append(kw))
+    monkeypatch.setattr(planning, "observe", lambda *a: Observation())
+    monkeypatch.setattr(planning, "RegionClusters", lambda cluster: contextlib.nullcontext())
+
+    def fake_actuate(clusters, snapshot, spec, policy, namespace, dry_run=False, **kw):
+        actuated.append(spec.policy)
+        return ActuationResult(dry_run=dry_run)
+
+    monkeypatch.setattr(planning, "actuate", fake_actuate)
+    empty = DemandRead((), 0.0, 300, None, None)
+    monkeypatch.setattr(planning, "DemandReader", lambda source: FakeSource(read_result=empty))
+    hub = _Hub()
+    clock = itertools.count(1000.0, 1.0)
+    now = [1000.0]
+    loop = planning.PlanningLoop(
+        planning.PlanningSettings(retry_seconds=60.0), FleetMetrics(),
+        connect=lambda: hub,  # type: ignore[arg-type,return-value]
+        clock=lambda: now[0], wall_clock=lambda: NOW,
+    )  # fmt: skip
+    del clock
+    objects = tiny_scenario().objects()
+    index = {("i", n): [o] for n, o in enumerate(o for o in objects if o.info.kind != "FleetPolicy")}
+    policy = next(o for o in objects if o.info.kind == "FleetPolicy")
+
+    def tick(mode: str = "plan-only", status: dict[str, Any] | None = None) -> kopf.Patch:
+        wire = policy.to_wire()
+        wire["spec"]["mode"] = mode
+        wire["metadata"] |= {"namespace": "default", "uid": "u-1", "generation": 1}
+        wire["status"] = status or {}
+        body = kopf.Body(wire)
+        patch = kopf.Patch()
+        loop.tick(body=body, status=body.status, patch=patch, logger=planning.log, idx_all=index)
+        return patch
+
+    return loop, hub, events, tick, now, actuated
+
+
+def _cond(patch: kopf.Patch, type_: str) -> dict[str, Any]:
+    return next(c for c in patch.status["conditions"] if c["type"] == type_)
+
+
+def test_a_crash_anywhere_in_the_cycle_is_a_condition_an_event_and_a_metric(wired, monkeypatch):
+    loop, _hub, events, tick, _now, _a = wired
+
+    def boom(*a: Any, **k: Any) -> None:
+        raise ZeroDivisionError("a bug nobody foresaw")
+
+    monkeypatch.setattr(planning, "run_cycle", boom)
+    patch = tick()  # never raises
+    c = _cond(patch, "Planned")
+    assert (c["status"], c["reason"]) == ("False", "CycleCrashed")
+    assert "ZeroDivisionError: a bug nobody foresaw" in c["message"]
+    assert [e["reason"] for e in events] == ["CycleCrashed"]
+    assert patch.status["nextRunTime"] == "2026-11-23T15:01:00Z"  # retried soon (60 s)
+    text = generate_latest(loop.metrics.registry).decode()
+    assert "llmfleet_planning_cycle_crashes_total 1.0" in text
+
+
+def test_liveness_fails_when_no_cycle_finished_for_a_few_intervals(wired):
+    loop, _hub, _events, tick, now, _a = wired
+    tick()
+    assert loop.stalled() == []
+    now[0] += 3 * 300 + 60 - 1  # tiny policy: intervalSeconds 300
+    assert loop.stalled() == []
+    now[0] += 2
+    assert loop.stalled() == ["u-1"]
+    tick(status={})  # a cycle finishes: alive again
+    assert loop.stalled() == []
+    loop.forget("u-1")
+    now[0] += 10_000
+    assert loop.stalled() == []  # a deleted policy is not watched
+
+
+def test_kopfs_api_retries_never_give_up():
+    b = EndlessBackoffs(cap=30.0)
+    first = list(itertools.islice(iter(b), 10))
+    assert first == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0, 30.0, 30.0]
+    assert list(itertools.islice(iter(b), 3)) == [1.0, 2.0, 4.0]  # a fresh start per request
+
+
+def test_a_plan_whose_actuation_failed_is_retried_when_no_new_plan_is_made(wired):
+    _loop, hub, _events, tick, _now, actuated = wired
+    spec = fleet_plan(replicas={("m", "r1", "gpu"): 2})
+    hub.docs["p-1"] = {"apiVersion": "llmfleet.dev/v1alpha1", "kind": "FleetPlan",
+                       "metadata": {"name": "p-1", "namespace": "default"}, "spec": spec.to_wire()}  # fmt: skip
+    # no demand data and a last plan: no new plan; the last one is not applied yet
+    patch = tick(mode="apply", status={"lastPlan": "p-1"})
+    assert _cond(patch, "Planned")["reason"] == "NoDemandData"
+    assert actuated == [spec.policy] and patch.status["lastAppliedPlan"] == "p-1"
+    # once it is applied, nothing is re-actuated
+    actuated.clear()
+    tick(mode="apply", status={"lastPlan": "p-1", "lastAppliedPlan": "p-1"})
+    assert actuated == []
+
+
+def test_a_new_plan_supersedes_the_unfinished_older_ones(wired):
+    _loop, hub, _events, tick, _now, _a = wired
+    hub.plans = [
+        {"metadata": {"name": "p-old"}, "spec": {"madeAt": "2026-11-23T10:00:00Z"}, "status": {"phase": "Applying"}},
+        {"metadata": {"name": "p-done"}, "spec": {"madeAt": "2026-11-23T11:00:00Z"}, "status": {"phase": "Applied"}},
+    ]  # fmt: skip
+    patch = tick()  # no last plan: the quotas' fallback makes a plan
+    assert _cond(patch, "Planned")["reason"] == "PlanRecorded", patch.status
+    statuses = {o["metadata"]["name"]: o["status"] for o in hub.applied if "status" in o}
+    assert statuses["p-old"]["phase"] == "Superseded"
+    assert statuses["p-old"]["supersededBy"] == patch.status["lastPlan"]
+    assert "p-done" not in statuses

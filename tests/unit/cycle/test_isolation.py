@@ -1,0 +1,50 @@
+"""One bad object never stops planning: it is left out, named, and the rest is planned."""
+
+from __future__ import annotations
+
+from llmfleet.api.conditions import OBJECTS_EXCLUDED
+from llmfleet.cycle.screen import object_problem, screen
+from support.builders import planning_policy
+from support.cycles import cycle, sample_snapshot
+
+
+def _renamed(obj, name):
+    return obj.model_copy(update={"metadata": obj.metadata.model_copy(update={"name": name})})
+
+
+def test_a_model_no_plan_can_name_is_left_out_and_the_rest_is_planned():
+    pol = planning_policy()
+    snap = sample_snapshot()
+    good = {m.name for m in snap.models}
+    snap.models.append(_renamed(snap.models[0], "evil.model"))
+    r = cycle(pol, snap)
+    assert r.spec is not None and r.failure is None
+    assert {x.model for x in r.spec.replicas} <= good
+    (ex,) = r.excluded
+    assert (ex.key.kind, ex.key.name, ex.field) == ("LLMModel", "evil.model", "metadata.name")
+    assert "not a DNS-1123 label" in ex.message and "rename" in ex.message
+    cond = next(c for c in r.conditions if c.type == OBJECTS_EXCLUDED)
+    assert (cond.status, cond.reason) == ("True", "CannotBePlanned")
+    assert "LLMModel ns/evil.model" in cond.message and "the rest is planned" in cond.message
+
+
+def test_a_clean_fleet_says_nothing_is_excluded():
+    r = cycle(planning_policy(), sample_snapshot())
+    cond = next(c for c in r.conditions if c.type == OBJECTS_EXCLUDED)
+    assert (cond.status, cond.reason) == ("False", "NoneExcluded") and r.excluded == ()
+
+
+def test_a_quota_of_a_left_out_tier_is_left_out_too():
+    pol = planning_policy()
+    snap = sample_snapshot()
+    tier = snap.tiers[0]
+    broken = tier.model_copy(update={"spec": tier.spec.model_copy(update={"interactive": None, "deadline": None})})
+    snap.tiers[0] = broken
+    clean, excluded = screen(snap, pol)
+    kinds = {(e.key.kind, e.field) for e in excluded}
+    assert ("SLATier", "spec") in kinds
+    quotas = [e for e in excluded if e.key.kind == "TenantQuota"]
+    assert quotas and all(e.field == "spec.tier" and tier.name in e.message for e in quotas)
+    assert tier.name not in {t.name for t in clean.tiers}
+    assert all(q.spec.tier != tier.name for q in clean.tenants)
+    assert object_problem(broken) is not None and object_problem(snap.models[0]) is None
