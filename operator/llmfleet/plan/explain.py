@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from llmfleet.plan.constraints.capacity import Cells
 from llmfleet.plan.heuristic import EPS, cell_loads, requirements
 from llmfleet.plan.indexed import UNIT, Compiled
 from llmfleet.plan.solution import Solution
+from llmfleet.plan.terms import Cells
 from llmfleet.plan.types import Plan, PoolExplanation, Reason
 from llmfleet.plan.variables import PlanVariables
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from llmfleet.plan.constraints.capacity import Cells
 from llmfleet.plan.indexed import Compiled
 from llmfleet.plan.solution import Solution
+from llmfleet.plan.terms import Cells
 from llmfleet.plan.variables import PlanVariables
 
 FloatArray = NDArray[np.float64]

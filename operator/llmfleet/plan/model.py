@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmfleet.plan import objective
+from llmfleet.plan import objective, terms
 from llmfleet.plan.constraints import (
     availability,
     capacity,
@@ -66,14 +66,14 @@ from llmfleet.plan.variables import PlanVariables, create_variables
 class FleetModel:
     lp: LinearProgram
     vars: PlanVariables
-    cells: capacity.Cells
+    cells: terms.Cells
 
 
 def build(c: Compiled, integer_steps: int = 1, node_tail: bool = True) -> FleetModel:
     lp = LinearProgram()
     v = create_variables(lp, c, integer_steps)  # (1)
-    cl = capacity.cells(c)
-    ld = capacity.loads(c, v, cl)
+    cl = terms.cells(c)
+    ld = terms.loads(c, v, cl)
     packing.add(lp, v, c)  # (2)
     demand.add(lp, v, c)  # (3)
     deadline.add(lp, v, c)  # (4), (5)

@@ -35,7 +35,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from llmfleet.plan import runner
-from llmfleet.plan.constraints.capacity import Cells
 from llmfleet.plan.constraints.deadline import window_work
 from llmfleet.plan.explain import pool_explanations
 from llmfleet.plan.heuristic import EPS, cell_loads, greedy_loads, integerise, repair
@@ -44,6 +43,7 @@ from llmfleet.plan.instance import PlanningInstance
 from llmfleet.plan.model import FleetModel, build
 from llmfleet.plan.objective import budget_excess, evaluate
 from llmfleet.plan.solution import SOLUTION_FIELDS, Solution, extract, to_columns
+from llmfleet.plan.terms import Cells
 from llmfleet.plan.types import (
     GUARANTEE_ORIGIN,
     Backlog,

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from llmfleet.plan.constraints import block_rows
-from llmfleet.plan.constraints.capacity import Cells, Loads
 from llmfleet.plan.indexed import Compiled
 from llmfleet.plan.lp import LinearProgram
+from llmfleet.plan.terms import Cells, Loads
 from llmfleet.plan.variables import PlanVariables
 
 
