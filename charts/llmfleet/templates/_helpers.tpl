@@ -43,3 +43,16 @@ app.kubernetes.io/part-of: llmfleet
 {{- define "llmfleet.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+
+{{- /* The oldest Kubernetes llmfleet runs on: its CRDs' CEL validation rules
+(x-kubernetes-validations) are GA in 1.29. */ -}}
+{{- define "llmfleet.minKubeVersion" -}}1.29.0{{- end }}
+
+{{- /* Fails when the Kubernetes version given (e.g. "v1.27.3") is older than
+llmfleet.minKubeVersion; renders nothing otherwise. */ -}}
+{{- define "llmfleet.checkKubeVersion" -}}
+{{- $min := include "llmfleet.minKubeVersion" dict }}
+{{- if not (semverCompare (printf ">=%s-0" $min) .) }}
+{{- fail (printf "llmfleet needs Kubernetes >= %s (kubeVersion: its CRDs use CEL validation rules); the cluster runs %s" $min .) }}
+{{- end }}
+{{- end }}

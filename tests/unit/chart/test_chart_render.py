@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -23,9 +25,42 @@ def test_helm_lint_is_clean_with_every_option() -> None:
     )  # fmt: skip
 
 
-def test_kube_version_is_enforced() -> None:
-    proc = helm("template", "x", str(CHART), "--kube-version", "1.27.0", check=False)
-    assert proc.returncode != 0 and "kubeVersion" in proc.stderr
+def test_plain_helm_template_renders() -> None:
+    """No --kube-version: offline, helm assumes its compiled-in Kubernetes (v1.20.0 for
+    hack/bin/helm, built without the release ldflags), which is no cluster's version."""
+    docs = [d for d in yaml.safe_load_all(helm("template", str(CHART)).stdout) if d]
+    [dep] = by_kind(docs, "Deployment")
+    assert dep["metadata"]["name"] == "release-name-llmfleet"
+    assert "0 chart(s) failed" in helm("lint", str(CHART), "--strict").stdout
+
+
+def _probe_chart(tmp_path: Path) -> Path:
+    """A chart whose one template runs the llmfleet chart's version check on .Values.version
+    (what templates/checks.yaml runs on the cluster's version when helm talks to one)."""
+    chart = tmp_path / "probe"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.0.1\n")
+    shutil.copy(CHART / "templates" / "_helpers.tpl", chart / "templates")
+    (chart / "templates" / "probe.yaml").write_text(
+        '{{ include "llmfleet.checkKubeVersion" .Values.version }}'
+    )
+    return chart
+
+
+@pytest.mark.parametrize(
+    ("version", "ok"),
+    [("v1.27.3", False), ("v1.28.15+k3s1", False), ("v1.29.0", True), ("v1.34.4-eks-1", True)],
+)
+def test_kube_version_is_enforced_on_a_cluster(tmp_path: Path, version: str, ok: bool) -> None:
+    proc = helm("template", str(_probe_chart(tmp_path)), "--set", f"version={version}", check=False)
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert proc.returncode != 0
+        assert (
+            f"llmfleet needs Kubernetes >= 1.29.0 (kubeVersion: its CRDs use CEL validation "
+            f"rules); the cluster runs {version}"
+        ) in proc.stderr
 
 
 def test_default_render() -> None:
