@@ -276,9 +276,12 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_dashboards(args: argparse.Namespace) -> int:
+    from llmfleet.api.loading import load_manifests
     from llmfleet.observe.generate import main as generate_main
 
-    return generate_main(Path(args.chart), [Path(p) for p in args.tiers], args.check)
+    tiers = [Path(p) for p in args.tiers]
+    load_manifests(tiers, namespace=None)  # a missing or bad tiers file: main's one line
+    return generate_main(Path(args.chart), tiers, args.check)
 
 
 def _cmd_actuate(args: argparse.Namespace) -> int:

@@ -145,13 +145,14 @@ def test_manifest_files_that_are_missing_or_not_yaml_are_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     missing = tmp_path / "missing.yaml"
-    for cmd in (["validate", str(missing)], ["explain", str(missing)]):
+    for cmd in (["validate", str(missing)], ["explain", str(missing)],
+                ["dashboards", "--check", "--tiers", str(missing)]):  # fmt: skip
         assert main(cmd) == 1
         line = _one_line(capsys.readouterr().err)
         assert f"{missing}: No such file or directory" in line
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: [\n")
-    for cmd in (["validate", str(bad)], ["explain", str(bad)]):
+    for cmd in (["validate", str(bad)], ["explain", str(bad)], ["dashboards", "--tiers", str(bad)]):
         assert main(cmd) == 1
         line = _one_line(capsys.readouterr().err)
         assert f"{bad}: not valid YAML" in line and "line 2, column 1" in line
