@@ -207,7 +207,8 @@ def test_scale_down_moves_routing_first_and_respects_the_budget(
         replicas={(MODEL, a, "od"): 1, (MODEL, a, "spot"): 1},
         routing={(MODEL, "fast", a): {a: 1.0}, (MODEL, "fast", b): {a: 1.0}},
     )
-    cut = actuate(clusters, snap, down, policy, namespace, max_changes=2)
+    tight = policy.model_copy(update={"spec": policy.spec.model_copy(update={"max_changes_per_cycle": 2})})
+    cut = actuate(clusters, snap, down, tight, namespace)
     assert cut.changes == 2 and cut.budget_exhausted and not cut.complete
     assert [ln.split(" ")[0] for ln in cut.diff] == ["ConfigMap", "HTTPRoute"]
     assert any(e.reason == "ChangeBudgetExhausted" for e in cut.events)

@@ -49,7 +49,7 @@ from llmfleet.api.policy import FleetPolicy
 from llmfleet.api.references import FleetSnapshot
 from llmfleet.kube.actuate import actuate
 from llmfleet.kube.client import Cluster
-from llmfleet.kube.render import GATEWAY_VERSION
+from llmfleet.kube.render import GATEWAY_VERSION, route_name, service_name
 from llmfleet.observe import metrics as m
 from support.builders import all_samples
 from support.controlplane import LocalControlPlane
@@ -284,23 +284,23 @@ def _assert_region_matches(f: Fleet, plan: FleetPlanSpec, region: str) -> None:
     got = _deployments(c, region)
     assert {k: v for k, v in got.items() if v} == {k: v for k, v in want.items() if v}, region
     serving = {model for (model, _pool), n in want.items() if n}
-    assert _services(c) == {f"{model}-{region}" for model in serving}, region
+    assert _services(c) == {service_name(model, region) for model in serving}, region
 
     routes = _routes(c)
     for rule in plan.routing:
         if rule.origin != region or not rule.weights:
             continue
-        route = routes.get(f"llmfleet-{rule.model}")
+        route = routes.get(route_name(rule.model))
         assert route is not None, (region, rule.model, sorted(routes))
         assert route["spec"]["parentRefs"][0]["name"] == "llm-gateway"
         tier = {"type": "Exact", "name": "x-llmfleet-tier", "value": rule.tier}
         r = next(x for x in route["spec"]["rules"] if tier in x["matches"][0]["headers"])
         weights = {b["name"]: b["weight"] for b in r["backendRefs"] if b["weight"]}
-        expect = {f"{rule.model}-{w.region}": w.fraction * 1000 for w in rule.weights}
+        expect = {service_name(rule.model, w.region): w.fraction * 1000 for w in rule.weights}
         assert set(weights) == {k for k, v in expect.items() if v >= 1}, (weights, expect)
         assert all(abs(weights[k] - expect[k]) <= 1 for k in weights), (weights, expect)
     routed = {rule.model for rule in plan.routing if rule.origin == region and rule.weights}
-    assert {n.removeprefix("llmfleet-") for n in routes} == routed, region
+    assert set(routes) == {route_name(model) for model in routed}, region
 
     cm = c.get("v1", "ConfigMap", "llmfleet-routing", NS)
     assert cm is not None, region

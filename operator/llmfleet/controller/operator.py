@@ -13,7 +13,7 @@ from typing import Any
 import kopf
 
 from llmfleet.api.base import GROUP
-from llmfleet.controller import planning, validation
+from llmfleet.controller import cleanup, planning, validation
 from llmfleet.controller.metrics import FleetMetrics
 
 
@@ -108,6 +108,7 @@ def build_registry(
 
     validation.register(registry, cfg.validation)
     planning.register(registry, loop)
+    cleanup.register(registry, loop)
     return registry
 
 

@@ -4,7 +4,7 @@ Entry points (the controller's planning loop calls these)::
 
     with RegionClusters(local) as clusters:          # one per cycle
         observe(clusters, snapshot, namespace) -> Observation
-        actuate(clusters, snapshot, plan, policy, namespace, max_changes=None, dry_run=False)
+        actuate(clusters, snapshot, plan, policy, namespace, dry_run=False)
             -> ActuationResult
     remove_region(clusters, region, namespace, *, others, dry_run=False) -> ActuationResult
 
@@ -30,8 +30,8 @@ How (one cycle):
    Managed Services no (model, region) of the plan serves any more are deleted with the
    removals, and so are managed Deployments under a name this version no longer gives their
    (model, region, pool) (named by an older version; their replacement is created first).
-3. Execute in that order, one object = one change, until the budget (``max_changes``, else
-   the policy's ``maxChangesPerCycle``) is spent; the rest is reported as ``pending``. When a
+3. Execute in that order, one object = one change, until the budget (the policy's
+   ``maxChangesPerCycle``, the one door every knob of a FleetPolicy comes through) is spent; the rest is reported as ``pending``. When a
    capacity change fails, or a pool of a reachable cluster cannot be read or checked, routing
    and removals are not attempted this cycle (they are reported as pending, ``blocked``).
 
@@ -757,7 +757,6 @@ def actuate(
     plan: FleetPlanSpec,
     policy: FleetPolicy,
     namespace: str,
-    max_changes: int | None = None,
     dry_run: bool = False,
 ) -> ActuationResult:
     """Make the fleet match ``plan`` (see the module docstring)."""
@@ -793,7 +792,7 @@ def actuate(
                 "Warning", "ActuationFailed", msg, "FleetPolicy", policy.name, policy.namespace
             )
         )
-    budget = policy.spec.max_changes_per_cycle if max_changes is None else max_changes
+    budget = policy.spec.max_changes_per_cycle
     by_server = {c.server: c for c in by_region.values()}
     ensured: set[str] = set()
     todo = sorted(planner.changes, key=lambda c: c.phase)

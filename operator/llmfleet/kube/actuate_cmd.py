@@ -51,16 +51,12 @@ def main(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-        with RegionClusters(cluster) as resolver:
-            res = actuate(
-                resolver,
-                snap,
-                plan.spec,
-                policy,
-                args.namespace,
-                max_changes=args.max_changes,
-                dry_run=args.dry_run,
+        if args.max_changes is not None:  # the policy's knob, overridden for this run
+            policy = policy.model_copy(
+                update={"spec": policy.spec.model_copy(update={"max_changes_per_cycle": args.max_changes})}
             )
+        with RegionClusters(cluster) as resolver:
+            res = actuate(resolver, snap, plan.spec, policy, args.namespace, dry_run=args.dry_run)
     except KubeError as err:
         print(str(err), file=sys.stderr)
         return 1

@@ -12,8 +12,9 @@ client at ``s lambda_w`` (``s`` = workload scale x client scale) and keeps the b
    arrival's block (the pool-wide one when the client's file or block is empty).
 
 Clocks: the home region's local time drives the trace: trace time
-``tau = start_day * 86400 + t + offset_region * 3600`` (mod 14 days), so every region
-peaks at its own local afternoon. Azure clients replay the hour-long trace on a loop,
+``tau = start_day * 86400 + t + offset_region * 3600`` (mod 14 days): a client sends in its
+region's local time what the trace shows at that hour (so a client 14 hours ahead sends the
+same curve 14 hours earlier in UTC; where in the day it peaks is the trace client's own). Azure clients replay the hour-long trace on a loop,
 keeping each row with probability ``s``.
 
 History for the controller (``history_days`` before the start) is the expected demand of

@@ -40,13 +40,29 @@ def test_workload_is_reproducible_with_a_seed(default, pools):
     assert a.prompt.min() >= 1 and a.output.min() >= 1
 
 
-def test_regions_peak_at_their_own_local_time(default, pools):
-    wl = build_workload(default, days=1, seed=0, pools=pools)
-    hours = {}
-    for i, r in enumerate(wl.regions):
-        h = np.bincount((wl.arrival[wl.origin == i] // 3600).astype(int), minlength=24)
-        hours[r] = int(np.argmax(h))
-    assert len(set(hours.values())) > 1  # time-zone shifts separate the daily peaks
+def test_regions_replay_the_trace_at_their_own_local_time(default):
+    """The trace's clock is the home region's local time: the same client placed in a region
+    14 hours ahead (us-east UTC-5 -> ap-northeast UTC+9) sends the same curve 14 hours
+    earlier in UTC."""
+    client = default.workload.clients[0]
+
+    def history(region: str) -> np.ndarray:
+        moved = client.model_copy(update={"region": region})
+        sc = default.model_copy(
+            update={"workload": default.workload.model_copy(
+                update={"clients": [moved], "history_days": 2})}
+        )  # fmt: skip
+        wl = build_workload(sc, days=0.01, seed=0)
+        ((_key, rates),) = wl.history.items()
+        assert wl.history_step == 3600 and rates.shape == (48, 3)
+        return rates
+
+    offsets = {r.name: r.spec.utc_offset_hours for r in default.snapshot().regions}
+    shift = int(offsets["ap-northeast"] - offsets["us-east"])
+    assert shift == 14
+    east, tokyo = history("us-east"), history("ap-northeast")
+    np.testing.assert_allclose(tokyo[: 48 - shift], east[shift:], rtol=1e-9)
+    assert not np.allclose(tokyo, east)  # the curve is not flat: the shift is visible
 
 
 def test_runs_are_reproducible_and_conserve_requests(default, pools):
