@@ -4,9 +4,10 @@ The validator does not reuse the model's compile step (:mod:`llmfleet.plan.index
 constraint matrix or the plan's numeric :class:`~llmfleet.plan.solution.Solution`: every
 check is recomputed from the :class:`PlanningInstance` and the plan's named tables
 (``plan.steps[t].pools / .replicas / .routes / .batch / .backlog / .unmet / .reserves``),
-so a bug in the compile step cannot pass both. The capacity maths is the instance-level
-maths of :mod:`llmfleet.plan.capacity`, applied here on its own (numbers refer to
-:mod:`llmfleet.plan.model`):
+so a bug in the compile step cannot pass both (it shares only the model's named
+constants: penalty floor, terminal factor, tie-break, budget price, default token mix).
+The capacity maths is the instance-level maths of :mod:`llmfleet.plan.capacity`, applied
+here on its own (numbers refer to :mod:`llmfleet.plan.model`):
 
 * (1) ``minNodes <= nodes <= maxNodes``; nodes and replicas integral on integral steps;
   (1b) replicas of every existing placement within its ``replica_bounds``.
