@@ -220,6 +220,9 @@ def _cmd_operator(args: argparse.Namespace) -> int:
             enabled=not args.no_planning, tick_seconds=args.plan_tick_seconds
         ),
         metrics_port=args.metrics_port,
+        metrics_address=args.metrics_address,
+        log_level=args.log_level,
+        log_format=args.log_format,
     )
     run(cfg)
     return 0
@@ -380,6 +383,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics-port", type=int, default=None,
         help="serve Prometheus metrics (llmfleet_*) on this port (default: none)",
+    )
+    p.add_argument(
+        "--metrics-address", default="127.0.0.1",
+        help="address the metrics endpoint binds to (default: %(default)s, loopback only; "
+        "0.0.0.0 to be scraped from outside the pod)",
+    )
+    p.add_argument(
+        "--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="log level (default: %(default)s)",
+    )
+    p.add_argument(
+        "--log-format", default="json", choices=("json", "plain"),
+        help="log lines as JSON objects (default) or plain text",
     )
     p.add_argument(
         "--plan-tick-seconds", type=float, default=15.0,
