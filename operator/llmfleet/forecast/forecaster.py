@@ -14,7 +14,16 @@ naive, seasonal, arima. WAPE rather than MAPE because single near-idle steps dom
 bursty tenants; rather than pinball because with a few folds the cross-fitted quantile is
 noisy (pinball is still reported, and the band is calibrated either way). The chosen method is then
 fitted on the whole history; its upper forecast is p + max(q_tau, 0)(p + delta) with q_tau the
-empirical quantile of *its own* backtest residuals on that series.
+empirical quantile of *its own* backtest residuals on that series, bounded by what the flow
+has plausibly shown:
+
+    upper = max(p, min(p + max(q_tau, 0)(p + delta), PEAK_MARGIN * max(history)))
+
+The residuals are scaled by the point forecast, so on a bursty, mostly idle flow (p near 0,
+bursts far above it) q_tau is large and the band alone would be many times the largest rate
+the flow ever sent (measured: 8,500-13,700 tokens/s planned for a flow that never exceeded
+920). The peak bound keeps the band within ``PEAK_MARGIN`` of the flow's observed peak; the
+point forecast (which follows trends) is never cut, so a growing flow still gets its forecast.
 
 A flow with no history (or only missing values) forecasts zero demand with the naive method
 and no backtest.
@@ -59,6 +68,8 @@ PREDICTORS: Mapping[Candidate, Predictor] = {
     "arima": arima.predict,
 }
 SIMPLEST_FIRST: tuple[Candidate, ...] = ("naive", "seasonal", "arima")
+PEAK_MARGIN = 1.25
+"""The upper band is at most this times the largest step the flow has shown (module doc)."""
 SERIES: tuple[Series, ...] = get_args(Series)
 
 
@@ -108,6 +119,15 @@ def _rates(values: Mapping[Series, FloatArray]) -> DemandRates:
         prompt_tokens_per_s=clean(values["prompt_tokens"]),
         output_tokens_per_s=clean(values["output_tokens"]),
     )
+
+
+def plausible_upper(point: FloatArray, upper: FloatArray, history: FloatArray) -> FloatArray:
+    """``upper`` bounded by ``PEAK_MARGIN`` x the history's peak, never below ``point``."""
+    seen = history[np.isfinite(history)]
+    if not seen.size:
+        return upper
+    bounded: FloatArray = np.maximum(point, np.minimum(upper, PEAK_MARGIN * float(seen.max())))
+    return bounded
 
 
 def forecast(
@@ -160,7 +180,7 @@ def forecast(
         res = sc.residuals if sc.residuals.size else naive_residuals(v.coarse, v.day)
         q = quantile_of(res, quantile)
         points[s] = p
-        uppers[s] = upper_of(p, q, floor_of(v.coarse, v.day))
+        uppers[s] = plausible_upper(p, upper_of(p, q, floor_of(v.coarse, v.day)), v.coarse)
     errors = tuple(
         ForecastError(
             method=m,

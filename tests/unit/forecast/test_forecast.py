@@ -201,3 +201,39 @@ def test_forecasts_are_finite_nonnegative_and_upper_at_least_point(values, horiz
     for p, u in zip(f.point.prompt_tokens_per_s, f.upper.prompt_tokens_per_s, strict=True):
         assert math.isfinite(p) and math.isfinite(u)
         assert 0 <= p <= u
+
+
+def test_a_bursty_mostly_idle_flow_is_not_planned_far_above_its_peaks():
+    # near idle, bursts of at most 920 tokens/s in 30% of hours, the last hour a burst (the
+    # us-west 70B flow of issue 12): the scaled residuals are huge, the naive point is the burst
+    rng = np.random.default_rng(3)
+    steps = 14 * 24
+    tok = np.full(steps, 2.0)
+    bursts = rng.random(steps) < 0.3
+    tok[bursts] = rng.uniform(100.0, 920.0, size=int(bursts.sum()))
+    tok[-1] = 900.0
+    h = DemandHistory(
+        key=FlowKey(model="m", origin="us-west", tier="fast"),
+        start=0.0,
+        step_seconds=3600,
+        rates=DemandRates(
+            requests_per_s=tuple(tok / 1000.0),
+            prompt_tokens_per_s=tuple(tok),
+            output_tokens_per_s=tuple(tok / 4.0),
+        ),
+    )
+    f = forecast(h, horizon_steps=24, quantile=0.9)
+    up = np.array(f.upper.prompt_tokens_per_s)
+    assert f.point.prompt_tokens_per_s[0] == pytest.approx(900.0)
+    assert up.max() <= 1.25 * tok.max() + 1e-9  # unbounded, the band was 19,221 tokens/s
+    assert np.all(up >= np.array(f.point.prompt_tokens_per_s) - 1e-12)
+
+
+def test_the_peak_bound_never_cuts_the_point_forecast_of_a_growing_flow():
+    from llmfleet.forecast.forecaster import plausible_upper
+
+    point = np.array([900.0, 1000.0, 1100.0])
+    upper = np.array([1500.0, 1600.0, 1700.0])
+    history = np.array([400.0, 600.0, 800.0])
+    out = plausible_upper(point, upper, history)
+    assert out.tolist() == [1000.0, 1000.0, 1100.0]  # 1.25 x 800 = 1000, but never under p
