@@ -54,7 +54,9 @@ def test_cel_rules_and_printer_columns_are_rendered():
         "properties"
     ]["pools"]["items"]
     rules = {r["message"]: r for r in pool["x-kubernetes-validations"]}
-    assert rules["minNodes must be <= maxNodes"]["rule"] == "self.minNodes <= self.maxNodes"
+    assert rules["minNodes must be <= maxNodes"]["rule"] == (
+        "(has(self.minNodes) ? self.minNodes : 0) <= self.maxNodes"
+    )
     assert rules["minNodes must be <= maxNodes"]["fieldPath"] == ".minNodes"
     columns = [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
     assert columns[:5] == ["Location", "Pools", "GPUs", "Max-GPUs", "USD/h"]

@@ -17,12 +17,18 @@ CustomResourceDefinitions in ``crds/``. Three conventions make that work:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 GROUP = "llmfleet.dev"
 VERSION = "v1alpha1"
@@ -33,8 +39,37 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 #: A lowercase RFC 1123 subdomain (object names of most kinds).
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
-#: A reference to another llmfleet object by name (Region, LLMModel, SLATier, pool).
-Name = Annotated[str, StringConstraints(max_length=63, pattern=DNS_LABEL)]
+#: Kubernetes' ``IsEnvVarName``: C_IDENTIFIER plus ``-`` and ``.``.
+ENV_VAR_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+#: The key of a Secret or ConfigMap's data (Kubernetes' ``IsConfigMapKey``).
+CONFIG_KEY = r"^[-._a-zA-Z0-9]+$"
+#: An HTTP header name (an RFC 9110 token).
+HTTP_HEADER_NAME = r"^[-!#$%&'*+.^_`|~0-9A-Za-z]+$"
+
+#: A reference to another llmfleet object by name (Region, LLMModel, SLATier, pool). Such
+#: names become parts of other objects' names and label values, so they are RFC 1123
+#: labels of at most 63 characters.
+Name = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL)]
+#: The name of a Kubernetes object of most kinds (Secret, ConfigMap, Gateway, ...).
+ObjectName = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
+#: A namespace name.
+NamespaceName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL)]
+
+
+def cel_or_default(path: str, default: bool | float | str) -> str:
+    """CEL for the value at ``path`` (e.g. ``self.horizon.steps``), or ``default`` when the
+    field is omitted: the apiserver does not fill defaults of omitted *objects*, and a rule
+    that reads an absent field fails with ``no such key``. Every optional field a rule reads
+    goes through this (or an explicit ``has()``)."""
+    if isinstance(default, bool):
+        literal = "true" if default else "false"
+    elif isinstance(default, str):
+        literal = "'" + default.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    elif isinstance(default, int):
+        literal = str(default)
+    else:
+        literal = repr(float(default))
+    return f"(has({path}) ? {path} : {literal})"
 
 
 @dataclass(frozen=True)
@@ -59,6 +94,24 @@ class Rule:
         return out
 
 
+def rules_schema(*rules: Rule) -> dict[str, Any]:
+    """``json_schema_extra`` carrying CEL rules on a scalar field (``self`` is the value)."""
+    return {"x-kubernetes-validations": [r.as_schema() for r in rules]}
+
+
+def rules_check(*rules: Rule) -> Callable[[str], str]:
+    """The pydantic side of :func:`rules_schema`: an ``AfterValidator`` running the same
+    rules' predicates on the value."""
+
+    def check(value: str) -> str:
+        for rule in rules:
+            if not rule.check(value):
+                raise ValueError(rule.message)
+        return value
+
+    return check
+
+
 def camel(name: str) -> str:
     """snake_case -> camelCase, Kubernetes style: ``e2e_p95_seconds`` -> ``e2eP95Seconds``."""
     head, *rest = name.split("_")
@@ -78,13 +131,26 @@ class ApiModel(BaseModel):
 
     __rules__: ClassVar[tuple[Rule, ...]] = ()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nulls(cls, data: Any) -> Any:
+        """A ``null`` property means "omitted": the apiserver prunes it before defaulting
+        and validation (a ``null`` list item it rejects), and so does pydantic."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
     @model_validator(mode="after")
     def _check_rules(self) -> Self:
         for name, info in type(self).model_fields.items():
             extra = info.json_schema_extra
-            keys = extra.get("x-kubernetes-list-map-keys") if isinstance(extra, dict) else None
-            if keys:
-                _check_unique_keys(info.alias or name, getattr(self, name), [str(k) for k in keys])  # type: ignore[union-attr]
+            if not isinstance(extra, dict):
+                continue
+            keys = extra.get("x-kubernetes-list-map-keys")
+            if isinstance(keys, list):
+                _check_unique_keys(info.alias or name, getattr(self, name), [str(k) for k in keys])
+            elif extra.get("x-kubernetes-list-type") == "set":
+                _check_unique_items(info.alias or name, getattr(self, name))
         for rule in type(self).__rules__:
             if not rule.check(self):
                 where = f" ({rule.field_path.lstrip('.')})" if rule.field_path else ""
@@ -106,6 +172,15 @@ def _check_unique_keys(field: str, items: list[Any], keys: list[str]) -> None:
             shown = ", ".join(f"{k}={v}" for k, v in zip(keys, key, strict=True))
             raise ValueError(f"{field}: duplicate entry {shown}")
         seen.add(key)
+
+
+def _check_unique_items(field: str, items: Sequence[Any]) -> None:
+    """A set-list holds each value once (the apiserver says ``Duplicate value``)."""
+    seen: set[Any] = set()
+    for item in items:
+        if item in seen:
+            raise ValueError(f"{field}: duplicate entry {item!r}")
+        seen.add(item)
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -133,13 +208,51 @@ class ObjectMeta(BaseModel):
 
     model_config = ConfigDict(alias_generator=camel, populate_by_name=True, extra="allow")
 
-    name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN)
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Name of the object: an RFC 1123 subdomain of at most 253 characters.",
+    )
     namespace: str | None = None
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
     generation: int | None = None
     uid: str | None = None
     resource_version: str | None = None
+
+
+class LabelNamedMeta(ObjectMeta):
+    """``metadata`` of a kind whose name becomes part of other objects' names and of label
+    values (Deployments ``<model>-<region>-<pool>``, Nodes, label ``llmfleet.dev/model``):
+    an RFC 1123 label of at most 63 characters, no dots."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Name of the object: an RFC 1123 label (lowercase letters, digits and "
+        "'-', no dots) of at most 63 characters; it becomes part of other objects' names "
+        "and of label values.",
+    )
+
+
+#: Room a FleetPolicy's name leaves for the ``-YYYYmmddHHMMSS`` of its FleetPlans' names.
+PLAN_NAME_SUFFIX = 15
+
+
+class PolicyNamedMeta(ObjectMeta):
+    """``metadata`` of a FleetPolicy: its FleetPlans are named ``<policy>-<YYYYmmddHHMMSS>``
+    and carry the policy's name in ``spec.policy``; an RFC 1123 label short enough that the
+    plan names are labels too (63 - 15 = 48 characters)."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=63 - PLAN_NAME_SUFFIX,
+        pattern=DNS_LABEL,
+        description="Name of the policy: an RFC 1123 label of at most 48 characters, so "
+        "that its FleetPlans' names (<policy>-<YYYYmmddHHMMSS>) are labels too.",
+    )
 
 
 class StatusBase(ApiModel):

@@ -20,11 +20,21 @@ from typing import Any
 
 import yaml
 
-from llmfleet.api.base import GROUP, VERSION, ApiModel
+from llmfleet.api.base import GROUP, VERSION, ApiModel, ObjectMeta
 from llmfleet.api.kinds import KINDS
 from llmfleet.api.resource import Resource
 
 _DROP = {"title", "$defs"}
+
+#: The apiserver's schema check takes ``3.0`` for an ``integer`` (a whole JSON number),
+#: but then a CEL rule reading the field fails (``expected int, got float64``) and
+#: Kubernetes' built-in types refuse it. Pydantic's wire parsing is strict (no decimal
+#: point for an ``int``), so every integer property carries this rule: converting ``self``
+#: to a CEL value rejects a decimal number, whatever other rules read the field.
+INTEGER_RULE = {
+    "rule": "type(self) == int",
+    "message": "must be an integer, without a decimal point",
+}
 
 
 def _resolve(node: Any, defs: dict[str, Any]) -> Any:
@@ -82,6 +92,8 @@ def _structural(node: Any) -> Any:
         out["type"] = "string"
     if "enum" in out and "type" not in out:
         out["type"] = "string"
+    if out.get("type") == "integer":
+        out["x-kubernetes-validations"] = [INTEGER_RULE, *out.get("x-kubernetes-validations", [])]
     return out
 
 
@@ -133,6 +145,13 @@ def crd_for(kind: type[Resource]) -> dict[str, Any]:
     status_schema = structural(status_model)
     spec_schema["description"] = spec_model.__doc__ or ""
     status_schema["description"] = status_model.__doc__ or ""
+    meta_model = kind.model_fields["metadata"].annotation
+    assert isinstance(meta_model, type) and issubclass(meta_model, ObjectMeta)
+    name_schema = {
+        k: v
+        for k, v in meta_model.model_json_schema(mode="validation")["properties"]["name"].items()
+        if k != "title"
+    }
     root: dict[str, Any] = {
         "type": "object",
         "description": (kind.__doc__ or "").strip(),
@@ -140,7 +159,7 @@ def crd_for(kind: type[Resource]) -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "APIVersion of the object."},
             "kind": {"type": "string", "description": "Kind of the object."},
-            "metadata": {"type": "object"},
+            "metadata": {"type": "object", "properties": {"name": name_schema}},
             "spec": spec_schema,
             "status": status_schema,
         },

@@ -2,22 +2,50 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
-from llmfleet.api.base import ApiModel, Name, Rule, StatusBase, map_list, set_list
+from llmfleet.api.base import (
+    ENV_VAR_NAME,
+    ApiModel,
+    LabelNamedMeta,
+    Name,
+    Rule,
+    StatusBase,
+    map_list,
+    set_list,
+)
 from llmfleet.api.region import GPU_TYPE_PATTERN
 from llmfleet.api.resource import AGE_COLUMN, VALID_COLUMN, KindInfo, PrinterColumn, Resource
 
 DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
 
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[A-Za-z0-9](?:[-A-Za-z0-9]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[-A-Za-z0-9]*[A-Za-z0-9])?)*(?::[0-9]{1,5})?"
+#: A container image reference as the distribution spec writes it:
+#: ``[registry[:port]/]path[:tag][@digest]``, lowercase path components, e.g.
+#: ``vllm/vllm-openai:v0.11.0`` or ``registry.example.com:5000/llm/vllm@sha256:<hex>``.
+IMAGE_PATTERN = (
+    rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9A-Fa-f]{32,})?$"
+)
+#: A served model name: what clients send in the OpenAI ``model`` field and the gateway
+#: matches in a header (``meta-llama/Llama-3.1-8B-Instruct``): no spaces or control
+#: characters.
+SERVED_NAME_PATTERN = r"^[A-Za-z0-9][-A-Za-z0-9._:/@+]*$"
+
+#: One argument of the serving container, at most 4096 characters.
+Arg = Annotated[str, StringConstraints(max_length=4096)]
+
 
 class EnvVar(ApiModel):
     """An environment variable of the serving container."""
 
-    name: str = Field(max_length=256)
-    """Variable name."""
+    name: str = Field(min_length=1, max_length=256, pattern=ENV_VAR_NAME)
+    """Variable name: letters, digits, ``_``, ``-`` and ``.``, not starting with a digit (as
+    Kubernetes requires of a container's env)."""
     value: str = Field(default="", max_length=4096)
     """Variable value."""
 
@@ -25,10 +53,14 @@ class EnvVar(ApiModel):
 class ServingRuntime(ApiModel):
     """The container that serves the model."""
 
-    image: str = Field(default=DEFAULT_VLLM_IMAGE, max_length=512)
-    """Container image; the vLLM OpenAI-compatible server by default."""
-    args: list[str] = Field(default_factory=list, max_length=64)
-    """Extra arguments after the model name (e.g. ``--max-model-len=8192``)."""
+    image: str = Field(
+        default=DEFAULT_VLLM_IMAGE, min_length=1, max_length=512, pattern=IMAGE_PATTERN
+    )
+    """Container image reference ``[registry[:port]/]path[:tag][@digest]``; the vLLM
+    OpenAI-compatible server by default."""
+    args: list[Arg] = Field(default_factory=list, max_length=64)
+    """Extra arguments after the model name (e.g. ``--max-model-len=8192``): at most 64,
+    each at most 4096 characters."""
     env: list[EnvVar] = map_list(max_items=64)
     """Environment variables of the serving container."""
     port: int = Field(default=8000, ge=1, le=65535)
@@ -66,7 +98,7 @@ class GPUProfile(ApiModel):
 class LLMModelSpec(ApiModel):
     """Desired state of an LLMModel."""
 
-    served_model_name: str = Field(max_length=256)
+    served_model_name: str = Field(min_length=1, max_length=256, pattern=SERVED_NAME_PATTERN)
     """Name clients send in the OpenAI ``model`` field, e.g. ``meta-llama/Llama-3.1-8B-Instruct``."""
     runtime: ServingRuntime = Field(default_factory=ServingRuntime)
     """Serving container."""
@@ -109,5 +141,6 @@ class LLMModel(Resource):
     )
 
     kind: Literal["LLMModel"] = "LLMModel"
+    metadata: LabelNamedMeta
     spec: LLMModelSpec
     status: LLMModelStatus | None = None

@@ -8,11 +8,14 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from llmfleet.api.base import ApiModel, Name, StatusBase
-from llmfleet.api.region import CapacityType
+from llmfleet.api.region import GPU_TYPE_PATTERN, CapacityType
 from llmfleet.api.resource import AGE_COLUMN, KindInfo, PrinterColumn, Resource
+from llmfleet.api.tenant import TENANT_ID_PATTERN
 
 SolverStatus = Literal["Optimal", "Feasible", "Infeasible", "Timeout", "Error"]
 PlanPhase = Literal["Pending", "Applying", "Applied", "PlanOnly", "Superseded", "Failed"]
+#: Upper bound of the plan's counts (an int64 at the apiserver; far above any fleet).
+MAX_COUNT = 10**9
 BindingReason = Literal[
     "demand", "min-replicas", "packing", "latency", "spot-cap", "deadline", "guarantee", "none"
 ]
@@ -43,13 +46,13 @@ class PoolNodes(ApiModel):
     """Region name."""
     pool: Name
     """Pool name."""
-    gpu_type: str = Field(max_length=63)
+    gpu_type: str = Field(max_length=63, pattern=GPU_TYPE_PATTERN)
     """GPU SKU of the pool."""
     capacity_type: CapacityType
     """on-demand or spot."""
-    nodes: int = Field(ge=0)
+    nodes: int = Field(ge=0, le=10000)
     """Desired nodes."""
-    current_nodes: int | None = Field(default=None, ge=0)
+    current_nodes: int | None = Field(default=None, ge=0, le=10000)
     """Nodes when the plan was made."""
 
 
@@ -62,9 +65,9 @@ class ModelReplicas(ApiModel):
     """Region name."""
     pool: Name
     """Pool name."""
-    replicas: int = Field(ge=0)
+    replicas: int = Field(ge=0, le=MAX_COUNT)
     """Desired replicas."""
-    current_replicas: int | None = Field(default=None, ge=0)
+    current_replicas: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     """Replicas when the plan was made."""
 
 
@@ -93,7 +96,7 @@ class RoutingRule(ApiModel):
 class TenantThrottle(ApiModel):
     """Limits for one tenant derived from the plan."""
 
-    tenant: str = Field(max_length=128)
+    tenant: str = Field(max_length=128, pattern=TENANT_ID_PATTERN)
     """Tenant id."""
     tier: Name
     """SLATier name."""
@@ -103,7 +106,7 @@ class TenantThrottle(ApiModel):
     """Request rate limit, requests/s."""
     burst_tokens: float = Field(ge=0)
     """Token bucket depth, tokens."""
-    max_concurrency: int = Field(ge=0)
+    max_concurrency: int = Field(ge=0, le=MAX_COUNT)
     """Most requests in flight."""
 
 
@@ -145,9 +148,9 @@ class FleetPlanSpec(ApiModel):
     """Digest of every input (CRs, demand, current state) so identical inputs are visible."""
     made_at: datetime
     """When the plan was made."""
-    step_seconds: int = Field(ge=1)
+    step_seconds: int = Field(ge=1, le=86400)
     """Length of one step, seconds."""
-    steps: int = Field(ge=1)
+    steps: int = Field(ge=1, le=10000)
     """Steps planned."""
     solver: SolverResult
     """Solve outcome."""
@@ -177,7 +180,7 @@ class FleetPlanStatus(StatusBase):
     """Whether every change of the plan reached the fleet."""
     applied_at: datetime | None = None
     """When actuation finished."""
-    changes: int | None = Field(default=None, ge=0)
+    changes: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     """Number of objects the plan changed."""
     diff: list[str] = Field(default_factory=list, max_length=4096)
     """One line per change against the previous state, e.g. ``eu/h100: nodes 3 -> 5``."""

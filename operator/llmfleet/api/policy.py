@@ -3,15 +3,119 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, StringConstraints
 
-from llmfleet.api.base import ApiModel, Rule, StatusBase
+from llmfleet.api.base import (
+    DNS_SUBDOMAIN,
+    HTTP_HEADER_NAME,
+    ApiModel,
+    NamespaceName,
+    ObjectName,
+    PolicyNamedMeta,
+    Rule,
+    StatusBase,
+    cel_or_default,
+    rules_check,
+    rules_schema,
+)
 from llmfleet.api.resource import AGE_COLUMN, VALID_COLUMN, KindInfo, PrinterColumn, Resource
 
 Mode = Literal["plan-only", "apply"]
 ForecastMethod = Literal["auto", "arima", "seasonal", "naive"]
+
+#: The base URL of an HTTP API: ``http``/``https``, a host (name, IPv4 or bracketed IPv6),
+#: an optional port and path; no credentials, query or fragment. Which hosts the operator
+#: may reach is its own configuration, not the API's.
+HTTP_URL_PATTERN = (
+    r"^https?://(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[-A-Za-z0-9.]*[A-Za-z0-9])?)"
+    r"(?::[0-9]{1,5})?(?:/[!-\"$->@-~]*)?$"
+)
+PROMQL_MAX_LENGTH = 4096
+
+
+def _same_count(opening: str, closing: str) -> Rule:
+    return Rule(
+        cel=f"size(self.split('{opening}')) == size(self.split('{closing}'))",
+        message=f"a query template needs as many '{closing}' as '{opening}'",
+        check=lambda q: q.count(opening) == q.count(closing),
+    )
+
+
+#: A query template holds something besides ASCII whitespace (schema ``pattern``).
+PROMQL_NOT_BLANK = r"[^\t\n\v\f\r ]"
+
+#: What the apiserver checks of a query template, besides ``minLength``/``maxLength`` and
+#: :data:`PROMQL_NOT_BLANK` in the schema (CEL): one expression, no ``;``, and each bracket
+#: pair counted equal over the whole text (string literals included: CEL cannot tell them
+#: apart). Pydantic checks the same, and then :func:`promql_structure_problem`.
+PROMQL_RULES: tuple[Rule, ...] = (
+    Rule(
+        cel="!self.contains(';')",
+        message="a query template is a single PromQL expression: no ';'",
+        check=lambda q: ";" not in q,
+    ),
+    _same_count("(", ")"),
+    _same_count("[", "]"),
+    _same_count("{", "}"),
+)
+
+_CLOSES = {")": "(", "]": "[", "}": "{"}
+
+
+def promql_structure_problem(query: str) -> str | None:
+    """What pydantic checks beyond :data:`PROMQL_RULES` (no CEL can: it needs a scan):
+    outside string literals and ``#`` comments, brackets nest properly, and every string
+    literal (``"..."``, ``'...'`` with ``\\`` escapes, raw `````...`````) is closed.
+    None when the template is well formed."""
+    stack: list[tuple[str, int]] = []
+    i, n = 0, len(query)
+    while i < n:
+        c = query[i]
+        if c in "\"'`":
+            end = i + 1
+            while end < n and query[end] != c:
+                end += 2 if query[end] == "\\" and c != "`" else 1
+            if end >= n:
+                return f"the string literal opened at offset {i} is not closed"
+            i = end + 1
+            continue
+        if c == "#":
+            newline = query.find("\n", i)
+            i = n if newline < 0 else newline + 1
+            continue
+        if c in "([{":
+            stack.append((c, i))
+        elif c in _CLOSES:
+            if not stack:
+                return f"'{c}' at offset {i} closes nothing open"
+            if stack[-1][0] != _CLOSES[c]:
+                opened, at = stack[-1]
+                return f"'{c}' at offset {i} does not close the '{opened}' at offset {at}"
+            stack.pop()
+        i += 1
+    if stack:
+        c, at = stack[-1]
+        return f"'{c}' at offset {at} is not closed"
+    return None
+
+
+def _check_promql_structure(query: str) -> str:
+    problem = promql_structure_problem(query)
+    if problem:
+        raise ValueError(f"not a single well-formed PromQL expression: {problem}")
+    return query
+
+
+#: A PromQL query template (see :data:`PROMQL_RULES` and :func:`promql_structure_problem`).
+PromQLTemplate = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=PROMQL_MAX_LENGTH, pattern=PROMQL_NOT_BLANK),
+    Field(json_schema_extra=rules_schema(*PROMQL_RULES)),
+    AfterValidator(rules_check(*PROMQL_RULES)),
+    AfterValidator(_check_promql_structure),
+]
 
 
 class Horizon(ApiModel):
@@ -60,37 +164,35 @@ class SolverSettings(ApiModel):
 class PrometheusQueries(ApiModel):
     """PromQL templates for reading demand. ``$window`` is replaced by the step length
     (e.g. ``5m``); results must carry the labels ``model_name``, ``region`` and ``tier``
-    (``tenantUsage``: ``tenant``, ``model_name`` and ``region``)."""
+    (``tenantUsage``: ``tenant``, ``model_name`` and ``region``). Each template is one PromQL
+    expression of at most 4096 characters: not blank, no ``;``, brackets, parentheses and
+    braces balanced, string literals closed."""
 
-    prompt_tokens: str = Field(
-        default="sum by (model_name, region, tier) (rate(vllm:prompt_tokens_total[$window]))",
-        max_length=4096,
+    prompt_tokens: PromQLTemplate = Field(
+        default="sum by (model_name, region, tier) (rate(vllm:prompt_tokens_total[$window]))"
     )
     """Prompt tokens per second."""
-    generation_tokens: str = Field(
-        default="sum by (model_name, region, tier) (rate(vllm:generation_tokens_total[$window]))",
-        max_length=4096,
+    generation_tokens: PromQLTemplate = Field(
+        default="sum by (model_name, region, tier) (rate(vllm:generation_tokens_total[$window]))"
     )
     """Generated tokens per second."""
-    requests: str = Field(
+    requests: PromQLTemplate = Field(
         default="sum by (model_name, region, tier) "
-        "(rate(vllm:e2e_request_latency_seconds_count[$window]))",
-        max_length=4096,
+        "(rate(vllm:e2e_request_latency_seconds_count[$window]))"
     )
     """Completed requests per second."""
-    running: str = Field(
-        default="sum by (model_name, region) (vllm:num_requests_running)", max_length=4096
+    running: PromQLTemplate = Field(
+        default="sum by (model_name, region) (vllm:num_requests_running)"
     )
     """Requests being served now."""
-    waiting: str = Field(
-        default="sum by (model_name, region) (vllm:num_requests_waiting)", max_length=4096
+    waiting: PromQLTemplate = Field(
+        default="sum by (model_name, region) (vllm:num_requests_waiting)"
     )
     """Requests queued now."""
-    tenant_usage: str = Field(
+    tenant_usage: PromQLTemplate = Field(
         default="sum by (tenant, model_name, region) (rate(vllm:prompt_tokens_total[$window]))"
         " + sum by (tenant, model_name, region) "
-        "(rate(vllm:generation_tokens_total[$window]))",
-        max_length=4096,
+        "(rate(vllm:generation_tokens_total[$window]))"
     )
     """Tokens per second (prompt plus generated) each tenant uses now, an instant query at
     the cycle's time; results must carry ``tenant``, ``model_name`` and ``region`` (the
@@ -104,10 +206,12 @@ class PrometheusSource(ApiModel):
 
     url: str = Field(
         default="http://prometheus-operated.monitoring.svc:9090",
+        min_length=1,
         max_length=2048,
-        pattern=r"^https?://",
+        pattern=HTTP_URL_PATTERN,
     )
-    """Base URL of the Prometheus HTTP API."""
+    """Base URL of the Prometheus HTTP API: ``http(s)://host[:port][/path]``, at most 2048
+    characters (no credentials, query or fragment)."""
     timeout_seconds: float = Field(default=10, gt=0, le=300)
     """Timeout of one query, seconds."""
     max_data_age_seconds: int = Field(default=900, ge=30, le=86400)
@@ -120,15 +224,24 @@ class PrometheusSource(ApiModel):
 class ParentRef(ApiModel):
     """A Gateway API parentRef the generated HTTPRoutes attach to."""
 
-    group: str = Field(default="gateway.networking.k8s.io", max_length=253)
-    """API group of the parent."""
-    kind: str = Field(default="Gateway", max_length=63)
+    group: str = Field(
+        default="gateway.networking.k8s.io", max_length=253, pattern=rf"^$|{DNS_SUBDOMAIN}"
+    )
+    """API group of the parent (an RFC 1123 subdomain; empty for the core group)."""
+    kind: str = Field(
+        default="Gateway",
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$",
+    )
     """Kind of the parent."""
-    name: str = Field(max_length=253)
+    name: ObjectName
     """Name of the parent."""
-    namespace: str | None = Field(default=None, max_length=63)
+    namespace: NamespaceName | None = None
     """Namespace of the parent; the policy's namespace when absent."""
-    section_name: str | None = Field(default=None, max_length=253)
+    section_name: str | None = Field(
+        default=None, min_length=1, max_length=253, pattern=DNS_SUBDOMAIN
+    )
     """Listener name on the parent."""
 
 
@@ -137,13 +250,21 @@ class IngressTarget(ApiModel):
 
     parent_refs: list[ParentRef] = Field(default_factory=list, max_length=32)
     """Gateways the HTTPRoutes attach to; none means only the ConfigMaps are written."""
-    routing_config_map: str = Field(default="llmfleet-routing", max_length=253)
+    routing_config_map: str = Field(
+        default="llmfleet-routing", min_length=1, max_length=253, pattern=DNS_SUBDOMAIN
+    )
     """ConfigMap holding the whole routing policy as JSON."""
-    throttling_config_map: str = Field(default="llmfleet-throttling", max_length=253)
+    throttling_config_map: str = Field(
+        default="llmfleet-throttling", min_length=1, max_length=253, pattern=DNS_SUBDOMAIN
+    )
     """ConfigMap holding the per-tenant throttling table as JSON."""
-    tenant_header: str = Field(default="x-llmfleet-tenant", max_length=256)
+    tenant_header: str = Field(
+        default="x-llmfleet-tenant", min_length=1, max_length=256, pattern=HTTP_HEADER_NAME
+    )
     """HTTP header carrying the tenant id."""
-    tier_header: str = Field(default="x-llmfleet-tier", max_length=256)
+    tier_header: str = Field(
+        default="x-llmfleet-tier", min_length=1, max_length=256, pattern=HTTP_HEADER_NAME
+    )
     """HTTP header carrying the SLA tier."""
 
 
@@ -152,7 +273,9 @@ class FleetPolicySpec(ApiModel):
 
     __rules__: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            cel="self.intervalSeconds <= self.horizon.stepSeconds * self.horizon.steps",
+            cel=f"{cel_or_default('self.intervalSeconds', 3600)} <= (has(self.horizon) ? "
+            f"{cel_or_default('self.horizon.stepSeconds', 3600)} * "
+            f"{cel_or_default('self.horizon.steps', 24)} : 3600 * 24)",
             message="intervalSeconds must not exceed the horizon (steps x stepSeconds)",
             check=lambda s: s.interval_seconds <= s.horizon.step_seconds * s.horizon.steps,
             field_path=".intervalSeconds",
@@ -224,5 +347,6 @@ class FleetPolicy(Resource):
     )
 
     kind: Literal["FleetPolicy"] = "FleetPolicy"
+    metadata: PolicyNamedMeta
     spec: FleetPolicySpec
     status: FleetPolicyStatus | None = None

@@ -6,7 +6,18 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from llmfleet.api.base import DNS_LABEL, ApiModel, Rule, StatusBase, map_list
+from llmfleet.api.base import (
+    CONFIG_KEY,
+    DNS_LABEL,
+    ApiModel,
+    LabelNamedMeta,
+    NamespaceName,
+    ObjectName,
+    Rule,
+    StatusBase,
+    cel_or_default,
+    map_list,
+)
 from llmfleet.api.resource import AGE_COLUMN, VALID_COLUMN, KindInfo, PrinterColumn, Resource
 
 CapacityType = Literal["on-demand", "spot"]
@@ -17,12 +28,12 @@ GPU_TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 class SecretKeyRef(ApiModel):
     """A key of a Secret."""
 
-    name: str = Field(max_length=253)
-    """Name of the Secret."""
-    namespace: str = Field(max_length=63)
-    """Namespace of the Secret."""
-    key: str = Field(default="kubeconfig", max_length=253)
-    """Key inside the Secret's data holding the value."""
+    name: ObjectName
+    """Name of the Secret (an RFC 1123 subdomain)."""
+    namespace: NamespaceName
+    """Namespace of the Secret (an RFC 1123 label)."""
+    key: str = Field(default="kubeconfig", min_length=1, max_length=253, pattern=CONFIG_KEY)
+    """Key inside the Secret's data holding the value (letters, digits, ``-``, ``_``, ``.``)."""
 
 
 class ClusterAccess(ApiModel):
@@ -30,7 +41,8 @@ class ClusterAccess(ApiModel):
 
     __rules__: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            cel="self.mode != 'kubeconfig' || has(self.kubeconfigSecretRef)",
+            cel=f"{cel_or_default('self.mode', 'local')} != 'kubeconfig' || "
+            "has(self.kubeconfigSecretRef)",
             message="mode kubeconfig needs kubeconfigSecretRef",
             check=lambda s: s.mode != "kubeconfig" or s.kubeconfig_secret_ref is not None,
             field_path=".kubeconfigSecretRef",
@@ -47,10 +59,10 @@ class ClusterAccess(ApiModel):
 class ObjectRef(ApiModel):
     """A reference to a named object, optionally in a namespace."""
 
-    name: str = Field(max_length=253)
-    """Name of the object."""
-    namespace: str | None = Field(default=None, max_length=63)
-    """Namespace of the object (namespaced kinds only)."""
+    name: ObjectName
+    """Name of the object (an RFC 1123 subdomain)."""
+    namespace: NamespaceName | None = None
+    """Namespace of the object (namespaced kinds only; an RFC 1123 label)."""
 
 
 class PoolProvider(ApiModel):
@@ -58,13 +70,14 @@ class PoolProvider(ApiModel):
 
     __rules__: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            cel="self.type != 'clusterAPI' || has(self.machineDeploymentRef)",
+            cel=f"{cel_or_default('self.type', 'static')} != 'clusterAPI' || "
+            "has(self.machineDeploymentRef)",
             message="provider clusterAPI needs machineDeploymentRef",
             check=lambda s: s.type != "clusterAPI" or s.machine_deployment_ref is not None,
             field_path=".machineDeploymentRef",
         ),
         Rule(
-            cel="self.type != 'karpenter' || has(self.nodePoolRef)",
+            cel=f"{cel_or_default('self.type', 'static')} != 'karpenter' || has(self.nodePoolRef)",
             message="provider karpenter needs nodePoolRef",
             check=lambda s: s.type != "karpenter" or s.node_pool_ref is not None,
             field_path=".nodePoolRef",
@@ -86,13 +99,14 @@ class NodePool(ApiModel):
 
     __rules__: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            cel="self.minNodes <= self.maxNodes",
+            cel=f"{cel_or_default('self.minNodes', 0)} <= self.maxNodes",
             message="minNodes must be <= maxNodes",
             check=lambda s: s.min_nodes <= s.max_nodes,
             field_path=".minNodes",
         ),
         Rule(
-            cel="self.capacityType != 'spot' || has(self.spotInterruptionRatePerHour)",
+            cel=f"{cel_or_default('self.capacityType', 'on-demand')} != 'spot' || "
+            "has(self.spotInterruptionRatePerHour)",
             message="a spot pool needs spotInterruptionRatePerHour",
             check=lambda s: (
                 s.capacity_type != "spot" or s.spot_interruption_rate_per_hour is not None
@@ -139,7 +153,7 @@ class RegionSpec(ApiModel):
 
     __rules__: ClassVar[tuple[Rule, ...]] = ()
 
-    location: str = Field(max_length=128)
+    location: str = Field(min_length=1, max_length=128)
     """Where the region is, e.g. ``us-east`` or ``Frankfurt, DE`` (informational)."""
     utc_offset_hours: float = Field(default=0, ge=-12, le=14)
     """Local time offset from UTC in hours; shifts the region's daily demand peak."""
@@ -155,7 +169,7 @@ class RegionSpec(ApiModel):
 class PoolStatus(ApiModel):
     """Observed state of one pool."""
 
-    name: str = Field(max_length=63)
+    name: str = Field(max_length=63, pattern=DNS_LABEL)
     """Pool name."""
     nodes: int = Field(ge=0)
     """Nodes currently provisioned."""
@@ -199,5 +213,6 @@ class Region(Resource):
     )
 
     kind: Literal["Region"] = "Region"
+    metadata: LabelNamedMeta
     spec: RegionSpec
     status: RegionStatus | None = None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict
@@ -80,9 +82,11 @@ class Resource(BaseModel):
         """Build an object, e.g. ``Region.new("eu-west", RegionSpec(...))``."""
         if cls.info.scope == "Cluster":
             namespace = None
+        meta_type = cls.model_fields["metadata"].annotation
+        assert isinstance(meta_type, type) and issubclass(meta_type, ObjectMeta)
         return cls(
             kind=cls.info.kind,
-            metadata=ObjectMeta(name=name, namespace=namespace, **meta),
+            metadata=meta_type(name=name, namespace=namespace, **meta),
             spec=spec,
         )
 
@@ -93,5 +97,16 @@ class Resource(BaseModel):
 
     @classmethod
     def from_wire(cls, obj: dict[str, Any]) -> Self:
-        """Parse an object as the apiserver returns it (extra metadata is kept, ignored)."""
-        return cls.model_validate(obj)
+        """Parse an object as the apiserver reads it (extra metadata is kept, ignored).
+
+        The wire is JSON and the apiserver's types are strict, so this is too: a string is
+        not a number (``"3"``), a number not a string or a boolean, an integer field takes no
+        decimal point (``3.0``; the CRDs reject it as well). YAML timestamps become RFC 3339
+        strings, as kubectl sends them."""
+        return cls.model_validate_json(json.dumps(obj, default=_json_default), strict=True)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON: {value!r}")

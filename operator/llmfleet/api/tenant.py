@@ -9,6 +9,9 @@ from pydantic import Field
 from llmfleet.api.base import ApiModel, Name, Rule, StatusBase, map_list, set_list
 from llmfleet.api.resource import AGE_COLUMN, VALID_COLUMN, KindInfo, PrinterColumn, Resource
 
+#: A tenant id as the gateway sends it in the tenant header (and label values allow).
+TENANT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
 
 class Budgets(ApiModel):
     """Limits on what the tenant may send; ``guaranteed*`` is reserved for it."""
@@ -66,7 +69,7 @@ class TenantQuotaSpec(ApiModel):
 
     __rules__: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            cel="size(self.origins) == 0 || "
+            cel="!has(self.origins) || size(self.origins) == 0 || "
             "(self.origins.map(o, o.fraction).sum() > 0.999 && "
             "self.origins.map(o, o.fraction).sum() < 1.001)",
             message="origins fractions must sum to 1",
@@ -75,7 +78,7 @@ class TenantQuotaSpec(ApiModel):
         ),
     )
 
-    tenant_id: str = Field(max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    tenant_id: str = Field(min_length=1, max_length=128, pattern=TENANT_ID_PATTERN)
     """Tenant identifier as sent by the gateway in the tenant header."""
     tier: Name
     """Name of the SLATier the tenant's traffic is served at."""

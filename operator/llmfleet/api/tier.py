@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from llmfleet.api.base import ApiModel, Rule, StatusBase
+from llmfleet.api.base import ApiModel, LabelNamedMeta, Rule, StatusBase, cel_or_default
 from llmfleet.api.resource import AGE_COLUMN, VALID_COLUMN, KindInfo, PrinterColumn, Resource
 
 TierType = Literal["interactive", "deadline"]
@@ -57,7 +57,8 @@ class SLATierSpec(ApiModel):
             field_path=".interactive",
         ),
         Rule(
-            cel="self.spotAllowed || self.maxSpotFraction == 0.0",
+            cel=f"{cel_or_default('self.spotAllowed', True)} || "
+            f"{cel_or_default('self.maxSpotFraction', 1.0)} == 0.0",
             message="maxSpotFraction must be 0 when spotAllowed is false",
             check=lambda s: s.spot_allowed or s.max_spot_fraction == 0.0,
             field_path=".maxSpotFraction",
@@ -113,5 +114,6 @@ class SLATier(Resource):
     )
 
     kind: Literal["SLATier"] = "SLATier"
+    metadata: LabelNamedMeta
     spec: SLATierSpec
     status: SLATierStatus | None = None
