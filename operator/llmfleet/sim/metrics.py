@@ -18,6 +18,12 @@ SLO attainment of a tier: the share of its decided requests (completed or reject
 in flight past their deadline) that completed within every latency target of the tier
 (interactive: TTFT and end-to-end p95 targets) or by their deadline (deadline tiers).
 
+SLOs as an SRE reads them: per tier and hour (of arrival) the same counts, so the *share of
+hours in which the tier's percentile target holds* (an hour holds when at least
+``SLO_PERCENTILE`` of its decided requests met every target; rejected requests are misses);
+p99 and p99.9 TTFT beside p95; and per tenant the same attainment, so the worst tenant of a
+tier is seen, not averaged away.
+
 Jain's index over backlogged tenants: per 10-minute window, the tenants with a request that
 waited more than 1 s for admission in it are backlogged; ``x_u`` = their served tokens / weight;
 ``J = (sum x)^2 / (n sum x^2)``; the run's index is the mean over windows with n >= 2.
@@ -41,6 +47,10 @@ if TYPE_CHECKING:
 
 IN_FLIGHT, DONE, REJECTED = 1, 2, 3
 JAIN_WINDOW = 600.0
+SLO_PERCENTILE = 0.95
+"""The tiers' latency targets are p95 targets (``ttftP95Seconds``, ``e2eP95Seconds``)."""
+MIN_TENANT_REQUESTS = 20
+"""A tenant with fewer decided requests is not ranked for the worst-tenant figure."""
 
 
 class LogHistogram:
@@ -115,12 +125,35 @@ class TierStats:
     late: int = 0
     ttft: LogHistogram = field(default_factory=LogHistogram)
     e2e: LogHistogram = field(default_factory=LogHistogram)
+    hour_decided: list[int] = field(default_factory=list)
+    """Per hour of arrival: requests with an outcome (completed, rejected, overdue)."""
+    hour_ok: list[int] = field(default_factory=list)
+    """Per hour of arrival: of those, the ones that met every target of the tier."""
+
+    def decide(self, arrival: float, ok: bool) -> None:
+        h = int(arrival // 3600)
+        while len(self.hour_decided) <= h:
+            self.hour_decided.append(0)
+            self.hour_ok.append(0)
+        self.hour_decided[h] += 1
+        self.hour_ok[h] += ok
+
+    def hours_within_target(self) -> tuple[int, int]:
+        """(hours whose share of requests within target is >= SLO_PERCENTILE, hours with
+        decided requests)."""
+        d = np.asarray(self.hour_decided, dtype=float)
+        ok = np.asarray(self.hour_ok, dtype=float)
+        busy = d > 0
+        held = ok[busy] >= SLO_PERCENTILE * d[busy] - 1e-9
+        return int(held.sum()), int(busy.sum())
 
 
 @dataclass
 class TenantStats:
     requests: int = 0
     completed: int = 0
+    ok: int = 0
+    rejected: int = 0
     asked_tokens: float = 0.0
     served_tokens: float = 0.0
     ttft: LogHistogram = field(default_factory=LogHistogram)
@@ -217,18 +250,19 @@ class Recorder:
         st.e2e.add(e2e)
         spec = self.tiers[req.tier]
         if spec.deadline is not None:
-            on_time = now <= req.deadline
-            st.ok += on_time
-            st.late += not on_time
+            ok = now <= req.deadline
+            st.late += not ok
         else:
             it = spec.interactive
             ok = it is None or (
                 (it.ttft_p95_seconds is None or req.ttft <= it.ttft_p95_seconds)
                 and (it.e2e_p95_seconds is None or e2e <= it.e2e_p95_seconds)
             )
-            st.ok += ok
+        st.ok += ok
+        st.decide(req.arrival, ok)
         ts = self.tenant_stats[req.tenant]
         ts.completed += 1
+        ts.ok += ok
         tokens = req.prompt_tokens + req.output_tokens
         ts.served_tokens += tokens
         ts.ttft.add(req.ttft)
@@ -250,6 +284,8 @@ class Recorder:
         st = self.tier_stats[req.tier]
         st.rejected += 1
         st.late += now > req.deadline
+        st.decide(req.arrival, False)
+        self.tenant_stats[req.tenant].rejected += 1
         if self.keep_requests:
             self.status[req.id] = REJECTED
             self.done_at[req.id] = now
@@ -322,6 +358,7 @@ class Recorder:
         for req in self.flying.values():  # overdue while still queued: a deadline miss
             if req.deadline < end:
                 self.tier_stats[req.tier].late += 1
+                self.tier_stats[req.tier].decide(req.arrival, False)
 
     # ---------------------------------------------------------------- summaries
     def summary(self) -> dict[str, Any]:
@@ -334,16 +371,21 @@ class Recorder:
         open_by_tier = Counter(
             r.tier for r in self.flying.values() if r.deadline >= self.end
         )
-        tiers: dict[str, dict[str, float]] = {}
+        tiers: dict[str, dict[str, Any]] = {}
         for name in self.wl.tiers:
             st = self.tier_stats.get(name)
             if st is None or st.requests == 0:
                 continue
             # requests still in flight and not yet overdue have no outcome yet
             decided = max(st.requests - open_by_tier[name], 1)
+            held, hours = st.hours_within_target()
+            worst = self.worst_tenant(name)
             tiers[name] = {
                 "requests": st.requests, "completed": st.completed, "rejected": st.rejected,
                 "attainment": st.ok / decided,
+                "hours": hours, "hours_within_target": held,
+                "hourly_attainment": held / hours if hours else float("nan"),
+                "worst_tenant": worst[0], "worst_tenant_attainment": worst[1],
                 "deadline_misses": st.late if self.tiers[name].deadline is not None else 0,
                 **_pct("ttft", st.ttft), **_pct("e2e", st.e2e),
             }
@@ -363,9 +405,25 @@ class Recorder:
             "tiers": tiers, "jain": self.jain(),
         }
 
+    def worst_tenant(self, tier: str) -> tuple[str, float]:
+        """The tenant of ``tier`` (by its TenantQuota) with the lowest attainment, among
+        those with at least MIN_TENANT_REQUESTS decided requests ("", nan when none)."""
+        tier_of = {t.spec.tenant_id: t.spec.tier for t in self.snap.tenants}
+        worst = ("", float("nan"))
+        for name, ts in self.tenant_stats.items():
+            decided = ts.completed + ts.rejected
+            if tier_of.get(name) != tier or decided < MIN_TENANT_REQUESTS:
+                continue
+            a = ts.ok / decided
+            if math.isnan(worst[1]) or a < worst[1]:
+                worst = (name, a)
+        return worst
+
     def per_tenant(self) -> list[dict[str, Any]]:
         return [
             {"tenant": name, "requests": ts.requests, "completed": ts.completed,
+             "rejected": ts.rejected,
+             "attainment": ts.ok / max(ts.completed + ts.rejected, 1),
              "asked_tokens": ts.asked_tokens, "served_tokens": ts.served_tokens,
              **_pct("ttft", ts.ttft), **_pct("e2e", ts.e2e)}
             for name, ts in self.tenant_stats.items()
@@ -385,4 +443,5 @@ class Recorder:
 
 def _pct(name: str, h: LogHistogram) -> dict[str, float]:
     return {f"{name}_p50": h.quantile(0.50), f"{name}_p95": h.quantile(0.95),
-            f"{name}_p99": h.quantile(0.99), f"{name}_mean": h.mean()}
+            f"{name}_p99": h.quantile(0.99), f"{name}_p999": h.quantile(0.999),
+            f"{name}_mean": h.mean()}

@@ -20,7 +20,7 @@ import numpy as np
 from llmfleet.fairness.scheduling import FCFS
 from llmfleet.sim.bound import fluid_bound
 from llmfleet.sim.engine import Engine, SchedulerFactory
-from llmfleet.sim.metrics import Recorder
+from llmfleet.sim.metrics import MIN_TENANT_REQUESTS, Recorder
 from llmfleet.sim.policies import PolicyFactory, policy_factories
 from llmfleet.sim.scenario import Scenario
 from llmfleet.sim.workload import AnyWorkload, stream_workload
@@ -97,6 +97,7 @@ def summary_table(cmp: Comparison) -> str:
     head = ["policy", "USD", "vs reactive", "GPU-h", "spot GPU-h", "load GPU-h", "actions",
             "rejected", "retried"]
     head += [f"{t} p95 TTFT s" for t in tiers] + [f"{t} SLO" for t in tiers]
+    head += [f"{t} hours in SLO" for t in tiers]
     head += ["deadline miss", "Jain"]
     rows = [head]
     for name, r in runs.items():
@@ -111,13 +112,12 @@ def summary_table(cmp: Comparison) -> str:
         row += [f"{s['tiers'].get(t, {}).get('ttft_p95', float('nan')):.2f}" for t in tiers]
         row += [f"{100 * s['tiers'].get(t, {}).get('attainment', float('nan')):.1f}%"
                 for t in tiers]
+        row += [f"{100 * s['tiers'].get(t, {}).get('hourly_attainment', float('nan')):.1f}%"
+                for t in tiers]
         row += [str(sum(int(v["deadline_misses"]) for v in s["tiers"].values())),
                 f"{s['jain']:.3f}"]
         rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in
-                       enumerate(zip(r, widths, strict=True))) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = _aligned(rows)
     for name, r in runs.items():
         s = r.summary
         rej = ", ".join(f"{k}={v}" for k, v in sorted(s["reject_reasons"].items())) or "none"
@@ -134,6 +134,47 @@ def summary_table(cmp: Comparison) -> str:
     return "\n".join(lines)
 
 
+def _aligned(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in
+                       enumerate(zip(r, widths, strict=True))) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def slo_table(cmp: Comparison) -> str:
+    """Every tier's SLO as an SRE reads it, per policy: the share of hours in which the
+    tier's p95 target held, TTFT p95 / p99 / p99.9 against the target, the share of requests
+    within every target, the worst tenant's, and the rejections by reason."""
+    rows = [["policy", "tier", "target", "hours in SLO", "TTFT p95", "p99", "p99.9",
+             "requests in SLO", "worst tenant", "rejected"]]
+    targets = {}
+    for t in cmp.scenario.snapshot().tiers:
+        it, dl = t.spec.interactive, t.spec.deadline
+        targets[t.metadata.name] = (
+            f"TTFT p95 <= {it.ttft_p95_seconds:g}s" if it and it.ttft_p95_seconds is not None
+            else f"done <= {dl.completion_seconds:g}s" if dl else "-"
+        )
+    for name, r in cmp.runs.items():
+        s = r.summary
+        for tier, v in sorted(s["tiers"].items()):
+            worst = v.get("worst_tenant") or "-"
+            wa = v.get("worst_tenant_attainment", float("nan"))
+            rows.append([
+                name, tier, targets.get(tier, "-"),
+                f"{100 * v.get('hourly_attainment', float('nan')):.1f}% of {v.get('hours', 0)}",
+                f"{v['ttft_p95']:.2f}s", f"{v['ttft_p99']:.2f}s", f"{v['ttft_p999']:.2f}s",
+                f"{100 * v['attainment']:.2f}%",
+                f"{worst} {100 * wa:.1f}%" if worst != "-" else "-",
+                str(v["rejected"]),
+            ])
+    lines = _aligned(rows)
+    for name, r in cmp.runs.items():
+        rej = ", ".join(f"{k}={v}" for k, v in sorted(r.summary["reject_reasons"].items()))
+        lines.append(f"{name}: rejected by reason: {rej or 'none'}")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- files
 def write_report(cmp: Comparison, out: Path | str) -> list[Path]:
     """Write report.md, metrics.json, summary.txt, per-tenant CSVs and PNG plots into
@@ -147,7 +188,7 @@ def write_report(cmp: Comparison, out: Path | str) -> list[Path]:
                             default=float))
     files.append(p)
     p = d / "summary.txt"
-    p.write_text(summary_table(cmp) + "\n")
+    p.write_text(summary_table(cmp) + "\n\n" + slo_table(cmp) + "\n")
     files.append(p)
     for name, r in cmp.runs.items():
         p = d / f"tenants-{name}.csv"
@@ -178,9 +219,13 @@ def markdown_report(cmp: Comparison, plots: Sequence[str] = ()) -> str:
         f"# llmfleet digital twin: {cmp.scenario.name}",
         "",
         f"{cmp.requests:,} requests from {len(wl.tenants)} tenants over {wl.duration / 86400:g} "
-        f"days; every policy replays the same arrivals. Capacity scale "
-        f"{cmp.scenario.engine.capacity_scale:g} (a simulated replica is a 1/k slice of a real "
-        "one, so ratios are what compare).",
+        "days; every policy replays the same arrivals. "
+        + (
+            f"Capacity scale {cmp.scenario.engine.capacity_scale:g} (a simulated replica is a "
+            "1/k slice of a real one, so only ratios compare)."
+            if cmp.scenario.engine.capacity_scale != 1
+            else "Replicas are the LLMModels' real size (capacity scale 1)."
+        ),
         "",
     ]
     lead = runs.get(LEAD)
@@ -208,6 +253,11 @@ def markdown_report(cmp: Comparison, plots: Sequence[str] = ()) -> str:
         out += ["", f"A ratio below 1.00x means {LEAD} uses less than that policy.", ""]
     out += ["## All policies (ratios against the reactive baseline)", "", "```",
             summary_table(cmp), "```", ""]
+    out += ["## SLOs per tier, as an SRE reads them", "",
+            "An hour is within SLO when at least 95% of the requests that arrived in it met "
+            "every target of their tier (rejected requests are misses). The worst tenant is "
+            f"the tenant of the tier with the lowest share of requests in SLO (at least "
+            f"{MIN_TENANT_REQUESTS} requests).", "", "```", slo_table(cmp), "```", ""]
     if plots:
         out += ["## Plots", ""] + [f"![{q}]({q})" for q in plots] + [""]
     return "\n".join(out)
@@ -238,7 +288,8 @@ def _plots(cmp: Comparison, d: Path) -> list[Path]:
         t = np.array([s[0] for s in samples]) / 3600.0
         ys = [np.array([s[1].get(k, 0) for s in samples]) for k in pools]
         fig, ax = plt.subplots(figsize=(9, 4))
-        ax.stackplot(t, ys, labels=pools)
+        ax.stackplot(t, ys, labels=pools, colors=pool_colours(len(pools), plt),
+                     step="post")
         ax.set_xlabel("hour")
         ax.set_ylabel("GPUs")
         ax.set_title(f"GPUs by pool: {name}")
@@ -285,37 +336,61 @@ def _policy_bars(cmp: Comparison, d: Path, plt: Any) -> list[Path]:
 
 
 def _region_demand(cmp: Comparison, d: Path, plt: Any) -> list[Path]:
-    """Token demand by origin region (hourly) against each policy's GPUs in that region."""
+    """Token demand by origin region (hourly) against the GPUs each policy provisioned there:
+    one row of panels per policy, one column per region (shared axes per column), so no two
+    policies' lines overlap. The demand of hour h is drawn over [h, h + 1)."""
     wl = cmp.workload
     hours = max(math.ceil(wl.duration / 3600), 1)
     demand_by = np.zeros((len(wl.regions), hours))
     for c in wl.chunks():
         h = np.minimum((c.arrival // 3600).astype(np.int64), hours - 1)
         np.add.at(demand_by, (c.origin, h), (c.prompt + c.output).astype(np.float64))
-    fig, axes = plt.subplots(len(wl.regions), 1, figsize=(9, 2.6 * len(wl.regions)),
-                             sharex=True, squeeze=False)
-    for ri, region in enumerate(wl.regions):
-        ax = axes[ri][0]
-        demand = demand_by[ri] / 3600.0
-        ax.fill_between(np.arange(hours) + 0.5, demand, step="mid", color="C7", alpha=0.35,
-                        label="demand from here (tok/s)")
-        ax.set_ylabel(f"{region}\ntok/s")
-        ax2 = ax.twinx()
-        for i, (name, r) in enumerate(cmp.runs.items()):
-            samples = r.recorder.gpu_samples
-            if not samples:
-                continue
-            t = np.array([x[0] for x in samples]) / 3600.0
+    runs = [(n, r) for n, r in cmp.runs.items() if r.recorder.gpu_samples]
+    nr, nc = max(len(runs), 1), len(wl.regions)
+    fig, axes = plt.subplots(nr, nc, figsize=(3.6 * nc, 1.9 * nr + 0.6), sharex=True,
+                             sharey="col", squeeze=False)
+    edges = np.arange(hours + 1)
+    twins: dict[int, list[Any]] = {}
+    for pi, (name, r) in enumerate(runs):
+        samples = r.recorder.gpu_samples
+        t = np.array([x[0] for x in samples]) / 3600.0
+        for ri, region in enumerate(wl.regions):
+            ax = axes[pi][ri]
+            demand = demand_by[ri] / 3600.0
+            ax.fill_between(edges, np.append(demand, demand[-1]), step="post", color="C7",
+                            alpha=0.35, lw=0, label="demand from here (tok/s)")
+            ax2 = ax.twinx()
+            twins.setdefault(ri, []).append(ax2)
             g = np.array([sum(v for k, v in x[1].items() if k.split("/")[0] == region)
                           for x in samples])
-            ax2.step(t, g, where="post", color=f"C{i}", lw=1.2, label=name)
-        ax2.set_ylabel("GPUs in region")
-        if ri == 0:
-            ax2.legend(fontsize=7, loc="upper right", ncol=3)
-            ax.legend(fontsize=7, loc="upper left")
-    axes[-1][0].set_xlabel("hour")
-    fig.suptitle("Demand by origin region vs GPUs provisioned there")
+            ax2.step(t, g, where="post", color="C0" if name == LEAD else "C3", lw=1.1,
+                     label="GPUs there")
+            if pi == 0:
+                ax.set_title(region, fontsize=9)
+            if ri == 0:
+                ax.set_ylabel(f"{name}\ntok/s", fontsize=8)
+            if ri == nc - 1:
+                ax2.set_ylabel("GPUs", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax2.tick_params(labelsize=7)
+            if pi == 0 and ri == 0:
+                h1, l1 = ax.get_legend_handles_labels()
+                h2, l2 = ax2.get_legend_handles_labels()
+                ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left")
+    for col in twins.values():  # one GPU scale per region, so panels compare down a column
+        top = max(a.get_ylim()[1] for a in col)
+        for a in col:
+            a.set_ylim(0, top)
+    for ri in range(nc):
+        axes[-1][ri].set_xlabel("hour")
+    fig.suptitle("Demand by origin region vs GPUs provisioned there, per policy")
     return [_save(fig, plt, d / "demand_vs_capacity_by_region.png")]
+
+
+def pool_colours(n: int, plt: Any) -> list[Any]:
+    """``n`` distinguishable colours: tab20's 20, then tab20b's and tab20c's (60 in all)."""
+    maps = [plt.get_cmap(m) for m in ("tab20", "tab20b", "tab20c")]
+    return [maps[(i // 20) % 3](i % 20) for i in range(n)]
 
 
 def _tenant_service(cmp: Comparison, d: Path, plt: Any) -> list[Path]:

@@ -52,3 +52,36 @@ def test_aggregates_match_the_per_request_record():
     decided = len(wl) - a["in_flight_end"]
     assert 0.2 < tier["attainment"] < 1.0
     assert tier["attainment"] == pytest.approx((ttft <= slo).sum() / decided)
+
+
+def test_hourly_slo_worst_tenant_and_p999_agree_with_the_per_request_record():
+    # an overloaded first hour, then two calm ones: some hours hold, some do not
+    rng = np.random.default_rng(7)
+    gaps = np.concatenate([rng.exponential(0.4, 9000), rng.exponential(6.0, 1200)])
+    arrivals = np.cumsum(gaps)
+    n = arrivals.size
+    wl = hand_workload(arrivals.tolist(), rng.integers(50, 800, n).tolist(),
+                       rng.integers(10, 200, n).tolist(), duration=float(arrivals[-1]) + 30)
+    sc = tiny_scenario()
+    full = Engine(sc.snapshot(), wl, Fixed(2), sc.engine, keep_requests=True).run()
+    s = full.summary()["tiers"]["fast"]
+    slo = next(
+        t for t in tiny_scenario().snapshot().tiers if t.metadata.name == "fast"
+    ).spec.interactive.ttft_p95_seconds
+    done = full.status == DONE
+    decided = full.status >= DONE  # completed or rejected (fast requests only in this run)
+    fast = wl.tier == 1
+    hours = (wl.arrival // 3600).astype(int)
+    held = total = 0
+    for h in np.unique(hours[fast & decided]):
+        sel = fast & decided & (hours == h)
+        ok = (sel & done & (full.ttft <= slo)).sum()
+        total += 1
+        held += ok >= 0.95 * sel.sum()
+    assert (s["hours_within_target"], s["hours"]) == (held, total)
+    assert 0 < held < total  # the overloaded hour misses, the calm ones hold
+    assert s["ttft_p999"] == pytest.approx(np.quantile(full.ttft[done & fast], 0.999), rel=0.012)
+    assert s["ttft_p999"] >= s["ttft_p99"] >= s["ttft_p95"]
+    # one tenant ("a") sends every fast request: it is the worst tenant, at the tier's share
+    assert s["worst_tenant"] == "a"
+    assert s["worst_tenant_attainment"] == pytest.approx(s["attainment"], abs=1e-9)
