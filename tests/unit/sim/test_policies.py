@@ -41,3 +41,37 @@ def test_siloed_separates_lanes_and_static_never_scales_in():
     first = s.decide(_obs(0, busy=0.0))
     again = s.decide(_obs(3600, busy=0.0))
     assert dict(again.replicas) == dict(first.replicas)
+
+
+def _two_regions():
+    """Model m may only run in r2 and r3; r1's demand for it is served in the nearer, r2."""
+    from llmfleet.forecast.types import DemandHistory, DemandRates, FlowKey
+    from llmfleet.sim.scenario import Scenario
+    from support.tiny import tiny_fleet
+
+    fleet = tiny_fleet()
+    region = next(d for d in fleet if d["kind"] == "Region")
+    region["spec"]["latencies"] = [{"region": "r2", "rttMs": 40}, {"region": "r3", "rttMs": 90}]
+    for name, rtt in (("r2", 40), ("r3", 90)):
+        other = {**region, "metadata": {"name": name},
+                 "spec": {**region["spec"], "latencies": [{"region": "r1", "rttMs": rtt}]}}
+        fleet.append(other)
+    model = next(d for d in fleet if d["kind"] == "LLMModel")
+    model["spec"]["allowedRegions"] = ["r2", "r3"]
+    sc = Scenario.model_validate({"name": "two", "fleet": fleet, "workload": {
+        "clients": [{"source": "azure:conv", "tenant": "a", "region": "r1"}], "history_days": 0}})
+    fk = FlowKey(model="m", origin="r1", tier="fast")
+    hist = {fk: DemandHistory(key=fk, start=0.0, step_seconds=300, rates=DemandRates(
+        requests_per_s=(1.0,), prompt_tokens_per_s=(500.0,), output_tokens_per_s=(100.0,)))}
+    obs = Observation(now=0.0, start_unix=0.0, step_seconds=300, history=hist, nodes={},
+                      replicas={})
+    return sc, obs
+
+
+def test_baselines_keep_a_replica_where_demand_from_a_region_that_cannot_host_it_goes():
+    sc, obs = _two_regions()
+    for policy in (ReactiveThreshold(sc), Siloed(sc)):
+        want = policy.decide(obs).replicas
+        assert want.get(("m", "r2", "gpu"), 0) >= 1, (policy.name, want)  # the nearest host
+        assert want.get(("m", "r3", "gpu"), 0) == 0, (policy.name, want)
+        assert ("m", "r1", "gpu") not in want  # r1 cannot host m

@@ -7,7 +7,10 @@ mean slot utilisation ``b`` over the interval and ``q`` waiting requests:
 
 scale-out at once; scale-in only to the largest desired over the last
 ``stabilization_seconds`` (300 s, HPA's default). Floors (not for a batch-only lane): the
-model's ``minReplicasPerRegion``, and 1 where demand was seen in the last step. Deadline work:
+model's ``minReplicasPerRegion``, and 1 where demand was seen in the last step that this
+region serves: from this region, or from an origin that cannot host the model and whose
+nearest region (by RTT) that can is this one -- the twin routes such a flow there, so a floor
+counting only local demand would leave it no replica at all. Deadline work:
 ``ceil(backlog tokens / (replica tokens/s x deadline/4))`` extra replicas in the region with
 the cheapest pool. Replicas go to the pool with the most tokens/s per USD (on-demand only
 unless ``spot`` is set).
@@ -53,6 +56,28 @@ class ReactiveThreshold:
                 self.floor[key] = m.spec.min_replicas_per_region
         self.history: dict[ReplicaKey, deque[tuple[float, int]]] = {}
         self.current: dict[ReplicaKey, int] = {}
+        self.serving = self._serving_regions()
+        self.tier_kind = {t.metadata.name: t.spec.type for t in self.snap.tiers}
+
+    def _serving_regions(self) -> dict[tuple[str, str], str]:
+        """(model, origin) -> the region serving it: the origin when it can host the model,
+        else the nearest region (by RTT from the origin) that can."""
+        rtt = {
+            r.metadata.name: {lat.region: lat.rtt_ms for lat in r.spec.latencies}
+            for r in self.snap.regions
+        }
+        out: dict[tuple[str, str], str] = {}
+        for m in self.snap.models:
+            model = m.metadata.name
+            hosts = [r for r in self.regions if (model, r) in self.keys]
+            for origin in self.regions:
+                if (model, origin) in self.keys:
+                    out[(model, origin)] = origin
+                elif hosts:
+                    out[(model, origin)] = min(
+                        hosts, key=lambda h: (rtt.get(origin, {}).get(h, 1e9), h)
+                    )
+        return out
 
     def pool_lanes(self) -> dict[PoolKey, str]:
         if self.lane is None:
@@ -60,15 +85,19 @@ class ReactiveThreshold:
         return {(k[1], k[2]): self.lane for k in self.keys.values()}
 
     def seen(self, obs: Observation, model: str, region: str) -> bool:
+        """Demand of this lane in the last step that ``region`` serves (module doc)."""
         for fk, h in obs.history.items():
-            if fk.model == model and fk.origin == region and len(h.rates):
-                tiers = {t.metadata.name: t.spec.type for t in self.snap.tiers}
-                if self.lane == "deadline" and tiers.get(fk.tier) != "deadline":
-                    continue
-                if self.lane == "interactive" and tiers.get(fk.tier) == "deadline":
-                    continue
-                if h.rates.requests_per_s[-1] > 0:
-                    return True
+            if fk.model != model or not len(h.rates):
+                continue
+            if self.serving.get((model, fk.origin)) != region:
+                continue
+            kind = self.tier_kind.get(fk.tier)
+            if self.lane == "deadline" and kind != "deadline":
+                continue
+            if self.lane == "interactive" and kind == "deadline":
+                continue
+            if h.rates.requests_per_s[-1] > 0:
+                return True
         return False
 
     def desired(self, obs: Observation) -> dict[ReplicaKey, int]:
