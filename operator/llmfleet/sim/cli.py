@@ -72,16 +72,26 @@ def days(text: str) -> float:
 
 
 class _Bar:
+    """One progress line for the policies running at once (several in parallel); a policy
+    that finishes gets a line of its own."""
+
     def __init__(self) -> None:
         self.t0 = time.perf_counter()
+        self.running: dict[str, float] = {}
 
     def __call__(self, policy: str, frac: float) -> None:
-        n = int(frac * 30)
         el = time.perf_counter() - self.t0
-        sys.stderr.write(f"\r{policy:<14} [{'#' * n}{'.' * (30 - n)}] {100 * frac:5.1f}%  "
-                         f"{el:6.1f}s")
         if frac >= 1.0:
-            sys.stderr.write("\n")
+            self.running.pop(policy, None)
+            sys.stderr.write(f"\r\033[K{policy:<14} done {el:7.1f}s\n")
+        else:
+            self.running[policy] = frac
+        if self.running:
+            parts = []
+            for name, f in self.running.items():
+                n = int(f * 20)
+                parts.append(f"{name} [{'#' * n}{'.' * (20 - n)}] {100 * f:5.1f}%")
+            sys.stderr.write(f"\r\033[K{'  '.join(parts)}  {el:6.1f}s")
         sys.stderr.flush()
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import multiprocessing as mp
+import os
+import queue
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -58,9 +61,14 @@ def run_policies(
     factories: Mapping[str, PolicyFactory] | None = None,
     progress: Callable[[str, float], None] | None = None,
     workload: AnyWorkload | None = None,
+    workers: int | None = None,
 ) -> Comparison:
     """Run each policy on the same synthesised arrivals (one workload, one seed; by default
-    a stream, replayed once per policy, so memory does not grow with the run's length)."""
+    a stream, replayed once per policy, so memory does not grow with the run's length).
+
+    ``workers`` > 1 runs policies in that many forked processes at once (default: one per
+    core, at most one per policy); each replays the same arrivals with the same seed, so the
+    results are those of a serial run."""
     snap = scenario.snapshot()
     table = dict(factories or policy_factories())
     names = list(policies or table)
@@ -69,17 +77,92 @@ def run_policies(
         raise KeyError(f"unknown policies {unknown}; known: {sorted(table)}")
     wl = workload or stream_workload(scenario, snap, days=days, seed=seed)
     run_seed = scenario.workload.seed if seed is None else seed
-    runs: dict[str, RunResult] = {}
-    for name in names:
+
+    def run_one(name: str, report: Callable[[str, float], None] | None) -> RunResult:
         t0 = time.perf_counter()
         policy = table[name](scenario, wl)
-        cb = (lambda f, n=name: progress(n, f)) if progress else None
+        cb = (lambda f, n=name: report(n, f)) if report else None
         eng = Engine(snap, wl, policy, scenario.engine, scheduler_factory, run_seed, cb)
         rec = eng.run()
-        if progress:
-            progress(name, 1.0)
-        runs[name] = RunResult(name, rec.summary(), rec, time.perf_counter() - t0)
-    return Comparison(scenario, wl, runs, fluid_bound(snap, wl))
+        if report:
+            report(name, 1.0)
+        return RunResult(name, rec.summary(), rec, time.perf_counter() - t0)
+
+    n_workers = min(workers or os.cpu_count() or 1, len(names))
+    if n_workers <= 1 or "fork" not in mp.get_all_start_methods():
+        runs = {name: run_one(name, progress) for name in names}
+    else:
+        runs = _in_processes(names, run_one, progress, n_workers, wl)
+    return Comparison(scenario, wl, {n: runs[n] for n in names}, fluid_bound(snap, wl))
+
+
+# The planner policies take far longer than the rules-based baselines: start them first.
+_SLOW_FIRST = ("llmfleet", "oracle", "sageserve")
+
+
+class _Names:
+    """What a returned Recorder keeps of the workload (the parent re-attaches its own)."""
+
+    def __init__(self, wl: AnyWorkload) -> None:
+        self.tenants, self.tiers, self._n = wl.tenants, wl.tiers, len(wl)
+
+    def __len__(self) -> int:
+        return self._n
+
+
+def _child(name: str, run_one: Callable[..., RunResult], q: Any) -> None:
+    try:
+        result = run_one(name, lambda n, f: q.put(("progress", n, f)))
+        result.recorder.wl = _Names(result.recorder.wl)  # type: ignore[assignment]
+        q.put(("done", name, result))
+    except BaseException as err:  # the child's boundary: the parent says which policy failed
+        q.put(("error", name, f"{type(err).__name__}: {err}"))
+
+
+def _in_processes(
+    names: Sequence[str],
+    run_one: Callable[..., RunResult],
+    progress: Callable[[str, float], None] | None,
+    workers: int,
+    wl: AnyWorkload,
+) -> dict[str, RunResult]:
+    """``run_one`` for every policy in ``workers`` forked processes (fork: the children get
+    the parent's scenario and workload without pickling them; only results come back)."""
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    todo = sorted(names, key=lambda n: (n not in _SLOW_FIRST, _SLOW_FIRST.index(n)
+                                        if n in _SLOW_FIRST else 0))
+    running: dict[str, Any] = {}
+    out: dict[str, RunResult] = {}
+    try:
+        while todo or running:
+            while todo and len(running) < workers:
+                name = todo.pop(0)
+                # not daemonic: the planner solves in a child process of its own
+                p = ctx.Process(target=_child, args=(name, run_one, q))
+                p.start()
+                running[name] = p
+            try:
+                kind, name, payload = q.get(timeout=1.0)
+            except queue.Empty:
+                dead = [n for n, p in running.items() if not p.is_alive() and n not in out]
+                if dead:
+                    raise RuntimeError(f"policy {dead[0]}: its process died "
+                                       f"(exit code {running[dead[0]].exitcode})") from None
+                continue
+            if kind == "progress":
+                if progress:
+                    progress(name, payload)
+            elif kind == "error":
+                raise RuntimeError(f"policy {name} failed: {payload}")
+            else:
+                payload.recorder.wl = wl
+                out[name] = payload
+                running.pop(name).join(timeout=10)
+    finally:
+        for p in running.values():
+            p.kill()
+    return out
 
 
 # ---------------------------------------------------------------- table

@@ -123,3 +123,18 @@ def test_stream_replays_the_same_requests_an_hour_at_a_time(default, pools):
     a = run_policies(default, ["reactive"], seed=3, workload=st).runs["reactive"].summary
     b = run_policies(default, ["reactive"], seed=3, workload=wl).runs["reactive"].summary
     assert a == b
+
+
+def test_policies_in_parallel_processes_measure_what_a_serial_run_does(default, pools):
+    wl = build_workload(default, days=0.05, seed=2, pools=pools)
+    names = ["reactive", "static-peak", "siloed"]
+    seen: list[tuple[str, float]] = []
+    par = run_policies(default, names, seed=2, workload=wl, workers=2,
+                       progress=lambda n, f: seen.append((n, f)))
+    ser = run_policies(default, names, seed=2, workload=wl, workers=1)
+    assert list(par.runs) == names  # in the order asked, whatever finished first
+    for n in names:
+        a, b = par.runs[n].summary, ser.runs[n].summary
+        assert a == b, n
+        assert par.runs[n].recorder.wl is wl  # the parent's workload is re-attached
+    assert {n for n, f in seen if f == 1.0} == set(names)  # progress came back from each
