@@ -131,15 +131,6 @@ class ApiModel(BaseModel):
 
     __rules__: ClassVar[tuple[Rule, ...]] = ()
 
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_nulls(cls, data: Any) -> Any:
-        """A ``null`` property means "omitted": the apiserver prunes it before defaulting
-        and validation (a ``null`` list item it rejects), and so does pydantic."""
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None}
-        return data
-
     @model_validator(mode="after")
     def _check_rules(self) -> Self:
         for name, info in type(self).model_fields.items():

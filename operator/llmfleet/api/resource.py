@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import typing
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict
+from pydantic.fields import FieldInfo
 
 from llmfleet.api.base import ObjectMeta, StatusBase, camel
 
@@ -102,8 +104,43 @@ class Resource(BaseModel):
         The wire is JSON and the apiserver's types are strict, so this is too: a string is
         not a number (``"3"``), a number not a string or a boolean, an integer field takes no
         decimal point (``3.0``; the CRDs reject it as well). YAML timestamps become RFC 3339
-        strings, as kubectl sends them."""
-        return cls.model_validate_json(json.dumps(obj, default=_json_default), strict=True)
+        strings, as kubectl sends them. A ``null`` property means "omitted": the apiserver
+        prunes it before defaulting and validation (a ``null`` list item it rejects), and so
+        does this."""
+        wire = json.dumps(without_nulls(obj, cls), default=_json_default)
+        return cls.model_validate_json(wire, strict=True)
+
+
+def without_nulls(value: Any, model: type[BaseModel] | None) -> Any:
+    """``value`` with every ``null`` property the schema of ``model`` knows dropped, at
+    every depth. A ``null`` list item stays (the apiserver rejects it), and so does an
+    unknown property (the apiserver's strict decoding rejects it, ``null`` or not)."""
+    if isinstance(value, list):
+        return [without_nulls(v, model) for v in value]
+    if not isinstance(value, dict) or model is None:
+        return value
+    fields: dict[str, FieldInfo] = {}
+    for name, info in model.model_fields.items():
+        fields[name] = fields[info.alias or name] = info
+    out = {}
+    for key, item in value.items():
+        known = fields.get(key)
+        if known is None:
+            out[key] = item
+        elif item is not None:
+            out[key] = without_nulls(item, _model_in(known.annotation))
+    return out
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model class in ``X``, ``X | None`` or ``list[X]``, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _json_default(value: Any) -> Any:

@@ -240,3 +240,29 @@ def test_every_spec_string_list_and_integer_is_bounded(kind):
             walk(v, f"{path}.{k}")
 
     walk(spec, "spec")
+
+
+def test_wire_parsing_reads_timestamps_of_the_status():
+    from llmfleet.api import FleetPolicy
+
+    doc = sample("FleetPolicy")
+    doc["status"] = {
+        "conditions": [
+            {
+                "type": "Valid",
+                "status": "True",
+                "reason": "Checked",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }
+        ],
+        "lastRunTime": "2026-01-01T00:15:00Z",
+    }
+    status = FleetPolicy.from_wire(doc).status
+    assert status is not None and status.last_run_time is not None
+    assert status.conditions[0].last_transition_time.year == 2026
+
+
+def test_an_unknown_field_is_rejected_even_when_null():
+    doc = sample("LLMModel")
+    doc["spec"]["profiles"][0]["bogusField"] = None
+    _rejected(doc, "spec.profiles[0].bogusField")
