@@ -10,7 +10,7 @@ llmfleet dashboards [--check]             generate the chart's dashboards, rules
 llmfleet actuate PLAN [--dry-run]         apply a recorded FleetPlan (an older one reverts)
 llmfleet simulate [SCENARIO]              replay the traces on the digital twin, every policy
 llmfleet bench TARGET [...]               a benchmark from llmfleet_bench: planner, controller,
-                                          forecast, sim or fairness; prints its targets
+                                          forecast, sim, fairness or calibrate; prints its targets
 
 A mistake in the input (a file, a flag, a name) is one line on stderr naming it and what is
 wrong, exit 1 (2 for a malformed command line); ``llmfleet --debug CMD ...`` shows the
@@ -207,9 +207,16 @@ def _cmd_operator(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from llmfleet.kube.prometheus import PrometheusAllow
+
     kubeconfig = _kubeconfig(args)
     if kubeconfig is not None:
         os.environ["KUBECONFIG"] = str(kubeconfig)
+    secret_namespaces = _kubeconfig_secret_namespaces(args, os.environ.get("POD_NAMESPACE"))
+    try:
+        prometheus_allow = PrometheusAllow.parse(args.prometheus_allow)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     cfg = OperatorConfig(
         namespaces=tuple(args.namespace or ()),
         validation=ValidationSettings(recheck_seconds=args.recheck_seconds),
@@ -217,7 +224,11 @@ def _cmd_operator(args: argparse.Namespace) -> int:
         peering=args.peering,
         peering_priority=args.peering_priority,
         planning=PlanningSettings(
-            enabled=not args.no_planning, tick_seconds=args.plan_tick_seconds
+            enabled=not args.no_planning,
+            tick_seconds=args.plan_tick_seconds,
+            kubeconfig_secret_namespaces=secret_namespaces,
+            create_namespaces=args.create_namespaces,
+            prometheus_allow=prometheus_allow,
         ),
         metrics_port=args.metrics_port,
         metrics_address=args.metrics_address,
@@ -226,6 +237,24 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     )
     run(cfg)
     return 0
+
+
+def _kubeconfig_secret_namespaces(
+    args: argparse.Namespace, pod_namespace: str | None
+) -> tuple[str, ...]:
+    """``--kubeconfig-secret-namespaces`` (comma-separated, repeatable); without it the
+    operator's own namespace: ``$POD_NAMESPACE`` (the chart sets it from the downward API),
+    else the namespaces it watches (``-n``), else none."""
+    import re
+
+    given = [n.strip() for item in args.kubeconfig_secret_namespaces or () for n in item.split(",")]
+    if args.kubeconfig_secret_namespaces is None:
+        given = [pod_namespace] if pod_namespace else list(args.namespace or ())
+    out = tuple(dict.fromkeys(n for n in given if n))
+    for n in out:
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", n):
+            raise UserError(f"--kubeconfig-secret-namespaces {n!r}: not a namespace name")
+    return out
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
@@ -300,7 +329,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return simulate_run(args)
 
 
-BENCH_TARGETS = ("forecast", "planner", "fairness", "sim", "controller")
+BENCH_TARGETS = ("forecast", "planner", "fairness", "sim", "controller", "calibrate")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -315,6 +344,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from llmfleet_bench.sim import main as bench
     elif args.target == "controller":
         from llmfleet_bench.controller import main as bench
+    elif args.target == "calibrate":
+        from llmfleet_bench.calibrate import main as bench
     else:
         from llmfleet_bench.planner import main as bench
     return int(bench(list(args.rest)) or 0)
@@ -404,6 +435,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-planning", action="store_true",
         help="validate objects only: no planning loop (e.g. a second, validating operator)",
+    )
+    p.add_argument(
+        "--kubeconfig-secret-namespaces", action="append", metavar="NS[,NS...]",
+        help="namespaces a Region's spec.cluster.kubeconfigSecretRef may name (repeatable); "
+        "a Secret elsewhere is never read and its Region is unreachable (default: the "
+        "operator's own namespace, $POD_NAMESPACE, else the namespaces given with -n, else "
+        "none)",
+    )
+    p.add_argument(
+        "--create-namespaces", action="store_true",
+        help="create the fleet namespace in a region's cluster where it is missing (default: "
+        "off, a missing namespace is an error naming it)",
+    )
+    p.add_argument(
+        "--prometheus-allow", action="append", metavar="PATTERN[,PATTERN...]",
+        help="hosts spec.prometheus.url may name: *, host name patterns "
+        "(*.monitoring.svc.cluster.local) or IP networks (10.0.0.0/8), repeatable; host "
+        "names are resolved first and link-local and cloud metadata addresses are always "
+        "refused (default: *, any other host)",
     )
     p.set_defaults(func=_cmd_operator)
 

@@ -365,7 +365,7 @@ def test_region_reached_through_a_kubeconfig_secret(
         models=[_model(namespace)],
         policies=[_policy(namespace)],
     )
-    resolver = RegionClusters(cluster)
+    resolver = RegionClusters(cluster, kubeconfig_namespaces=[namespace])
     try:
         plan = fleet_plan(nodes={(remote, "od"): 1}, replicas={(MODEL, remote, "od"): 1})
         res = actuate(resolver, snap, plan, snap.policies[0], namespace)

@@ -50,7 +50,9 @@ def region_deleted(
         {o.namespace or "default" for o in _objects(kwargs, "fleetpolicies") if isinstance(o, FleetPolicy)}
     )
     left: list[str] = []
-    with RegionClusters(loop.cluster) as clusters:
+    with RegionClusters(
+        loop.cluster, kubeconfig_namespaces=loop.settings.kubeconfig_secret_namespaces
+    ) as clusters:
         for ns in namespaces:
             res = remove_region(clusters, region, ns, others=others)
             for line in res.diff:

@@ -72,7 +72,7 @@ from llmfleet.cycle.records import (
 from llmfleet.kube.actuate import RegionClusters, actuate, observe
 from llmfleet.kube.client import Cluster, KubeError
 from llmfleet.kube.errors import ActuationError
-from llmfleet.kube.prometheus import DemandReader
+from llmfleet.kube.prometheus import DemandReader, PrometheusAllow
 from llmfleet.kube.throttling import publish_throttling
 from llmfleet.plan.instance import CurrentState
 from llmfleet.plan.types import Plan
@@ -94,6 +94,16 @@ class PlanningSettings:
     stale_after_intervals: float = 3.0
     """``/healthz`` fails when a due policy has not finished a cycle for this many of its
     intervals (plus one retry delay)."""
+    kubeconfig_secret_namespaces: tuple[str, ...] = ()
+    """Namespaces Regions' kubeconfig Secrets may be read from (``llmfleet operator
+    --kubeconfig-secret-namespaces``, default the operator's own namespace); empty: none, so
+    every ``mode: kubeconfig`` Region is unreachable with a message saying so."""
+    create_namespaces: bool = False
+    """Whether actuation creates the fleet namespace in a region's cluster where it is
+    missing (``--create-namespaces``); off, a missing namespace is an error naming it."""
+    prometheus_allow: PrometheusAllow = field(default_factory=PrometheusAllow)
+    """Which ``spec.prometheus.url`` hosts may be fetched (``--prometheus-allow``; default any
+    host but link-local and cloud metadata)."""
 
 
 @dataclass
@@ -227,9 +237,13 @@ class PlanningLoop:
         snapshot = policy_snapshot(objects, t.namespace)
         last_name = t.status.get("lastAppliedPlan") or t.status.get("lastPlan")
         uid = str(t.body.metadata.uid)
-        with RegionClusters(self.cluster) as clusters:
+        with RegionClusters(
+            self.cluster,
+            kubeconfig_namespaces=self.settings.kubeconfig_secret_namespaces,
+            create_namespaces=self.settings.create_namespaces,
+        ) as clusters:
             current, observe_note, unreachable = self._observe(clusters, snapshot, t.namespace)
-            reader = DemandReader(policy.spec.prometheus)
+            reader = DemandReader(policy.spec.prometheus, allow=self.settings.prometheus_allow)
             try:
                 result = run_cycle(
                     CycleInputs(

@@ -2,7 +2,7 @@
 
 Entry points (the controller's planning loop calls these)::
 
-    with RegionClusters(local) as clusters:          # one per cycle
+    with RegionClusters(local, kubeconfig_namespaces=[...]) as clusters:   # one per cycle
         observe(clusters, snapshot, namespace) -> Observation
         actuate(clusters, snapshot, plan, policy, namespace, dry_run=False)
             -> ActuationResult
@@ -11,8 +11,9 @@ Entry points (the controller's planning loop calls these)::
 ``clusters`` is a ``Mapping[str, Cluster]`` (region name -> Cluster) or a
 :class:`RegionClusters` resolver (mode ``local``: the controller's cluster; mode
 ``kubeconfig``: a Cluster built from the kubeconfig in the region's Secret, read from the
-local cluster). ``namespace`` is where the fleet's Deployments, Services, HTTPRoutes and the
-routing ConfigMap live in every region's cluster. The plan alone says what to do, so
+local cluster, only from the namespaces the operator allows). ``namespace`` is where the
+fleet's Deployments, Services, HTTPRoutes and the routing ConfigMap live in every region's
+cluster. The plan alone says what to do, so
 re-applying an older FleetPlan's spec reverts to it.
 
 How (one cycle):
@@ -178,19 +179,41 @@ class RegionClusters:
     Build one per cycle and use it for both :func:`observe` and :func:`actuate`, as a
     context manager (it closes the clients it built)::
 
-        with RegionClusters(local) as clusters:
+        with RegionClusters(local, kubeconfig_namespaces=["llmfleet"]) as clusters:
             obs = observe(clusters, snapshot, namespace)
             ...
             res = actuate(clusters, snapshot, plan, policy, namespace)
+
+    Trust boundary: a Region is cluster-scoped, so whoever may write one could name any
+    Secret of the cluster. A kubeconfig Secret is read only from ``kubeconfig_namespaces``
+    (the operator's own namespace by default, see ``llmfleet operator
+    --kubeconfig-secret-namespaces``); a Region naming a Secret elsewhere is unreachable,
+    with a message naming the field and the allowed namespaces, and that Secret is never
+    read. Nothing of a Secret (the server URL of its kubeconfig included) reaches a message:
+    its cluster is "the cluster in Secret ns/name".
+
+    ``create_namespaces`` is given to every cluster returned: whether actuation may create
+    the fleet namespace where it is missing (else that is an error naming it).
 
     A Region found unreachable by one call (its apiserver did not answer, or its Secret is
     unusable) is remembered in :attr:`unreachable` and not tried again by the next call on
     the same object, so a dead region costs one timeout per cycle, not two.
     """
 
-    def __init__(self, local: Cluster, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        local: Cluster,
+        timeout: float | None = None,
+        *,
+        kubeconfig_namespaces: Iterable[str],
+        create_namespaces: bool = False,
+    ) -> None:
         self.local = local
         self.timeout = timeout or local.timeout
+        self.kubeconfig_namespaces = tuple(sorted(set(kubeconfig_namespaces)))
+        """Namespaces kubeconfig Secrets may be read from (empty: none)."""
+        self.create_namespaces = create_namespaces
+        self._local_view: Cluster | None = None
         self._cache: dict[tuple[str, str, str, str], Cluster] = {}
         self.unreachable: dict[str, str] = {}
         """Region -> why it could not be reached, found by an earlier call this cycle."""
@@ -206,12 +229,32 @@ class RegionClusters:
     ) -> None:
         self.close()
 
+    def _allowed(self) -> str:
+        if not self.kubeconfig_namespaces:
+            return (
+                "no namespace is allowed (llmfleet operator --kubeconfig-secret-namespaces, "
+                "chart value operator.kubeconfigSecretNamespaces)"
+            )
+        return (
+            f"allowed: {', '.join(self.kubeconfig_namespaces)} (llmfleet operator "
+            "--kubeconfig-secret-namespaces, chart value operator.kubeconfigSecretNamespaces)"
+        )
+
     def cluster_for(self, region: Region) -> Cluster:
         access = region.spec.cluster
         ref = access.kubeconfig_secret_ref
         if access.mode == "local" or ref is None:
-            return self.local
-        where = f"Region {region.name}: spec.cluster.kubeconfigSecretRef {ref.namespace}/{ref.name}"
+            if self._local_view is None:
+                self._local_view = self.local.with_namespace_creation(self.create_namespaces)
+            return self._local_view
+        field_ = f"Region {region.name}: spec.cluster.kubeconfigSecretRef"
+        where = f"{field_} {ref.namespace}/{ref.name}"
+        if ref.namespace not in self.kubeconfig_namespaces:
+            # checked before any request: a Secret outside the allow-list is never read
+            raise KubeError(
+                f"{field_}.namespace {ref.namespace!r}: kubeconfig Secrets are read only from "
+                f"the operator's allowed namespaces; {self._allowed()}"
+            )
         secret = self.local.get("v1", "Secret", ref.name, ref.namespace)
         if secret is None:
             raise KubeError(f"{where}: Secret not found")
@@ -225,11 +268,30 @@ class RegionClusters:
                 self._cache.pop(old).close()  # the Secret changed: drop the stale client
             try:
                 doc = yaml.safe_load(base64.b64decode(data))
+            except (ValueError, TypeError) as err:
+                raise KubeError(
+                    f"{where}: key {ref.key!r} is not a usable kubeconfig: not base64 "
+                    f"({type(err).__name__})"
+                ) from None
+            except yaml.YAMLError as err:
+                # the error's snippet would quote the Secret: say only where it is
+                mark = getattr(err, "problem_mark", None)
+                at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+                raise KubeError(
+                    f"{where}: key {ref.key!r} is not a usable kubeconfig: not YAML{at}"
+                ) from None
+            try:
                 self._cache[key] = Cluster.from_kubeconfig_dict(
-                    doc, name=f"region {region.name}", timeout=self.timeout
+                    doc,
+                    name=f"Region {region.name} (the cluster in Secret {ref.namespace}/{ref.name})",
+                    timeout=self.timeout,
+                    show_server=False,
+                    create_namespaces=self.create_namespaces,
                 )
-            except (ValueError, yaml.YAMLError, TypeError) as err:
-                raise KubeError(f"{where}: not a usable kubeconfig: {err}") from None
+            except (ValueError, TypeError) as err:
+                raise KubeError(
+                    f"{where}: key {ref.key!r} is not a usable kubeconfig: {err}"
+                ) from None
         return self._cache[key]
 
     def close(self) -> None:
@@ -885,7 +947,7 @@ def observe(clusters: Clusters, snapshot: FleetSnapshot, namespace: str) -> Obse
             continue
         except KubeError as err:
             region = _region_of_cluster(by_region, cluster)
-            errors.append(ActuationError(region, "deployment", "", f"{server}: {err}"))
+            errors.append(ActuationError(region, "deployment", "", str(err)))
             continue
         for d in deps:
             labels = d["metadata"].get("labels") or {}

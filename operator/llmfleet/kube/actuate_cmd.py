@@ -55,7 +55,11 @@ def main(args: argparse.Namespace) -> int:
             policy = policy.model_copy(
                 update={"spec": policy.spec.model_copy(update={"max_changes_per_cycle": args.max_changes})}
             )
-        with RegionClusters(cluster) as resolver:
+        # run with the caller's own credentials: kubeconfig Secrets are read from the fleet's
+        # namespace only, and a missing fleet namespace is created (as the caller may)
+        with RegionClusters(
+            cluster, kubeconfig_namespaces=(args.namespace,), create_namespaces=True
+        ) as resolver:
             res = actuate(resolver, snap, plan.spec, policy, args.namespace, dry_run=args.dry_run)
     except KubeError as err:
         print(str(err), file=sys.stderr)

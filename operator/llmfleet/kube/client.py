@@ -5,7 +5,10 @@ every request carries a timeout. Writes are server-side apply with field manager
 ``llmfleet`` so repeated applies are idempotent and ownership of fields is visible.
 
 Errors are :class:`KubeError` values with the apiserver's message; an apiserver that does
-not answer at all (refused, timed out, TLS failure) is :class:`ClusterUnreachable`. A write
+not answer at all (refused, timed out, TLS failure) is :class:`ClusterUnreachable`. A Cluster
+built from a kubeconfig held in memory (a Region's Secret) never names its server in a
+message (``show_server`` is False: the messages reach statuses and Events, which more people
+read than the Secret): its :attr:`Cluster.name` says where it came from instead. A write
 (or read) answered ``409 Conflict`` (a concurrent writer won the race; not ``AlreadyExists``)
 or ``429 Too Many Requests`` is tried again after an exponential backoff
 (:class:`RetryPolicy`, honouring ``Retry-After``); anything else is not retried.
@@ -13,12 +16,15 @@ or ``429 Too Many Requests`` is tried again after an exponential backoff
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import urllib3
 from kubernetes import client, config
@@ -102,6 +108,12 @@ class Cluster:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     """How backoff waits (tests pass a recorder)."""
+    show_server: bool = True
+    """Name the apiserver URL in error messages (False for a cluster whose kubeconfig came
+    from a Secret: its URL is the Secret's content)."""
+    create_namespaces: bool = True
+    """:meth:`ensure_namespace` creates a missing namespace; False only checks that it
+    exists (an operator without the right to create namespaces)."""
 
     @classmethod
     def connect(
@@ -127,9 +139,17 @@ class Cluster:
 
     @classmethod
     def from_kubeconfig_dict(
-        cls, kubeconfig: dict[str, Any], name: str, timeout: float = DEFAULT_TIMEOUT
+        cls,
+        kubeconfig: dict[str, Any],
+        name: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        show_server: bool = False,
+        create_namespaces: bool = True,
     ) -> Cluster:
-        """From a kubeconfig held in memory (e.g. read from a Secret)."""
+        """From a kubeconfig held in memory (e.g. read from a Secret). Its server is not
+        named in messages unless ``show_server``; ``name`` should say where it came from.
+        Raises ValueError (without the kubeconfig's content) when it is not one."""
         cfg = client.Configuration()
         if not isinstance(kubeconfig, dict):
             raise ValueError(f"a kubeconfig is a mapping, not a {type(kubeconfig).__name__}")
@@ -137,19 +157,54 @@ class Cluster:
             loader = config.kube_config.KubeConfigLoader(config_dict=kubeconfig)
             loader.load_and_set(cfg)
         except (config.ConfigException, KeyError, AttributeError, IndexError) as err:
-            # valid YAML that is not a kubeconfig (no current context, no cluster, ...)
-            raise ValueError(f"{type(err).__name__}: {err}") from None
+            # valid YAML that is not a kubeconfig (no current context, no cluster, ...); the
+            # loader's message may quote the document, so only its kind is told
+            raise ValueError(
+                f"{type(err).__name__} (it needs clusters, users, contexts and a current-context)"
+            ) from None
         # one connection attempt per request: a dead region must not cost 4 x the timeout
         cfg.retries = 1
-        return cls(api=client.ApiClient(cfg), timeout=timeout, name=name)
+        return cls(
+            api=client.ApiClient(cfg),
+            timeout=timeout,
+            name=name,
+            show_server=show_server,
+            create_namespaces=create_namespaces,
+        )
+
+    def with_namespace_creation(self, create: bool) -> Cluster:
+        """This cluster (the same client and discovery) with :attr:`create_namespaces` set
+        to ``create``; itself when it already is. Closing the copy closes the shared client."""
+        if self.create_namespaces == create:
+            return self
+        view = dataclasses.replace(self, create_namespaces=create)
+        dyn = getattr(self, "_dynamic", None)
+        if dyn is not None:
+            view._dynamic = dyn
+        return view
 
     def close(self) -> None:
         self.api.close()
 
     @property
     def server(self) -> str:
-        """The apiserver URL; two Clusters with the same server reach the same objects."""
+        """The apiserver URL; two Clusters with the same server reach the same objects.
+        A key, not for messages (see :attr:`show_server`)."""
         return str(self.api.configuration.host)
+
+    def _redact(self, text: str) -> str:
+        """``text`` without this cluster's server URL, host or port (unless shown)."""
+        if self.show_server:
+            return text
+        parsed = urlsplit(self.server)
+        for secret in sorted(
+            {self.server, parsed.netloc, parsed.hostname or ""}, key=len, reverse=True
+        ):
+            if secret:
+                text = text.replace(secret, "<server>")
+        if parsed.port is not None:
+            text = re.sub(rf"(?<![0-9]){parsed.port}(?![0-9])", "<port>", text)
+        return text
 
     @property
     def dynamic(self) -> DynamicClient:
@@ -173,13 +228,15 @@ class Cluster:
                     continue
                 tried = f" (after {attempt} attempts)" if attempt > 1 else ""
                 raise KubeError(
-                    f"{self.name}: {what}: {explain_api_exception(err)}{tried}", err.status
+                    f"{self.name}: {what}: {self._redact(explain_api_exception(err))}{tried}",
+                    err.status,
                 ) from None
             except (urllib3.exceptions.HTTPError, OSError) as err:
                 reason = getattr(err, "reason", None) or err
+                apiserver = f"apiserver {self.server}" if self.show_server else "its apiserver"
                 raise ClusterUnreachable(
-                    f"{self.name}: {what}: apiserver {self.server} unreachable: "
-                    f"{type(reason).__name__}: {str(reason)[:200]}"
+                    f"{self.name}: {what}: {apiserver} unreachable: "
+                    f"{type(reason).__name__}: {self._redact(str(reason))[:200]}"
                 ) from None
 
     def resource(self, api_version: str, kind: str) -> Any:
@@ -263,6 +320,16 @@ class Cluster:
         return True
 
     def ensure_namespace(self, name: str) -> None:
+        """Make sure namespace ``name`` exists: nothing is written when it does; a missing
+        one is created when :attr:`create_namespaces`, else a :class:`KubeError` naming it."""
+        if self.get("v1", "Namespace", name) is not None:
+            return
+        if not self.create_namespaces:
+            raise KubeError(
+                f"{self.name}: namespace {name!r} does not exist and this operator does not "
+                "create namespaces (llmfleet operator --create-namespaces, chart value "
+                f"operator.createNamespaces): create namespace {name} in that cluster"
+            )
         self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
     # ------------------------------------------------------------------ reads

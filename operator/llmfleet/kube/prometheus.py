@@ -24,14 +24,33 @@ data in the range result.
 Errors are values a caller can sort: :class:`PrometheusUnreachable` (connection refused,
 timeout, 5xx: try again later) and :class:`BadQuery` (HTTP 400/422: the template is wrong,
 retrying will not help).
+
+Trust boundary: ``spec.prometheus.url`` is written by whoever may write a FleetPolicy, and
+the operator fetches it from inside the cluster, so it must not become a way to reach what
+only the operator's pod can (the cloud's instance metadata service and its credentials).
+Before any request, :class:`PrometheusAllow` checks the URL's host, resolved to its IP
+addresses by the reader's resolver: a URL it refuses is a :class:`BadQuery` naming
+``spec.prometheus.url`` and the allow-list (permanent: no retry until the spec changes).
+The default allows any host except the link-local networks (169.254.0.0/16, fe80::/10), the
+other cloud metadata addresses and the metadata host names, which no allow-list reopens.
+Redirects are not followed (an allowed host could otherwise send the reader anywhere). The
+check is made once per reader (per planning cycle); a DNS answer that changes between the
+check and the request (rebinding) is not caught here: deny egress to 169.254.169.254 with a
+NetworkPolicy too where that matters.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import ipaddress
 import math
-from collections.abc import Mapping, Sequence
+import re
+import socket
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from prometheus_api_client import PrometheusConnect
@@ -57,6 +76,133 @@ USAGE_LABELS = ("tenant", "model_name", "region")
 # The cycle's port errors, under the names this reader has always used.
 PrometheusError = DemandSourceError
 PrometheusUnreachable = SourceUnreachable
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Sequence[str]]
+"""(host, port) -> the IP addresses a connection to it may reach (``getaddrinfo``)."""
+
+DENIED_NETWORKS: tuple[str, ...] = (
+    "169.254.0.0/16",  # IPv4 link-local: AWS/GCP/Azure/OpenStack metadata at 169.254.169.254
+    "fe80::/10",  # IPv6 link-local
+    "fd00:ec2::254/128",  # AWS instance metadata over IPv6
+    "100.100.100.200/32",  # Alibaba Cloud metadata
+    "64:ff9b::a9fe:0/112",  # 169.254.0.0/16 through NAT64
+)
+"""Never allowed, whatever the allow-list says."""
+DENIED_HOSTS: tuple[str, ...] = (
+    "metadata",
+    "metadata.google.internal",
+    "metadata.goog",
+    "metadata.azure.internal",
+    "instance-data",
+    "instance-data.ec2.internal",
+)
+"""Cloud metadata host names, never allowed (also when they do not resolve here)."""
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (numeric forms such as ``0xa9fea9fe`` included)."""
+    infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    return sorted({str(info[4][0]).split("%", 1)[0] for info in infos})
+
+
+def _address(text: str) -> IPAddress:
+    ip = ipaddress.ip_address(text)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped  # ::ffff:169.254.169.254 is 169.254.169.254
+    return ip
+
+
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9*?_.\-]+")
+
+
+@dataclass(frozen=True)
+class PrometheusAllow:
+    """Which Prometheus URLs the operator may fetch (``llmfleet operator --prometheus-allow``).
+
+    ``patterns``: ``*`` (any host), host name patterns (shell-style, case-insensitive, e.g.
+    ``prometheus.monitoring.svc`` or ``*.monitoring.svc.cluster.local``) and IP networks or
+    addresses (``10.0.0.0/8``, ``127.0.0.1``). A URL is allowed when its scheme is http or
+    https, its host is no metadata name (:data:`DENIED_HOSTS`), none of the addresses it
+    resolves to is in :data:`DENIED_NETWORKS`, and either its host name matches a name
+    pattern or every address it resolves to is in a listed network (``*`` matches all).
+    """
+
+    patterns: tuple[str, ...] = ("*",)
+
+    def __post_init__(self) -> None:
+        if not self.patterns:
+            raise ValueError("--prometheus-allow: give at least one pattern (* allows any host)")
+        for p in self.patterns:
+            if self._network(p) is None and not _NAME_PATTERN.fullmatch(p):
+                raise ValueError(
+                    f"--prometheus-allow {p!r}: expected *, a host name pattern or an IP "
+                    "network such as 10.0.0.0/8"
+                )
+
+    @classmethod
+    def parse(cls, text: str | Iterable[str] | None) -> PrometheusAllow:
+        """From ``a,b,c`` (or a list of such); None or empty is the default (``*``)."""
+        items = [text] if isinstance(text, str) else list(text or [])
+        patterns = tuple(p.strip() for item in items for p in item.split(",") if p.strip())
+        return cls(patterns or ("*",))
+
+    @staticmethod
+    def _network(pattern: str) -> IPNetwork | None:
+        try:
+            return ipaddress.ip_network(pattern, strict=False)
+        except ValueError:
+            return None
+
+    def describe(self) -> str:
+        return (
+            f"allowed: {', '.join(self.patterns)}, never link-local or cloud metadata "
+            "(llmfleet operator --prometheus-allow, chart value operator.prometheusAllow)"
+        )
+
+    def check(self, url: str, resolve: Resolver = resolve_host) -> None:
+        """Raise :class:`BadQuery` when ``url`` may not be fetched; :class:`SourceUnreachable`
+        when its host does not resolve (nothing could be fetched from it either)."""
+        where = f"spec.prometheus.url {url!r}"
+        try:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as err:
+            raise BadQuery(f"{where}: not a URL ({err})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise BadQuery(f"{where}: expected http:// or https:// and a host")
+        host = parts.hostname.lower().rstrip(".")
+        if host in DENIED_HOSTS:
+            raise BadQuery(f"{where}: host {host} is a cloud metadata service; {self.describe()}")
+        try:
+            addresses = [_address(a) for a in resolve(host, port)]
+        except (OSError, UnicodeError) as err:
+            raise SourceUnreachable(
+                f"Prometheus {url}: host {host} does not resolve ({type(err).__name__}: {err})"
+            ) from None
+        except ValueError as err:
+            raise SourceUnreachable(f"Prometheus {url}: host {host}: {err}") from None
+        if not addresses:
+            raise SourceUnreachable(f"Prometheus {url}: host {host} resolves to no address")
+        denied = [ipaddress.ip_network(n) for n in DENIED_NETWORKS]
+        for ip in addresses:
+            if any(ip in n for n in denied if n.version == ip.version):
+                raise BadQuery(
+                    f"{where}: host {host} is (or resolves to) {ip}, a link-local or cloud "
+                    f"metadata address; {self.describe()}"
+                )
+        networks = [n for n in map(self._network, self.patterns) if n is not None]
+        names = [p.lower().rstrip(".") for p in self.patterns if self._network(p) is None]
+        if any(fnmatch.fnmatchcase(host, p) for p in names):
+            return
+        if networks and all(
+            any(ip in n for n in networks if n.version == ip.version) for ip in addresses
+        ):
+            return
+        shown = ", ".join(str(a) for a in addresses)
+        raise BadQuery(f"{where}: host {host} ({shown}) is not allowed; {self.describe()}")
 
 
 def number(text: object) -> float:
@@ -170,16 +316,30 @@ def _camel(name: str) -> str:
 
 
 class DemandReader:
-    """Range queries against one Prometheus (every request bounded by ``timeoutSeconds``)."""
+    """Range queries against one Prometheus (every request bounded by ``timeoutSeconds``),
+    once its URL passed ``allow`` (module docstring; ``resolve`` is how host names become
+    addresses, a fake in tests)."""
 
-    def __init__(self, source: PrometheusSource) -> None:
+    def __init__(
+        self,
+        source: PrometheusSource,
+        *,
+        allow: PrometheusAllow | None = None,
+        resolve: Resolver = resolve_host,
+    ) -> None:
         self.source = source
         self.url = source.url.rstrip("/")
+        self.allow = allow or PrometheusAllow()
+        self._resolve = resolve
+        self._checked = False
+        session = requests.Session()
+        session.max_redirects = 0  # a redirect is an error, never followed
         # one quick retry on connection errors; no long backoff inside a planning cycle
         self._prom = PrometheusConnect(
             url=self.url,
             timeout=source.timeout_seconds,
             retry=Retry(total=1, backoff_factor=0.1, status_forcelist=()),
+            session=session,
         )
 
     @property
@@ -189,9 +349,21 @@ class DemandReader:
     def close(self) -> None:
         self._prom.close()
 
+    def _check(self) -> None:
+        """The URL against the allow-list, before the first request (raises BadQuery)."""
+        if not self._checked:
+            self.allow.check(self.source.url, self._resolve)
+            self._checked = True
+
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self._check()
         try:
             return fn(*args, **kwargs)
+        except requests.TooManyRedirects:
+            raise BadQuery(
+                f"spec.prometheus.url {self.source.url!r} answered {what} with a redirect, "
+                "which is not followed: give the URL of the Prometheus API itself"
+            ) from None
         except (requests.ConnectionError, requests.Timeout) as err:
             raise PrometheusUnreachable(
                 f"Prometheus {self.url} unreachable ({what}): {type(err).__name__}"

@@ -29,7 +29,7 @@ def calls(monkeypatch):
 
     events: list[dict[str, Any]] = []
     monkeypatch.setattr(cleanup, "remove_region", fake_remove)
-    monkeypatch.setattr(cleanup, "RegionClusters", lambda c: _Null())
+    monkeypatch.setattr(cleanup, "RegionClusters", lambda c, **_: _Null())
     monkeypatch.setattr(cleanup.kopf, "event", lambda body, **kw: events.append(kw))
     return seen, results, events
 

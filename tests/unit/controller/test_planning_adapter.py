@@ -54,7 +54,7 @@ def wired(monkeypatch):
     actuated: list[str] = []
     monkeypatch.setattr(planning.kopf, "event", lambda body, **kw: events.append(kw))
     monkeypatch.setattr(planning, "observe", lambda *a: Observation())
-    monkeypatch.setattr(planning, "RegionClusters", lambda cluster: contextlib.nullcontext())
+    monkeypatch.setattr(planning, "RegionClusters", lambda cluster, **_: contextlib.nullcontext())
 
     def fake_actuate(clusters, snapshot, spec, policy, namespace, dry_run=False, **kw):
         actuated.append(spec.policy)
@@ -62,7 +62,7 @@ def wired(monkeypatch):
 
     monkeypatch.setattr(planning, "actuate", fake_actuate)
     empty = DemandRead((), 0.0, 300, None, None)
-    monkeypatch.setattr(planning, "DemandReader", lambda source: FakeSource(read_result=empty))
+    monkeypatch.setattr(planning, "DemandReader", lambda source, **_: FakeSource(read_result=empty))
     hub = _Hub()
     clock = itertools.count(1000.0, 1.0)
     now = [1000.0]

@@ -84,11 +84,11 @@ def test_controller_and_twin_make_the_same_plan_from_the_same_inputs(monkeypatch
     # the controller: the kopf timer's adapter, with Prometheus and the clusters answering
     # what the twin saw
     read = DemandRead(tuple(histories.values()), now - 48 * 300, 300, now, 0.0)
-    monkeypatch.setattr(planning, "DemandReader", lambda source: FakeSource(read_result=read))
+    monkeypatch.setattr(planning, "DemandReader", lambda source, **_: FakeSource(read_result=read))
     monkeypatch.setattr(
         planning, "observe", lambda *a: Observation(nodes=dict(nodes), replicas=dict(replicas))
     )
-    monkeypatch.setattr(planning, "RegionClusters", lambda cluster: contextlib.nullcontext())
+    monkeypatch.setattr(planning, "RegionClusters", lambda cluster, **_: contextlib.nullcontext())
     monkeypatch.setattr(planning, "actuate", lambda *a, **k: ActuationResult(dry_run=True))
     monkeypatch.setattr(planning.kopf, "event", lambda *a, **k: None)
     hub = _Cluster()

@@ -87,6 +87,10 @@ class FakeCluster:
     def ensure_namespace(self, name: str) -> None:
         pass
 
+    def with_namespace_creation(self, create: bool) -> FakeCluster:
+        self.create_namespaces = create
+        return self
+
 
 def _region(name: str, provider: str = "static", mode: str = "local", **ref: Any) -> Region:
     cluster: dict[str, Any] = {"mode": mode}
@@ -234,7 +238,7 @@ def test_one_region_clusters_per_cycle_tries_a_dead_region_once():
     local = FakeCluster()
     snap = _snapshot(_region("remote", mode="kubeconfig"), _region("here"))
     plan = fleet_plan(replicas={(MODEL, "here", "od"): 1})
-    with RegionClusters(local) as clusters:  # type: ignore[arg-type]
+    with RegionClusters(local, kubeconfig_namespaces=["fleet"]) as clusters:  # type: ignore[arg-type]
         obs = observe(clusters, snap, "fleet")
         assert (
             set(obs.unreachable) == {"remote"} and "Secret not found" in obs.unreachable["remote"]
@@ -244,7 +248,7 @@ def test_one_region_clusters_per_cycle_tries_a_dead_region_once():
     assert [(e.region, e.target) for e in res.errors] == [("remote", "other")]
     assert local.gets["Secret"] == 1  # the dead region was tried once this cycle
     assert res.changes == 3  # here: Deployment, Service, routing ConfigMap
-    with RegionClusters(local) as next_cycle:  # type: ignore[arg-type]
+    with RegionClusters(local, kubeconfig_namespaces=["fleet"]) as next_cycle:  # type: ignore[arg-type]
         observe(next_cycle, snap, "fleet")
     assert local.gets["Secret"] == 2  # a new cycle tries again
 
@@ -260,7 +264,109 @@ def test_a_secret_that_is_not_a_kubeconfig_makes_only_its_region_unreachable():
             "data": {"kubeconfig": base64.b64encode(text.encode()).decode()},
         }
     snap = _snapshot(*[_region(f"remote{i}", mode="kubeconfig") for i in range(3)], _region("here"))
-    with RegionClusters(local) as clusters:  # type: ignore[arg-type]
+    with RegionClusters(local, kubeconfig_namespaces=["fleet"]) as clusters:  # type: ignore[arg-type]
         obs = observe(clusters, snap, "fleet")
     assert set(obs.unreachable) == {"remote0", "remote1", "remote2"}
     assert all("not a usable kubeconfig" in why for why in obs.unreachable.values())
+
+
+def _secret(local: FakeCluster, region: str, text: str, namespace: str = "fleet") -> None:
+    import base64
+
+    local.objects[("Secret", namespace, f"kc-{region}")] = {
+        "metadata": {"name": f"kc-{region}", "namespace": namespace, "resourceVersion": "1"},
+        "data": {"kubeconfig": base64.b64encode(text.encode()).decode()},
+    }
+
+
+def _in_namespace(region: Region, namespace: str) -> Region:
+    ref = region.spec.cluster.kubeconfig_secret_ref
+    assert ref is not None
+    access = region.spec.cluster.model_copy(
+        update={"kubeconfig_secret_ref": ref.model_copy(update={"namespace": namespace})}
+    )
+    return region.model_copy(update={"spec": region.spec.model_copy(update={"cluster": access})})
+
+
+@pytest.mark.parametrize(
+    ("allowed", "shown"),
+    [
+        (["fleet"], "allowed: fleet (llmfleet operator --kubeconfig-secret-namespaces"),
+        (["fleet", "ops"], "allowed: fleet, ops"),
+        ([], "no namespace is allowed (llmfleet operator --kubeconfig-secret-namespaces"),
+    ],
+)
+def test_a_secret_outside_the_allowed_namespaces_is_never_read(
+    allowed: list[str], shown: str
+) -> None:
+    """A Region (cluster-scoped: whoever writes one could name any Secret) naming a Secret
+    outside the allow-list is unreachable, the message names the field and the allow-list,
+    and the Secret is not even read."""
+    local = FakeCluster()
+    _secret(local, "remote", "apiVersion: v1\nkind: Config\n", namespace="victim")
+    region = _in_namespace(_region("remote", mode="kubeconfig"), "victim")
+    snap = _snapshot(region, _region("here"))
+    plan = fleet_plan(replicas={(MODEL, "here", "od"): 1})
+    with RegionClusters(local, kubeconfig_namespaces=allowed) as clusters:  # type: ignore[arg-type]
+        obs = observe(clusters, snap, "fleet")
+        res = actuate(clusters, snap, plan, snap.policies[0], "fleet")
+    why = obs.unreachable["remote"]
+    assert why.startswith(
+        "Region remote: spec.cluster.kubeconfigSecretRef.namespace 'victim': kubeconfig "
+        "Secrets are read only from the operator's allowed namespaces; "
+    ), why
+    assert shown in why and "operator.kubeconfigSecretNamespaces" in why
+    assert local.gets.get("Secret", 0) == 0  # never read
+    assert set(res.unreachable) == {"remote"} and res.changes == 3  # the others are actuated
+
+
+def test_the_allow_list_admits_its_namespaces() -> None:
+    local = FakeCluster()
+    _secret(local, "remote", "just: yaml\n", namespace="ops")
+    region = _in_namespace(_region("remote", mode="kubeconfig"), "ops")
+    with RegionClusters(local, kubeconfig_namespaces=["fleet", "ops"]) as clusters:  # type: ignore[arg-type]
+        obs = observe(clusters, _snapshot(region), "fleet")
+    assert local.gets["Secret"] == 1  # read, and found not to be a kubeconfig
+    assert "not a usable kubeconfig" in obs.unreachable["remote"]
+
+
+def test_no_secret_content_reaches_a_message() -> None:
+    """Neither the YAML of a broken Secret nor the server of a working one is echoed: the
+    unreachable messages (statuses, Events) name the Secret, not what is in it."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    local = FakeCluster()
+    _secret(local, "broken", "token: s3cr3t-t0ken\n  : [\n")
+    _secret(local, "odd", "current-context: s3cr3t-ctx\n")
+    _secret(
+        local,
+        "dead",
+        f"""apiVersion: v1
+kind: Config
+clusters: [{{name: c, cluster: {{server: "https://127.0.0.1:{port}", insecure-skip-tls-verify: true}}}}]
+users: [{{name: u, user: {{token: s3cr3t-t0ken}}}}]
+contexts: [{{name: x, context: {{cluster: c, user: u}}}}]
+current-context: x
+""",
+    )
+    regions = [_region(n, mode="kubeconfig") for n in ("broken", "odd", "dead")]
+    snap = _snapshot(*regions)
+    plan = fleet_plan(nodes={("dead", "od"): 1})
+    with RegionClusters(local, kubeconfig_namespaces=["fleet"], timeout=2) as clusters:  # type: ignore[arg-type]
+        obs = observe(clusters, snap, "fleet")
+        res = actuate(clusters, snap, plan, snap.policies[0], "fleet")
+    assert set(obs.unreachable) == {"broken", "odd", "dead"}
+    assert "not YAML at line" in obs.unreachable["broken"], obs.unreachable
+    assert "not a usable kubeconfig" in obs.unreachable["odd"]
+    assert obs.unreachable["dead"].startswith(
+        "Region dead (the cluster in Secret fleet/kc-dead): "
+    ), obs.unreachable["dead"]
+    assert "its apiserver unreachable" in obs.unreachable["dead"]
+    texts = [*obs.unreachable.values(), *map(str, obs.errors), *map(str, res.errors)]
+    texts += [e.message for e in res.events]
+    assert texts
+    for text in texts:
+        assert "s3cr3t" not in text and "127.0.0.1" not in text and str(port) not in text, text

@@ -118,9 +118,8 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_a_dead_apiserver_is_cluster_unreachable():
-    port = _closed_port()
-    kubeconfig = {
+def _dead_kubeconfig(port: int) -> dict[str, Any]:
+    return {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}",
@@ -129,7 +128,13 @@ def test_a_dead_apiserver_is_cluster_unreachable():
         "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
         "current-context": "x",
     }  # fmt: skip
-    c = Cluster.from_kubeconfig_dict(kubeconfig, name="region eu-west", timeout=2)
+
+
+def test_a_dead_apiserver_is_cluster_unreachable():
+    port = _closed_port()
+    c = Cluster.from_kubeconfig_dict(
+        _dead_kubeconfig(port), name="region eu-west", timeout=2, show_server=True
+    )
     try:
         with pytest.raises(
             ClusterUnreachable, match=rf"region eu-west: .*127.0.0.1:{port} unreachable"
@@ -137,3 +142,86 @@ def test_a_dead_apiserver_is_cluster_unreachable():
             c.list("v1", "Node")
     finally:
         c.close()
+
+
+def test_a_cluster_from_a_secret_never_names_its_server():
+    """The URL of a kubeconfig held in a Secret is the Secret's content: the messages (which
+    reach statuses and Events) say where the cluster came from, never where it is."""
+    port = _closed_port()
+    c = Cluster.from_kubeconfig_dict(
+        _dead_kubeconfig(port), name="Region eu-west (the cluster in Secret fleet/kc)", timeout=2
+    )
+    try:
+        with pytest.raises(ClusterUnreachable) as e:
+            c.list("v1", "Node")
+    finally:
+        c.close()
+    msg = str(e.value)
+    assert msg.startswith("Region eu-west (the cluster in Secret fleet/kc): ")
+    assert "its apiserver unreachable" in msg, msg
+    assert "127.0.0.1" not in msg and str(port) not in msg, msg
+
+
+def test_a_kubeconfig_that_is_not_one_is_refused_without_quoting_it():
+    doc = _dead_kubeconfig(1)
+    doc["current-context"] = "s3cr3t-context"
+    with pytest.raises(ValueError, match="current-context") as e:
+        Cluster.from_kubeconfig_dict(doc, name="x")
+    assert "s3cr3t" not in str(e.value) and "current-context" in str(e.value)
+
+
+class _Namespaces:
+    """The Namespace resource: ``existing`` names, and the writes it was asked for."""
+
+    namespaced = False
+
+    def __init__(self, existing: set[str]) -> None:
+        self.existing = existing
+        self.applied: list[str] = []
+
+    def get(self, name: str, **_: Any) -> _Answer:
+        if name not in self.existing:
+            err = ApiException(status=404, reason="NotFound")
+            err.body = json.dumps(
+                {"reason": "NotFound", "message": f'namespaces "{name}" not found'}
+            )
+            raise err
+        return _Answer({"metadata": {"name": name}})
+
+    def server_side_apply(self, name: str, **_: Any) -> _Answer:
+        self.applied.append(name)
+        self.existing.add(name)
+        return _Answer({"metadata": {"name": name}})
+
+
+def _ns_cluster(res: _Namespaces, create: bool) -> Cluster:
+    c = _cluster(_Resource([]), [])
+    c.create_namespaces = create
+    c._dynamic = _Dynamic(res)  # type: ignore[arg-type,attr-defined]
+    return c
+
+
+def test_ensure_namespace_writes_nothing_when_it_exists():
+    res = _Namespaces({"fleet"})
+    for create in (True, False):
+        _ns_cluster(res, create).ensure_namespace("fleet")
+    assert res.applied == []  # no write: no right to patch namespaces needed
+
+
+def test_a_missing_namespace_is_created_only_when_allowed_else_an_error_naming_it():
+    res = _Namespaces(set())
+    with pytest.raises(KubeError) as e:
+        _ns_cluster(res, create=False).ensure_namespace("fleet")
+    assert "namespace 'fleet' does not exist" in str(e.value)
+    assert "--create-namespaces" in str(e.value) and "operator.createNamespaces" in str(e.value)
+    assert res.applied == []
+    _ns_cluster(res, create=True).ensure_namespace("fleet")
+    assert res.applied == ["fleet"]
+
+
+def test_a_view_with_namespace_creation_shares_the_client():
+    c = _cluster(_Resource([]), [])
+    assert c.with_namespace_creation(True) is c
+    view = c.with_namespace_creation(False)
+    assert view is not c and view.create_namespaces is False and c.create_namespaces is True
+    assert view.api is c.api and view._dynamic is c._dynamic  # type: ignore[attr-defined]
