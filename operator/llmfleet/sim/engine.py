@@ -8,10 +8,18 @@ tokens/s; while a prefill runs, decoding pauses (vLLM's prefill-first scheduling
     r(n) = D / max(n, s C)        tokens/s        (batch-size-dependent slowdown)
 
 so the replica's decode throughput grows with the batch until ``n = s C`` and is ``D``
-beyond. TTFT = queueing + wait for earlier prefills + ``L_in / P``; a request then decodes
-``L_out`` tokens. All decoding sequences share one rate, so the replica keeps a *virtual
-progress* ``V`` (tokens each decoding sequence has made) and a heap of finish marks
-``V_start + L_out``; events happen only at admissions, prefill ends and completions.
+beyond. TTFT = queueing + wait for earlier prefills + ``L_in / P`` + ``k s C / D``; a request
+then decodes ``L_out`` tokens. The last term is ``k`` (``engine.first_token_steps``, default
+0: today's TTFT) decode steps of an unloaded replica, ``tau0 = s C / D``: in vLLM the first
+token comes out of the scheduler step that finishes the prefill, so a measured TTFT is
+``tau0 + L_in / P`` (llm-d's BLIS tables fit it with ``k = 1``, see
+:mod:`llmfleet_bench.calibrate`). It is latency only: the prefill and decode work, so the
+capacity below, do not change, and the request's ``L_out`` decode tokens still start at the
+prefill's end (with ``k <= 1``, ``k tau0`` never exceeds one decode step, ``max(n, s C) /
+D``, so the first token is never recorded after the request completes). All decoding sequences share one
+rate, so the replica keeps a *virtual progress* ``V`` (tokens each decoding sequence has
+made) and a heap of finish marks ``V_start + L_out``; events happen only at admissions,
+prefill ends and completions.
 At saturation the time per request is ``L_in/P + L_out/D``: the planner's ``mu(p)``.
 
 **Routing.** Per (model, tier, origin) the current target's fractions pick a region
@@ -43,6 +51,7 @@ import numpy as np
 from llmfleet.api.references import FleetSnapshot
 from llmfleet.fairness.scheduling import FCFS, Scheduler
 from llmfleet.forecast.types import DemandHistory, DemandRates, FlowKey
+from llmfleet.sim.gateway import THROTTLED, Gateway
 from llmfleet.sim.metrics import Recorder
 from llmfleet.sim.policy import (
     FleetTarget,
@@ -92,6 +101,8 @@ class Profile:
     saturation: float
     load_seconds: float
     gpus: int
+    first_token_delay: float = 0.0
+    """Seconds from the prefill's end to the first token: ``k s C / D`` (module doc)."""
 
 
 @dataclass(eq=False)
@@ -191,10 +202,13 @@ class Engine:
                     continue
                 for pr in m.spec.profiles:
                     if pr.gpu_type == np_.gpu_type and pr.gpus_per_replica <= np_.gpus_per_node:
+                        sat = self.cfg.saturation_fraction
                         self.profiles[(m.metadata.name, region, pool)] = Profile(
                             pr.prefill_tokens_per_second, pr.decode_tokens_per_second,
-                            pr.max_concurrent_sequences, self.cfg.saturation_fraction,
+                            pr.max_concurrent_sequences, sat,
                             pr.load_seconds, pr.gpus_per_replica,
+                            first_token_delay=self.cfg.first_token_steps * sat
+                            * pr.max_concurrent_sequences / pr.decode_tokens_per_second,
                         )
         self.nodes: dict[PoolKey, list[Node]] = {k: [] for k in self.pools}
         self.replicas: dict[ReplicaKey, list[Replica]] = {}
@@ -214,6 +228,10 @@ class Engine:
         self._last_obs = 0.0
         self._warm = False
         self._hist_cache: tuple[int, Mapping[FlowKey, DemandHistory]] | None = None
+        self.gateway = Gateway()
+        self._sent: dict[tuple[str, str, str], float] = {}
+        """(tenant, model, origin) -> tokens sent so far (throttled included)."""
+        self._sent_at: deque[tuple[float, dict[tuple[str, str, str], float]]] = deque()
 
     # ------------------------------------------------------------------ events
     def _push(self, t: float, kind: int, a: int, obj: object) -> None:
@@ -325,6 +343,12 @@ class Engine:
             req.deadline = self.now + t.spec.deadline.completion_seconds
             req.lane = "deadline"
         self.rec.arrived(req)
+        use = (req.tenant, model, req.origin)
+        tokens = float(req.prompt_tokens + req.output_tokens)
+        self._sent[use] = self._sent.get(use, 0.0) + tokens
+        if not self.gateway.admit(req.tenant, tokens, req.call_index, self.now):
+            self.rec.rejected(req, THROTTLED, self.now)  # a 429 at the ingress, counted
+            return
         if batch:
             heapq.heappush(self.deadline_q.setdefault(model, []), (req.deadline, rid, req))
             self._release_batch(model)
@@ -425,7 +449,7 @@ class Engine:
         if rep.prefilling is not None and rep.prefill_end <= now + 1e-9:
             req = rep.prefilling
             rep.prefilling = None
-            self.rec.first_token(req, now)
+            self.rec.first_token(req, now + rep.profile.first_token_delay)
             rep.scheduler.on_service(req, float(req.prompt_tokens), 0.0, now)
             rep.served_tokens += req.prompt_tokens
             heapq.heappush(rep.decode, (rep.v + req.output_tokens, req.id, req))
@@ -531,6 +555,8 @@ class Engine:
     # ------------------------------------------------------------------ control
     def _apply(self, target: FleetTarget) -> None:
         self.target = target
+        if target.throttles is not None:
+            self.gateway.update(target.throttles, self.now)
         self._reconcile()
 
     def _reconcile(self) -> None:
@@ -714,8 +740,20 @@ class Engine:
         return Observation(
             now=self.now, start_unix=wl.start_unix, step_seconds=self.step, history=hist,
             nodes={k: len(v) for k, v in self.nodes.items()}, replicas=stats,
-            backlog_tokens=backlog,
+            backlog_tokens=backlog, tenant_usage=self._usage(),
         )
+
+    def _usage(self) -> dict[tuple[str, str, str], float]:
+        """Tokens/s each (tenant, model, origin) sent over the last planning step (a rate
+        over the step, as the controller's usage query reads it; over what has passed while
+        the run is younger than a step)."""
+        self._sent_at.append((self.now, dict(self._sent)))
+        while len(self._sent_at) > 1 and self._sent_at[1][0] <= self.now - self.step:
+            self._sent_at.popleft()
+        t0, then = self._sent_at[0]
+        span = self.now - t0 if self.now - t0 > 0 else 1.0
+        return {k: (v - then.get(k, 0.0)) / span for k, v in self._sent.items()
+                if v > then.get(k, 0.0)}
 
     def _holders(self) -> Iterator[Request]:
         for reps in self.replicas.values():

@@ -154,6 +154,7 @@ class TenantStats:
     completed: int = 0
     ok: int = 0
     rejected: int = 0
+    rejected_by: Counter[str] = field(default_factory=Counter)
     asked_tokens: float = 0.0
     served_tokens: float = 0.0
     ttft: LogHistogram = field(default_factory=LogHistogram)
@@ -285,7 +286,9 @@ class Recorder:
         st.rejected += 1
         st.late += now > req.deadline
         st.decide(req.arrival, False)
-        self.tenant_stats[req.tenant].rejected += 1
+        ts = self.tenant_stats[req.tenant]
+        ts.rejected += 1
+        ts.rejected_by[reason] += 1
         if self.keep_requests:
             self.status[req.id] = REJECTED
             self.done_at[req.id] = now
@@ -422,7 +425,7 @@ class Recorder:
     def per_tenant(self) -> list[dict[str, Any]]:
         return [
             {"tenant": name, "requests": ts.requests, "completed": ts.completed,
-             "rejected": ts.rejected,
+             "rejected": ts.rejected, "throttled": ts.rejected_by.get("throttled", 0),
              "attainment": ts.ok / max(ts.completed + ts.rejected, 1),
              "asked_tokens": ts.asked_tokens, "served_tokens": ts.served_tokens,
              **_pct("ttft", ts.ttft), **_pct("e2e", ts.e2e)}

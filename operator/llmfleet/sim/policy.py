@@ -12,10 +12,11 @@ siloed, SageServe as published, static peak, oracle (the planner fed the true fu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from llmfleet.api.plan import TenantThrottle
 from llmfleet.forecast.types import DemandHistory, DemandRates, FlowKey
 
 ReplicaKey = tuple[str, str, str]
@@ -60,6 +61,9 @@ class Observation:
     replicas: Mapping[ReplicaKey, ReplicaStats]
     backlog_tokens: Mapping[tuple[str, str], float] = field(default_factory=dict)
     """(model, deadline tier) -> batch tokens queued now."""
+    tenant_usage: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
+    """(tenant, model, origin region) -> tokens/s it sent over the last planning step (what
+    the controller's ``tenantUsage`` query reads), throttled requests included."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,9 @@ class FleetTarget:
     pack the replicas (first fit, at least the pool's minimum)."""
     note: str = ""
     """A short line for the report (e.g. the planner's status and gap)."""
+    throttles: Sequence[TenantThrottle] | None = None
+    """The tenants' limits the ingress enforces (a plan's ``spec.throttles``); None keeps
+    the ones in force (none at the start: no tenant is limited)."""
     pool_lanes: Mapping[PoolKey, str] = field(default_factory=dict)
     """(region, pool) -> ``interactive`` or ``deadline``: a pool listed here serves only that
     lane (the siloed baseline); unlisted pools serve both."""

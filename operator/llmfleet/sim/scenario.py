@@ -6,7 +6,8 @@ A scenario (YAML) has three parts:
   the operator reads (``llmfleet.api``), parsed and checked the same way;
 * ``workload``: which trace client feeds which tenant from which home region, the traffic
   scale factor, the number of days and the seed;
-* ``engine``: simulator knobs (capacity scale, batch-size slowdown, retry limit).
+* ``engine``: simulator knobs (capacity scale, batch-size slowdown, first-token step, retry
+  limit).
 
 **Capacity scale.** A Python discrete-event twin handles about 1e5 requests per policy in
 seconds, which is about one real replica's traffic. To keep fleets of dozens of replicas,
@@ -79,6 +80,10 @@ class EngineSpec(BaseModel):
     saturation_fraction: float = Field(default=0.25, gt=0, le=1)
     """Batch size (fraction of max sequences) from which decode throughput is saturated:
     each of ``n`` sequences decodes at ``D / max(n, s C)`` tokens/s."""
+    first_token_steps: float = Field(default=0.0, ge=0)
+    """TTFT adds this many unloaded decode steps, ``k s C / D`` seconds, after the prefill
+    (vLLM emits the first token from the step that ends the prefill). 0 (default): TTFT ends
+    with the prefill; 1: what llm-d's BLIS vLLM tables show (``llmfleet bench calibrate``)."""
     max_retries: int = Field(default=3, ge=0)
     queue_limit_factor: float = Field(default=8.0, gt=0)
     """A replica rejects (``queue-full``) when more than this x max sequences are waiting."""

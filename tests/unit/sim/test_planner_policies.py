@@ -108,3 +108,19 @@ def test_sageserve_keeps_its_instances_when_the_ilp_fails(monkeypatch):
     again = p.decide(_obs(now=3600.0, tok=10.0))
     assert dict(again.replicas) == dict(first.replicas)
     assert again.note == "kept last plan: ILP killed" and p.failures == 1
+
+
+def test_llmfleet_publishes_the_cycles_limits_from_the_usage_it_saw():
+    import dataclasses
+
+    calm = Llmfleet(tiny_scenario()).decide(_obs(tok=2000.0))
+    assert calm.throttles is not None and {t.tenant for t in calm.throttles} == {"a", "b"}
+    # tenant a sends 50x what the plan provisions: the next plan's limit holds it to a share
+    obs = dataclasses.replace(_obs(tok=2000.0), tenant_usage={("a", "m", "r1"): 100_000.0})
+    p = Llmfleet(tiny_scenario())
+    hot = p.decide(obs)
+    assert hot.throttles is not None
+    a = next(t for t in hot.throttles if t.tenant == "a")
+    assert a.tokens_per_second < 100_000.0
+    assert p.last_result is not None and p.last_result.limits is not None
+    assert p.last_result.limits.tenant("a").throttled

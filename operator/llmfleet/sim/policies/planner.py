@@ -5,7 +5,9 @@
 history as the demand source (:class:`ObservedDemand`) where the controller has Prometheus:
 the same known-flow filter, quota fallback, floors, tenant limits and warm start, and the
 FleetPlanSpec it returns is what the twin executes (replicas per (model, region, pool) and
-the routing weights per (model, tier, origin)). Between plans a short-term correction runs every ``react_seconds``: where a
+the routing weights per (model, tier, origin)); the tenants' limits of the plan are enforced
+at the twin's ingress (:mod:`llmfleet.sim.gateway`), from the usage the twin saw per tenant.
+Between plans a short-term correction runs every ``react_seconds``: where a
 (model, region, pool)'s replicas are busier than their tier allows, or requests queue, it
 adds replicas on top of the plan (never fewer than the plan); the next plan resets them.
 
@@ -44,6 +46,7 @@ from llmfleet.cycle import (
     run_cycle,
 )
 from llmfleet.cycle.ports import Forecaster, forecast_histories
+from llmfleet.fairness.limits import Usage
 from llmfleet.forecast.forecaster import forecast_all
 from llmfleet.forecast.types import DemandForecast, DemandHistory, DemandRates, FlowKey
 from llmfleet.plan.instance import CurrentState, InstanceError, PlanningInstance, from_snapshot
@@ -136,6 +139,15 @@ class ObservedDemand:
         start = min((h.start for h in out), default=end)
         return DemandRead(tuple(out), start, step_seconds, newest_sample=end, age_seconds=0.0)
 
+    def read_usage(self, queries: object, *, end: float, step_seconds: int) -> tuple[Usage, ...]:
+        """Each tenant's tokens/s per (model, origin) over the last step, as the engine saw
+        them arrive (what the controller's ``tenantUsage`` query reads at the gateway)."""
+        del queries, end, step_seconds
+        return tuple(
+            Usage(tenant, model, origin, tps)
+            for (tenant, model, origin), tps in sorted(self.obs.tenant_usage.items())
+        )
+
 
 class CachedForecaster:
     """:func:`~llmfleet.cycle.ports.forecast_histories`, recomputed only when the history
@@ -193,7 +205,7 @@ def spec_target(spec: FleetPlanSpec, note: str) -> FleetTarget:
         for w in rule.weights:
             if w.fraction > 0:
                 routes.setdefault((rule.model, rule.tier, rule.origin), {})[w.region] = w.fraction
-    return FleetTarget(replicas=replicas, routes=routes, note=note)
+    return FleetTarget(replicas=replicas, routes=routes, note=note, throttles=list(spec.throttles))
 
 
 class Llmfleet:
@@ -249,7 +261,8 @@ class Llmfleet:
         forecaster = (
             TrueFuture(self.truth, obs.start_unix) if self.truth is not None else self.forecaster
         )
-        return CyclePorts(demand=ObservedDemand(obs), forecaster=forecaster)
+        source = ObservedDemand(obs)
+        return CyclePorts(demand=source, usage=source, forecaster=forecaster)
 
     # ------------------------------------------------------------------ decide
     def decide(self, obs: Observation) -> FleetTarget:
