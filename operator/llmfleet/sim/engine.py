@@ -51,6 +51,7 @@ import numpy as np
 from llmfleet.api.references import FleetSnapshot
 from llmfleet.fairness.scheduling import FCFS, Scheduler
 from llmfleet.forecast.types import DemandHistory, DemandRates, FlowKey
+from llmfleet.sim.gateway import THROTTLED, Gateway
 from llmfleet.sim.metrics import Recorder
 from llmfleet.sim.policy import (
     FleetTarget,
@@ -227,6 +228,10 @@ class Engine:
         self._last_obs = 0.0
         self._warm = False
         self._hist_cache: tuple[int, Mapping[FlowKey, DemandHistory]] | None = None
+        self.gateway = Gateway()
+        self._sent: dict[tuple[str, str, str], float] = {}
+        """(tenant, model, origin) -> tokens sent so far (throttled included)."""
+        self._sent_at: deque[tuple[float, dict[tuple[str, str, str], float]]] = deque()
 
     # ------------------------------------------------------------------ events
     def _push(self, t: float, kind: int, a: int, obj: object) -> None:
@@ -338,6 +343,12 @@ class Engine:
             req.deadline = self.now + t.spec.deadline.completion_seconds
             req.lane = "deadline"
         self.rec.arrived(req)
+        use = (req.tenant, model, req.origin)
+        tokens = float(req.prompt_tokens + req.output_tokens)
+        self._sent[use] = self._sent.get(use, 0.0) + tokens
+        if not self.gateway.admit(req.tenant, tokens, req.call_index, self.now):
+            self.rec.rejected(req, THROTTLED, self.now)  # a 429 at the ingress, counted
+            return
         if batch:
             heapq.heappush(self.deadline_q.setdefault(model, []), (req.deadline, rid, req))
             self._release_batch(model)
@@ -544,6 +555,8 @@ class Engine:
     # ------------------------------------------------------------------ control
     def _apply(self, target: FleetTarget) -> None:
         self.target = target
+        if target.throttles is not None:
+            self.gateway.update(target.throttles, self.now)
         self._reconcile()
 
     def _reconcile(self) -> None:
@@ -727,8 +740,20 @@ class Engine:
         return Observation(
             now=self.now, start_unix=wl.start_unix, step_seconds=self.step, history=hist,
             nodes={k: len(v) for k, v in self.nodes.items()}, replicas=stats,
-            backlog_tokens=backlog,
+            backlog_tokens=backlog, tenant_usage=self._usage(),
         )
+
+    def _usage(self) -> dict[tuple[str, str, str], float]:
+        """Tokens/s each (tenant, model, origin) sent over the last planning step (a rate
+        over the step, as the controller's usage query reads it; over what has passed while
+        the run is younger than a step)."""
+        self._sent_at.append((self.now, dict(self._sent)))
+        while len(self._sent_at) > 1 and self._sent_at[1][0] <= self.now - self.step:
+            self._sent_at.popleft()
+        t0, then = self._sent_at[0]
+        span = self.now - t0 if self.now - t0 > 0 else 1.0
+        return {k: (v - then.get(k, 0.0)) / span for k, v in self._sent.items()
+                if v > then.get(k, 0.0)}
 
     def _holders(self) -> Iterator[Request]:
         for reps in self.replicas.values():
