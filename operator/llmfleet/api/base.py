@@ -17,13 +17,15 @@ CustomResourceDefinitions in ``crds/``. Three conventions make that work:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -54,6 +56,38 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS
 ObjectName = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
 #: A namespace name.
 NamespaceName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL)]
+
+
+#: The time of an RFC 3339 ``date-time`` as the apiserver's format check reads it
+#: (kube-openapi ``strfmt.IsDateTime``): ``HH:MM:SS[.fraction](Z|±HH:MM)``.
+_K8S_TIME = re.compile(r"([0-9]{2}):([0-9]{2}):([0-9]{2})(.[0-9]+)?(z|([+-][0-9]{2}:[0-9]{2}))")
+_K8S_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def is_k8s_date_time(text: str) -> bool:
+    """Whether the apiserver takes ``text`` for a ``format: date-time`` field."""
+    parts = text.lower().split("t")
+    if len(text) < 4 or len(parts) < 2 or not _K8S_DATE.fullmatch(parts[0]):
+        return False
+    try:
+        date.fromisoformat(parts[0])
+    except ValueError:
+        return False
+    m = _K8S_TIME.fullmatch(parts[1])
+    return m is not None and m[1] <= "23" and m[2] <= "59" and m[3] <= "59"
+
+
+def _rfc3339(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value  # a datetime passes; anything else fails the (strict) datetime check
+    if not is_k8s_date_time(value):
+        raise ValueError("must be an RFC 3339 date-time, e.g. 2026-01-01T00:00:00Z")
+    return datetime.fromisoformat(value.upper())
+
+
+#: A point in time, written as an RFC 3339 ``date-time`` on the wire (what the CRD's
+#: ``format: date-time`` accepts; pydantic alone would also take ``"3"`` as a Unix time).
+Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
 
 
 def cel_or_default(path: str, default: bool | float | str) -> str:
@@ -188,7 +222,7 @@ class Condition(ApiModel):
     """A CamelCase machine-readable reason for the last transition, e.g. ``UnknownTier``."""
     message: str = Field(default="", max_length=32768)
     """A human-readable explanation of the last transition."""
-    last_transition_time: datetime
+    last_transition_time: Timestamp
     """When the status last changed (RFC 3339)."""
     observed_generation: int | None = Field(default=None, ge=0)
     """The ``metadata.generation`` the condition was computed from."""

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from llmfleet.api.base import ApiModel, Name, StatusBase
+from llmfleet.api.base import ApiModel, Name, StatusBase, Timestamp
 from llmfleet.api.region import GPU_TYPE_PATTERN, CapacityType
 from llmfleet.api.resource import AGE_COLUMN, KindInfo, PrinterColumn, Resource
 from llmfleet.api.tenant import TENANT_ID_PATTERN
@@ -146,7 +145,7 @@ class FleetPlanSpec(ApiModel):
     """FleetPolicy that made the plan."""
     inputs_digest: str = Field(max_length=128)
     """Digest of every input (CRs, demand, current state) so identical inputs are visible."""
-    made_at: datetime
+    made_at: Timestamp
     """When the plan was made."""
     step_seconds: int = Field(ge=1, le=86400)
     """Length of one step, seconds."""
@@ -178,7 +177,7 @@ class FleetPlanStatus(StatusBase):
     ``Failed``."""
     applied: bool = False
     """Whether every change of the plan reached the fleet."""
-    applied_at: datetime | None = None
+    applied_at: Timestamp | None = None
     """When actuation finished."""
     changes: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     """Number of objects the plan changed."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
@@ -16,6 +15,7 @@ from llmfleet.api.base import (
     PolicyNamedMeta,
     Rule,
     StatusBase,
+    Timestamp,
     cel_or_default,
     rules_check,
     rules_schema,
@@ -319,9 +319,9 @@ class FleetPolicyStatus(StatusBase):
     """USD per hour of the newest plan's first step."""
     gap: float | None = Field(default=None, ge=0)
     """Relative gap of the newest plan to the solver's bound."""
-    last_run_time: datetime | None = None
+    last_run_time: Timestamp | None = None
     """When the controller last planned."""
-    next_run_time: datetime | None = None
+    next_run_time: Timestamp | None = None
     """When the controller plans next."""
 
 

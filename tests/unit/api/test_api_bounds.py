@@ -266,3 +266,36 @@ def test_an_unknown_field_is_rejected_even_when_null():
     doc = sample("LLMModel")
     doc["spec"]["profiles"][0]["bogusField"] = None
     _rejected(doc, "spec.profiles[0].bogusField")
+
+
+@pytest.mark.parametrize(
+    ("when", "ok"),
+    [
+        ("2026-01-01T00:00:00Z", True),
+        ("2026-01-01t00:00:00.25+01:00", True),
+        ("3", False),  # pydantic alone reads a Unix time
+        ("2026-01-01", False),
+        ("2026-02-30T00:00:00Z", False),
+        ("2026-01-01T24:00:00Z", False),
+        ("2026-01-01 00:00:00Z", False),
+    ],
+)
+def test_timestamps_are_rfc3339_date_times_as_the_apiserver_reads_them(when, ok):
+    doc = {
+        "apiVersion": "llmfleet.dev/v1alpha1",
+        "kind": "FleetPlan",
+        "metadata": {"name": "p-1", "namespace": "ns"},
+        "spec": {
+            "policy": "p",
+            "inputsDigest": "d",
+            "madeAt": when,
+            "stepSeconds": 3600,
+            "steps": 1,
+            "solver": {"status": "Optimal", "solveSeconds": 0},
+            "costPerHour": 0,
+        },
+    }
+    if ok:
+        assert parse_object(doc).spec.made_at.year == 2026  # type: ignore[attr-defined]
+    else:
+        _rejected(doc, "spec.madeAt")
