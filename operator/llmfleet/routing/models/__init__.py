@@ -1,0 +1,77 @@
+"""Quality-aware model routing (pure): which model answers each query, for a quality target.
+
+After Hybrid LLM (arXiv 2404.14618), BEST-Route (arXiv 2506.22716) and Universal Model
+Routing / UniRoute (arXiv 2502.08773). The pieces, each a module:
+
+* :mod:`.data` — :class:`RoutingSet` (prompts x models quality and cost), seeded splits;
+* :mod:`.features` — featurisers with nothing to download (TF-IDF, hashing);
+* :mod:`.routers` — random, Hybrid LLM's "small is good enough", per-model quality, UniRoute
+  cluster errors (a new model from a small representative set): prompts -> utility per model;
+* :mod:`.crossfit` — out-of-fold utilities for calibration, a fold ensemble for new queries;
+* :mod:`.policy` — the run-time knob ``lambda`` and its calibration for a target drop with a
+  bootstrap upper confidence bound (fixed-sequence testing);
+* :mod:`.metrics` — cost-quality curve, APGR, AIQ, saving at a drop, AUC;
+
+No I/O: the CSV readers and the benchmark live in ``llmfleet_bench.routing``.
+"""
+
+from __future__ import annotations
+
+from llmfleet.routing.models.crossfit import CrossFit, cross_fit
+from llmfleet.routing.models.data import RoutingSet, Split, kfold, seeded_split
+from llmfleet.routing.models.features import (
+    Featuriser,
+    HashingFeaturiser,
+    TfidfFeaturiser,
+)
+from llmfleet.routing.models.metrics import (
+    Curve,
+    Outcome,
+    aiq,
+    apgr,
+    auc,
+    outcome,
+    saving_at_drop,
+    tradeoff_curve,
+)
+from llmfleet.routing.models.policy import Calibration, calibrate, relative_cost, route
+from llmfleet.routing.models.routers import (
+    ROUTERS,
+    ClusterRouter,
+    GoodEnoughRouter,
+    QualityRouter,
+    RandomRouter,
+    Router,
+    make_router,
+)
+
+__all__ = [
+    "ROUTERS",
+    "Calibration",
+    "ClusterRouter",
+    "CrossFit",
+    "Curve",
+    "Featuriser",
+    "GoodEnoughRouter",
+    "HashingFeaturiser",
+    "Outcome",
+    "QualityRouter",
+    "RandomRouter",
+    "Router",
+    "RoutingSet",
+    "Split",
+    "TfidfFeaturiser",
+    "aiq",
+    "apgr",
+    "auc",
+    "calibrate",
+    "cross_fit",
+    "kfold",
+    "make_router",
+    "outcome",
+    "relative_cost",
+    "route",
+    "saving_at_drop",
+    "seeded_split",
+    "tradeoff_curve",
+]

@@ -1,0 +1,115 @@
+"""Prompt featurisers that need no download at run time.
+
+A :class:`Featuriser` turns prompts into a feature matrix (rows = prompts) that the routers
+of :mod:`llmfleet.routing.models.routers` read. ``fit`` looks at texts only, never at labels,
+so it may be fitted on every prompt of a development set.
+
+* :class:`TfidfFeaturiser` — scikit-learn TF-IDF over word 1-2-grams (``sublinear_tf``:
+  ``1 + log tf``; ``idf = 1 + log((1 + n) / (1 + df))``; rows L2-normalised), optionally
+  stacked with character 2-4-grams (which pick up formulas, numbers and code);
+* :class:`HashingFeaturiser` — the same word n-grams hashed into ``2**bits`` columns
+  (stateless: nothing to fit or ship);
+
+Not here: WordLlama (its PyPI wheel does ship its 256-d embeddings and tokenizer, and loads
+them with downloads disabled when ``cache_dir`` is the package folder). On RouteLLM's MMLU a
+logistic regression on its mean embeddings ranked the queries worse than on TF-IDF (AUC of
+"only the large model is right" 0.62 against 0.66, one split), so it earns no dependency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
+
+#: A feature matrix: a scipy CSR matrix (TF-IDF, hashing) or a dense float array (embeddings).
+FeatureMatrix: TypeAlias = "sp.csr_matrix | npt.NDArray[np.float64]"
+
+
+class Featuriser(Protocol):
+    """Prompts -> feature rows; ``fit`` sees texts only."""
+
+    def fit(self, texts: Sequence[str]) -> Featuriser: ...
+
+    def transform(self, texts: Sequence[str]) -> FeatureMatrix: ...
+
+
+class TfidfFeaturiser:
+    """TF-IDF of word 1-2-grams (and, with ``chars``, character 2-4-grams), fitted on texts."""
+
+    def __init__(self, max_features: int = 50_000, min_df: int = 2, chars: bool = False) -> None:
+        self.max_features = max_features
+        self.min_df = min_df
+        self.chars = chars
+        self._word = TfidfVectorizer(
+            ngram_range=(1, 2), min_df=min_df, sublinear_tf=True, max_features=max_features
+        )
+        self._char = TfidfVectorizer(
+            analyzer="char_wb",
+            ngram_range=(2, 4),
+            min_df=min_df,
+            sublinear_tf=True,
+            max_features=max_features,
+        )
+
+    def fit(self, texts: Sequence[str]) -> TfidfFeaturiser:
+        min_df = self.min_df if len(texts) >= 4 * self.min_df else 1
+        self._word.set_params(min_df=min_df)
+        self._char.set_params(min_df=min_df)
+        self._word.fit(list(texts))
+        if self.chars:
+            self._char.fit(list(texts))
+        return self
+
+    def transform(self, texts: Sequence[str]) -> FeatureMatrix:
+        word: sp.csr_matrix = self._word.transform(list(texts))
+        if not self.chars:
+            return word
+        char: sp.csr_matrix = self._char.transform(list(texts))
+        stacked: sp.csr_matrix = sp.hstack([word, char]).tocsr() / np.sqrt(2.0)
+        return stacked
+
+
+class HashingFeaturiser:
+    """Word 1-2-grams hashed into ``2**bits`` columns, rows L2-normalised; nothing to fit."""
+
+    def __init__(self, bits: int = 18) -> None:
+        self._vec = HashingVectorizer(
+            ngram_range=(1, 2), n_features=2**bits, alternate_sign=False, norm="l2"
+        )
+
+    def fit(self, texts: Sequence[str]) -> HashingFeaturiser:
+        return self
+
+    def transform(self, texts: Sequence[str]) -> FeatureMatrix:
+        out: sp.csr_matrix = self._vec.transform(list(texts))
+        return out
+
+
+def dense(x: FeatureMatrix) -> npt.NDArray[np.float64]:
+    """``x`` as a dense float64 array."""
+    if isinstance(x, np.ndarray):
+        return np.asarray(x, dtype=np.float64)
+    return np.asarray(x.toarray(), dtype=np.float64)
+
+
+def rows(x: FeatureMatrix, index: npt.NDArray[np.int64]) -> FeatureMatrix:
+    """The rows of ``x`` at ``index``."""
+    return x[index]
+
+
+def lsa(x: FeatureMatrix, dims: int = 64, seed: int = 0) -> npt.NDArray[np.float64]:
+    """Latent semantic analysis: ``x`` projected on its top ``dims`` right singular vectors
+    (truncated SVD, randomised), rows L2-normalised — the dense prompt embedding that
+    :class:`~llmfleet.routing.models.routers.ClusterRouter` clusters. Label-free."""
+    dims = max(1, min(dims, int(x.shape[1]) - 1, int(x.shape[0]) - 1))
+    z = np.asarray(
+        TruncatedSVD(n_components=dims, random_state=seed).fit_transform(x), dtype=np.float64
+    )
+    norm = np.linalg.norm(z, axis=1, keepdims=True)
+    return np.asarray(z / np.where(norm > 0, norm, 1.0), dtype=np.float64)

@@ -1,0 +1,173 @@
+r"""The run-time knob of a router, and its calibration for a target quality drop.
+
+**Decision.** With utility ``U`` (prompts x models, from a router), costs ``c`` and the
+knob ``lambda >= 0``::
+
+    m*(i) = argmax_m  U[i, m] - lambda * c~[i, m],      c~[i, m] = c[i, m] / max_k c[i, k]
+
+(relative cost per query; ties go to the cheaper model). ``lambda = 0`` picks the best
+expected answer, a large ``lambda`` the cheapest model. Hybrid LLM's quality threshold and
+UniRoute's cost weight are both this ``lambda``.
+
+**Quality drop and saving** against the reference model ``r`` on ``n`` prompts::
+
+    drop(lambda)   = (1/n) sum_i  q[i, r] - q[i, m*(i)]          (points: x 100)
+    saving(lambda) = 1 - sum_i c[i, m*(i)] / sum_i c[i, r]
+
+**Calibration** (:func:`calibrate`) on a calibration split the router was not fitted on
+(held out, or out-of-fold predictions). The candidate knobs ``0 = lambda_0 < lambda_1 < ...``
+are the switch points of the calibration queries (for two models: each query's
+``(U[i, r] - U[i, s]) / (c~[i, r] - c~[i, s])``; quantiles when there are many). For each,
+the per-query losses ``l_i = q[i, r] - q[i, m*(i)]`` give an upper confidence bound of the
+expected drop, by the paired bootstrap: ``B`` Poisson(1) weight vectors ``w_b``,
+``UCB = quantile_{confidence}( sum_i w_bi l_i / sum_i w_bi )`` (``method="normal"``: the CLT
+bound ``mean + z * sd / sqrt(n)`` instead). The knobs are tested in increasing order
+(*fixed-sequence testing*, as in Learn-then-Test, Angelopoulos et al. 2021): the chosen knob
+is the last one before the first whose bound exceeds the target, so no search over knobs
+inflates the error rate. The bound holds for the *expected* drop on data like the
+calibration split; the drop measured on a finite test split scatters around it by about
+``sd / sqrt(n_test)``. If even ``lambda_0`` fails, every query goes to the reference model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from llmfleet.routing.models.data import FloatArray, IntArray
+
+#: Tie-break: a hair of relative cost so that equal utilities go to the cheaper model.
+_TIE = 1e-9
+
+
+def relative_cost(cost: FloatArray) -> FloatArray:
+    """``c[i, m] / max_k c[i, k]`` (1 where a query costs nothing anywhere)."""
+    top = cost.max(axis=1, keepdims=True)
+    return np.asarray(np.divide(cost, top, out=np.ones_like(cost), where=top > 0), dtype=np.float64)
+
+
+def route(utility: FloatArray, cost: FloatArray, lam: float | None) -> IntArray:
+    """Each query's model: ``argmax_m U - lambda * c~`` (module docstring).
+
+    ``lam=None`` means the fallback "reference only" is not this function's business: pass a
+    number."""
+    if lam is None or lam < 0:
+        raise ValueError(f"lambda must be a number >= 0, got {lam}")
+    rel = relative_cost(cost)
+    score = utility - (lam + _TIE) * rel
+    return np.asarray(np.argmax(score, axis=1), dtype=np.int64)
+
+
+def switch_points(utility: FloatArray, cost: FloatArray, max_points: int = 200) -> FloatArray:
+    """Candidate knobs, increasing, starting at 0 (module docstring)."""
+    rel = relative_cost(cost)
+    best = np.argmax(utility - _TIE * rel, axis=1)
+    cheap = np.argmin(rel + 0.0 * utility, axis=1)
+    rows = np.arange(utility.shape[0])
+    du = utility[rows, best] - utility[rows, cheap]
+    dc = rel[rows, best] - rel[rows, cheap]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(dc > 0, du / np.where(dc > 0, dc, 1.0), 0.0)
+    ratio = ratio[np.isfinite(ratio) & (ratio > 0)]
+    if ratio.size == 0:
+        return np.zeros(1, dtype=np.float64)
+    pts = np.unique(ratio)
+    if pts.size > max_points:
+        pts = np.unique(np.quantile(pts, np.linspace(0.0, 1.0, max_points)))
+    # just past each switch point, so the query at that point has switched
+    return np.concatenate([[0.0], pts * (1 + 1e-9) + 1e-12]).astype(np.float64)
+
+
+def losses(quality: FloatArray, choice: IntArray, reference: int) -> FloatArray:
+    """Per-query quality loss ``q[i, r] - q[i, m*(i)]``."""
+    rows = np.arange(quality.shape[0])
+    return np.asarray(quality[:, reference] - quality[rows, choice], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The calibrated knob and what the calibration split says about it.
+
+    ``lam is None``: no knob met the bound, every query goes to the reference model.
+    Drops are shares (0.01 = 1 point)."""
+
+    lam: float | None
+    target_drop: float
+    drop: float
+    ucb_drop: float
+    saving: float
+    confidence: float
+    method: str
+    reference: int
+
+    def choose(self, utility: FloatArray, cost: FloatArray) -> IntArray:
+        """Each query's model under this calibration."""
+        if self.lam is None:
+            return np.full(utility.shape[0], self.reference, dtype=np.int64)
+        return route(utility, cost, self.lam)
+
+
+def _saving(cost: FloatArray, choice: IntArray, reference: int) -> float:
+    rows = np.arange(cost.shape[0])
+    base = float(cost[:, reference].sum())
+    return 1.0 - float(cost[rows, choice].sum()) / base if base > 0 else 0.0
+
+
+def upper_bounds(
+    loss: FloatArray, confidence: float, method: str = "bootstrap", n_boot: int = 400,
+    seed: int = 0,
+) -> FloatArray:  # fmt: skip
+    """Upper ``confidence`` bounds of the mean of each column of ``loss`` (queries x knobs)."""
+    n = loss.shape[0]
+    if method == "normal":
+        from statistics import NormalDist
+
+        z = NormalDist().inv_cdf(confidence)
+        sd = loss.std(axis=0, ddof=1) if n > 1 else np.zeros(loss.shape[1])
+        return np.asarray(loss.mean(axis=0) + z * sd / np.sqrt(n), dtype=np.float64)
+    if method != "bootstrap":
+        raise ValueError(f"method must be 'bootstrap' or 'normal', got {method!r}")
+    w = np.random.default_rng(seed).poisson(1.0, size=(n_boot, n)).astype(np.float32)
+    means = (w @ loss.astype(np.float32)) / np.maximum(w.sum(axis=1, keepdims=True), 1.0)
+    return np.asarray(np.quantile(means, confidence, axis=0), dtype=np.float64)
+
+
+def calibrate(
+    utility: FloatArray,
+    quality: FloatArray,
+    cost: FloatArray,
+    target_drop: float,
+    confidence: float = 0.9,
+    method: str = "bootstrap",
+    reference: int | None = None,
+    n_boot: int = 400,
+    seed: int = 0,
+) -> Calibration:
+    """The largest knob, in fixed sequence, whose drop bound stays within ``target_drop``.
+
+    ``utility`` are the router's predictions for the calibration queries, ``quality`` and
+    ``cost`` their measured values (module docstring)."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if target_drop < 0:
+        raise ValueError(f"target_drop must be >= 0, got {target_drop}")
+    ref = int(np.argmax(quality.mean(axis=0))) if reference is None else reference
+    grid = switch_points(utility, cost)
+    choices = [route(utility, cost, float(lam)) for lam in grid]
+    loss = np.column_stack([losses(quality, ch, ref) for ch in choices])
+    ucb = upper_bounds(loss, confidence, method, n_boot, seed)
+    ok = ucb <= target_drop
+    if not ok[0]:
+        return Calibration(None, target_drop, 0.0, 0.0, 0.0, confidence, method, ref)
+    last = int(np.argmin(ok)) - 1 if not ok.all() else len(grid) - 1
+    return Calibration(
+        lam=float(grid[last]),
+        target_drop=target_drop,
+        drop=float(loss[:, last].mean()),
+        ucb_drop=float(ucb[last]),
+        saving=_saving(cost, choices[last], ref),
+        confidence=confidence,
+        method=method,
+        reference=ref,
+    )
