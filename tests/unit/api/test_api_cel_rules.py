@@ -323,3 +323,22 @@ def test_every_field_a_rule_reads_is_required_or_guarded():
                 assert f"has(self.{field})" in r["rule"], (
                     f"{kind} {'.'.join(path)}: {r['rule']!r} reads optional {field} unguarded"
                 )
+
+
+def test_string_rules_hold_on_every_written_value_and_match_their_predicates():
+    strings = [s for s in SITES if s[2].get("type") == "string"]
+    assert strings, "the query templates carry CEL rules"
+    by_cel = {r.cel: r for r in PROMQL_RULES}
+    for kind, path, node, _ in strings:
+        values = [v for doc in documents(kind) for v in values_at(doc, path)]
+        assert values, f"no {kind} {'.'.join(path)} to check"
+        for value in [*values, "sum(x", "a;b"]:
+            for r in node["x-kubernetes-validations"]:
+                assert evaluate(r["rule"], value, node) == by_cel[r["rule"]].check(value)
+        assert all(
+            evaluate(r["rule"], v, node) for v in values for r in node["x-kubernetes-validations"]
+        )
+
+
+def test_every_rule_site_is_one_of_the_checked_shapes():
+    assert {s[2].get("type") for s in SITES} == {"object", "integer", "string"}
