@@ -53,17 +53,37 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
 
 
-def readme_rbac() -> set[tuple[str, str, str]]:
-    """(group, resource, verb) triples from the RBAC table of the chart README."""
+def readme_rbac_rows() -> list[tuple[str, str, str, str, str]]:
+    """(group, resource, verb, where, when) of every row of the chart README's RBAC table
+    (``where``: cluster, fleet, secrets, capi, watched; ``when``: ``always`` or the values
+    that add the row)."""
     text = (CHART / "README.md").read_text()
     section = text.split("## RBAC", 1)[1].split("\n## ", 1)[0]
-    out = set()
+    out = []
     for line in section.splitlines():
         cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
-        if len(cells) < 3 or not re.fullmatch(r"[a-z][a-z0-9.\-]*|\(core\)", cells[0]):
+        if len(cells) < 5 or not re.fullmatch(r"[a-z][a-z0-9.\-]*|\(core\)", cells[0]):
             continue
         group = "" if cells[0] == "(core)" else cells[0]
         for res in cells[1].split(","):
             for verb in cells[2].split(","):
-                out.add((group, res.strip().strip("`"), verb.strip()))
+                out.append(
+                    (
+                        group,
+                        res.strip().strip("`"),
+                        verb.strip(),
+                        cells[3],
+                        cells[4].replace("`", ""),
+                    )
+                )
     return out
+
+
+def readme_rbac() -> set[tuple[str, str, str]]:
+    """(group, resource, verb) triples the chart grants by default, from the RBAC table of
+    the chart README (rows ``always`` or on ``(default)``)."""
+    return {
+        (g, r, v)
+        for g, r, v, _where, when in readme_rbac_rows()
+        if when == "always" or when.endswith("(default)")
+    }

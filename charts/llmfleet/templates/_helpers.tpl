@@ -56,3 +56,39 @@ llmfleet.minKubeVersion; renders nothing otherwise. */ -}}
 {{- fail (printf "llmfleet needs Kubernetes >= %s (kubeVersion: its CRDs use CEL validation rules); the cluster runs %s" $min .) }}
 {{- end }}
 {{- end }}
+
+{{- /* Namespaces where the operator writes the fleet (Roles and RoleBindings): rbac.fleetNamespaces,
+else operator.watchNamespaces, else the release namespace. A JSON list. */ -}}
+{{- define "llmfleet.fleetNamespaces" -}}
+{{- $ns := .Values.rbac.fleetNamespaces | default .Values.operator.watchNamespaces | default (list .Release.Namespace) }}
+{{- toJson (uniq $ns) }}
+{{- end }}
+
+{{- /* Namespaces kubeconfig Secrets are read from: operator.kubeconfigSecretNamespaces, else the
+release namespace (the operator's own). A JSON list. */ -}}
+{{- define "llmfleet.secretNamespaces" -}}
+{{- toJson (uniq (.Values.operator.kubeconfigSecretNamespaces | default (list .Release.Namespace))) }}
+{{- end }}
+
+{{- /* Namespaces of the MachineDeployments scaled: rbac.nodePools.clusterAPINamespaces, else the
+fleet namespaces. A JSON list. */ -}}
+{{- define "llmfleet.clusterAPINamespaces" -}}
+{{- $ns := .Values.rbac.nodePools.clusterAPINamespaces | default (include "llmfleet.fleetNamespaces" . | fromJsonArray) }}
+{{- toJson (uniq $ns) }}
+{{- end }}
+
+{{- /* Fails when a namespace list of the chart's Roles names kube-system and rbac.allowKubeSystem
+is false: the operator gets no right there unless a value asks for it. */ -}}
+{{- define "llmfleet.checkKubeSystem" -}}
+{{- if not .Values.rbac.allowKubeSystem }}
+{{- $checks := list
+  (list "fleet namespaces (rbac.fleetNamespaces, else operator.watchNamespaces, else the release namespace)" (include "llmfleet.fleetNamespaces" . | fromJsonArray))
+  (list "kubeconfig Secret namespaces (operator.kubeconfigSecretNamespaces, else the release namespace)" (include "llmfleet.secretNamespaces" . | fromJsonArray))
+  (list "Cluster API namespaces (rbac.nodePools.clusterAPINamespaces)" (include "llmfleet.clusterAPINamespaces" . | fromJsonArray)) }}
+{{- range $checks }}
+{{- if has "kube-system" (index . 1) }}
+{{- fail (printf "the %s include kube-system: the operator would get rights there; set rbac.allowKubeSystem=true if that is what you want" (index . 0)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -6,13 +6,14 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from llmfleet.api.crdgen import crd_for
 from llmfleet.api.kinds import KINDS
-from support.helm import CHART, KUBE_VERSION, by_kind, helm, readme_rbac, render
+from support.helm import CHART, KUBE_VERSION, by_kind, helm, readme_rbac_rows, render
 
 
 def test_helm_lint_is_clean_with_every_option() -> None:
@@ -133,6 +134,10 @@ def test_scheduling_and_extras_are_passed_through() -> None:
         ("crds.keeep=true", "additional properties 'keeep' not allowed"),
         ("replicaCount=-1", "replicaCount"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
+        ("rbac.fleetNamespaces={Bad_NS}", "fleetNamespaces"),
+        ("operator.kubeconfigSecretNamespaces={a/b}", "kubeconfigSecretNamespaces"),
+        ("rbac.nodePools.statik=true", "additional properties 'statik' not allowed"),
+        ("operator.createNamespaces=yes", "createNamespaces"),
     ],
 )
 def test_schema_rejects_typos_and_bad_values(flag: str, message: str) -> None:
@@ -205,17 +210,184 @@ def test_dashboards_ship_as_sidecar_configmaps() -> None:
     assert not by_kind(render({"dashboards": {"enabled": False}}), "ConfigMap")
 
 
-def test_rbac_is_exactly_what_the_readme_lists() -> None:
-    [role] = by_kind(render(), "ClusterRole")
-    granted = {
-        (g, r, v)
-        for rule in role["rules"]
-        for g in rule["apiGroups"]
-        for r in rule["resources"]
-        for v in rule["verbs"]
+WHERE = {"": "cluster", "-fleet": "fleet", "-kubeconfigs": "secrets",
+         "-machinedeployments": "capi", "-peering": "watched"}  # fmt: skip
+
+
+def _grants(docs: list[dict]) -> set[tuple[str, str, str, str, str]]:
+    """(group, resource, verb, where, namespace) of every rule of the rendered ClusterRole
+    ("" namespace) and Roles, each Role bound (RoleBinding of its name and namespace) to the
+    chart's ServiceAccount."""
+    [sa] = by_kind(docs, "ServiceAccount")
+    subject = {"kind": "ServiceAccount", "name": sa["metadata"]["name"],
+               "namespace": sa["metadata"]["namespace"]}  # fmt: skip
+    bound = {
+        (b["metadata"].get("namespace", ""), b["roleRef"]["name"])
+        for b in by_kind(docs, "RoleBinding") + by_kind(docs, "ClusterRoleBinding")
+        if b["subjects"] == [subject]
     }
-    assert granted == readme_rbac()
-    assert all("*" not in (g + r + v) for g, r, v in granted)
+    out = set()
+    for role in by_kind(docs, "ClusterRole") + by_kind(docs, "Role"):
+        ns = role["metadata"].get("namespace", "")
+        assert (ns, role["metadata"]["name"]) in bound, role["metadata"]
+        suffix = role["metadata"]["name"].removeprefix("llmfleet")
+        for rule in role["rules"]:
+            assert "resourceNames" not in rule and "nonResourceURLs" not in rule
+            for g in rule["apiGroups"]:
+                for r in rule["resources"]:
+                    for v in rule["verbs"]:
+                        out.add((g, r, v, WHERE[suffix], ns))
+    return out
+
+
+# (values, the README "when" cells that are on, the namespaces of each "where")
+RBAC_CASES = {
+    "defaults": (
+        {},
+        {"always", "operator.peering.enabled without operator.watchNamespaces"},
+        {"cluster": [""], "fleet": ["llmfleet"], "secrets": ["llmfleet"], "capi": ["llmfleet"]},
+    ),
+    "namespaced, every option": (
+        {
+            "operator": {"watchNamespaces": ["a", "b"], "createNamespaces": True,
+                         "kubeconfigSecretNamespaces": ["kc"]},
+            "rbac": {"nodePools": {"static": True, "clusterAPINamespaces": ["capi-system"]}},
+        },
+        {"always", "operator.createNamespaces", "rbac.nodePools.static",
+         "operator.peering.enabled with operator.watchNamespaces"},
+        {"cluster": [""], "fleet": ["a", "b"], "secrets": ["kc"], "capi": ["capi-system"],
+         "watched": ["a", "b"]},
+    ),
+    "fleet namespaces apart, no node-pool providers, no peering": (
+        {
+            "replicaCount": 1,
+            "operator": {"peering": {"enabled": False}},
+            "rbac": {"fleetNamespaces": ["f1", "f2"],
+                     "nodePools": {"clusterAPI": False, "karpenter": False}},
+        },
+        {"always"},
+        {"cluster": [""], "fleet": ["f1", "f2"], "secrets": ["llmfleet"]},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(RBAC_CASES))
+def test_rbac_is_exactly_what_the_readme_lists(case: str) -> None:
+    values, on, where = RBAC_CASES[case]
+    expected = set()
+    for g, r, v, w, when in readme_rbac_rows():
+        default_on = when.endswith("(default)")
+        flag = when.removesuffix(" (default)")
+        enabled = when in on or (default_on and not _disabled(values, flag))
+        if enabled:
+            expected |= {(g, r, v, w, ns) for ns in where[w]}
+    granted = _grants(render(values))
+    assert granted == expected, (sorted(granted - expected), sorted(expected - granted))
+    assert all("*" not in (g + r + v) for g, r, v, _, _ in granted)
+
+
+def _disabled(values: dict, flag: str) -> bool:
+    node: Any = values
+    for key in flag.split("."):
+        node = node.get(key, {}) if isinstance(node, dict) else {}
+    return node is False
+
+
+def test_default_rbac_has_no_secrets_namespaces_or_kube_system_rights() -> None:
+    docs = render()
+    [cluster_role] = by_kind(docs, "ClusterRole")
+    cluster_wide = {(g, r, v) for g, r, v, where, _ in _grants(docs) if where == "cluster"}
+    assert not [t for t in cluster_wide if t[1] in ("secrets", "deployments", "services",
+                                                  "configmaps", "nodes", "pods")]  # fmt: skip
+    assert ("", "namespaces", "create") not in cluster_wide
+    assert ("", "namespaces", "patch") not in cluster_wide
+    assert not [t for t in cluster_wide if t[0] == "rbac.authorization.k8s.io"]
+    assert cluster_role["metadata"]["name"] == "llmfleet"
+    secret_roles = [r for r in by_kind(docs, "Role") if any("secrets" in x["resources"]
+                                                            for x in r["rules"])]  # fmt: skip
+    assert [r["metadata"]["namespace"] for r in secret_roles] == ["llmfleet"]
+    assert secret_roles[0]["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+    ]
+    namespaces = {d["metadata"].get("namespace") for d in docs}
+    assert "kube-system" not in namespaces
+
+
+@pytest.mark.parametrize(
+    ("values", "what"),
+    [
+        ({"rbac": {"fleetNamespaces": ["kube-system"]}}, "the fleet namespaces"),
+        ({"operator": {"kubeconfigSecretNamespaces": ["x", "kube-system"]}},
+         "the kubeconfig Secret namespaces"),
+        ({"rbac": {"nodePools": {"clusterAPINamespaces": ["kube-system"]}}},
+         "the Cluster API namespaces"),
+    ],
+)  # fmt: skip
+def test_rights_in_kube_system_need_a_value_that_asks(
+    values: dict, what: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "values.json"
+    path.write_text(json.dumps(values))
+    args = ["template", "x", str(CHART), "--kube-version", KUBE_VERSION]
+    proc = helm(*args, "-f", str(path), check=False)
+    assert proc.returncode != 0
+    assert f"{what} (" in proc.stderr and "include kube-system" in proc.stderr, proc.stderr
+    assert "rbac.allowKubeSystem=true" in proc.stderr
+    # the release in kube-system: its own namespace is the default of both lists
+    proc = helm("template", "x", str(CHART), "-n", "kube-system", "--kube-version", KUBE_VERSION,
+                check=False)  # fmt: skip
+    assert proc.returncode != 0 and "include kube-system" in proc.stderr
+    values.setdefault("rbac", {})["allowKubeSystem"] = True
+    assert by_kind(render(values), "Role")
+
+
+def _container(docs: list[dict]) -> dict:
+    [dep] = by_kind(docs, "Deployment")
+    return dep["spec"]["template"]["spec"]["containers"][0]  # type: ignore[no-any-return]
+
+
+def test_the_operator_gets_the_trust_settings_of_its_rbac() -> None:
+    c = _container(render())
+    assert "--kubeconfig-secret-namespaces=llmfleet" in c["args"]
+    assert "--metrics-address=0.0.0.0" in c["args"]
+    assert not [a for a in c["args"] if a.startswith(("--create-namespaces", "--prometheus-allow"))]
+    assert {"name": "POD_NAMESPACE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in c["env"]  # fmt: skip
+    docs = render(
+        {
+            "operator": {
+                "kubeconfigSecretNamespaces": ["kc-a", "kc-b"],
+                "createNamespaces": True,
+                "prometheusAllow": ["*.monitoring.svc", "10.0.0.0/8"],
+            },
+            "metrics": {"address": "127.0.0.1"},
+        }
+    )
+    c = _container(docs)
+    assert "--kubeconfig-secret-namespaces=kc-a,kc-b" in c["args"]
+    assert "--create-namespaces" in c["args"]
+    assert "--prometheus-allow=*.monitoring.svc,10.0.0.0/8" in c["args"]
+    assert "--metrics-address=127.0.0.1" in c["args"]
+    # the Secrets the operator may read are exactly those the chart lets it get
+    assert sorted(
+        r["metadata"]["namespace"]
+        for r in by_kind(docs, "Role")
+        if r["metadata"]["name"].endswith("-kubeconfigs")
+    ) == ["kc-a", "kc-b"]
+    assert not [a for a in _container(render({"metrics": {"enabled": False}}))["args"]
+                if a.startswith("--metrics")]  # fmt: skip
+
+
+def test_the_chart_args_are_operator_flags() -> None:
+    """Every flag the chart passes parses (the real CLI parser), with every option on."""
+    from llmfleet.cli import build_parser
+
+    c = _container(render({"operator": {"createNamespaces": True, "prometheusAllow": ["*.svc"],
+                                        "watchNamespaces": ["a"]}}))  # fmt: skip
+    args = build_parser().parse_args(c["args"])
+    assert args.kubeconfig_secret_namespaces == ["llmfleet"]
+    assert args.create_namespaces is True and args.prometheus_allow == ["*.svc"]
+    assert args.metrics_address == "0.0.0.0" and args.namespace == ["a"]
 
 
 def test_every_value_is_documented_and_in_the_schema() -> None:
