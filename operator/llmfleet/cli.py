@@ -10,7 +10,7 @@ llmfleet dashboards [--check]             generate the chart's dashboards, rules
 llmfleet actuate PLAN [--dry-run]         apply a recorded FleetPlan (an older one reverts)
 llmfleet simulate [SCENARIO]              replay the traces on the digital twin, every policy
 llmfleet bench TARGET [...]               a benchmark from llmfleet_bench: planner, controller,
-                                          forecast, sim, fairness or calibrate; prints its targets
+                                          forecast, sim, fairness, calibrate, routing; prints its targets
 
 A mistake in the input (a file, a flag, a name) is one line on stderr naming it and what is
 wrong, exit 1 (2 for a malformed command line); ``llmfleet --debug CMD ...`` shows the
@@ -329,7 +329,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return simulate_run(args)
 
 
-BENCH_TARGETS = ("forecast", "planner", "fairness", "sim", "controller", "calibrate")
+BENCH_TARGETS = ("forecast", "planner", "fairness", "sim", "controller", "calibrate", "routing")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -346,6 +346,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from llmfleet_bench.controller import main as bench
     elif args.target == "calibrate":
         from llmfleet_bench.calibrate import main as bench
+    elif args.target == "routing":
+        from llmfleet_bench.routing import main as bench
     else:
         from llmfleet_bench.planner import main as bench
     return int(bench(list(args.rest)) or 0)

@@ -1,0 +1,264 @@
+"""Quality-aware model routing: calibrated drop on held-out data, APGR/AIQ by hand, UniRoute's
+new model from a small set, the CSV schema reader's errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmfleet.routing.models import (
+    ClusterRouter,
+    QualityRouter,
+    RandomRouter,
+    RoutingSet,
+    TfidfFeaturiser,
+    aiq,
+    apgr,
+    auc,
+    calibrate,
+    cross_fit,
+    outcome,
+    route,
+    seeded_split,
+)
+from llmfleet_bench.routing import (
+    RoutingDataError,
+    main,
+    read_routellm,
+    read_routing_csv,
+    write_routing_csv,
+)
+
+EASY = ["what is the capital of", "name the colour of", "which animal says", "spell the word"]
+HARD = ["prove the theorem on", "derive the integral of", "solve the recurrence for", "bound the"]
+NOUNS = ["france", "grass", "cows", "lemma", "series", "graphs", "primes", "rivers", "sky", "ring"]
+
+
+def synthetic(n: int, seed: int) -> RoutingSet:
+    """Easy prompts: both models right 97% of the time; hard ones: small 30%, large 90%.
+    The small model costs 1, the large 20 (per query)."""
+    rng = np.random.default_rng(seed)
+    prompts, quality = [], []
+    for _ in range(n):
+        hard = rng.random() < 0.5
+        stem = HARD if hard else EASY
+        prompts.append(f"{stem[rng.integers(len(stem))]} {NOUNS[rng.integers(len(NOUNS))]}")
+        p_small, p_large = (0.3, 0.9) if hard else (0.97, 0.97)
+        quality.append([float(rng.random() < p_small), float(rng.random() < p_large)])
+    cost = np.tile([1.0, 20.0], (n, 1))
+    return RoutingSet.build(prompts, ["small", "large"], quality, cost)
+
+
+def _calibrated_run(router_name: str) -> tuple[float, float]:
+    data = synthetic(2400, seed=1)
+    split = seeded_split(data.n, seed=3, test=0.4, calibrate=0.3)
+    dev_idx = np.sort(np.concatenate([split.train, split.calibrate]))
+    dev, test = data.subset(dev_idx), data.subset(split.test)
+    feats = TfidfFeaturiser().fit(dev.prompts)
+    x_dev, x_test = feats.transform(dev.prompts), feats.transform(test.prompts)
+
+    def make() -> QualityRouter | RandomRouter:
+        return QualityRouter() if router_name == "quality" else RandomRouter(seed=5)
+
+    cf = cross_fit(make, x_dev, dev.quality, dev.cost, folds=4, seed=0)
+    cal = calibrate(cf.oof, dev.quality, dev.cost, target_drop=0.01, confidence=0.9)
+    assert cal.lam is not None and cal.ucb_drop <= 0.01
+    u = cf.utility(x_test)
+    out = outcome(test.quality, test.cost, cal.choose(u, test.cost), test.reference)
+    return out.drop, out.saving
+
+
+def test_calibrated_router_keeps_the_drop_within_target_on_held_out_data_and_saves() -> None:
+    drop, saving = _calibrated_run("quality")
+    # the easy half can go to the small model for free: ~47.5% saving at ~0 drop
+    assert drop <= 0.01
+    assert saving >= 0.35
+    random_drop, random_saving = _calibrated_run("random")
+    assert random_drop <= 0.015
+    assert random_saving < saving / 2
+
+
+def test_route_breaks_ties_toward_the_cheaper_model_and_lambda_trades_quality_for_cost() -> None:
+    utility = np.array([[0.9, 0.9], [0.5, 0.9], [0.1, 0.9]])
+    cost = np.array([[1.0, 10.0]] * 3)
+    assert list(route(utility, cost, 0.0)) == [0, 1, 1]
+    # relative costs 0.1 and 1: query 1 switches once lambda * 0.9 > 0.4
+    assert list(route(utility, cost, 0.5)) == [0, 0, 1]
+    assert list(route(utility, cost, 100.0)) == [0, 0, 0]
+
+
+def test_calibration_falls_back_to_the_reference_when_no_knob_meets_the_bound() -> None:
+    # the small model is always wrong, the large always right: any routing loses quality
+    quality = np.tile([0.0, 1.0], (50, 1))
+    cost = np.tile([1.0, 10.0], (50, 1))
+    utility = np.tile([0.0, 1.0], (50, 1)) + np.linspace(0, 0.01, 50)[:, None] * [1, 0]
+    cal = calibrate(utility, quality, cost, target_drop=0.005)
+    assert cal.lam is not None  # lambda 0 routes nothing away
+    chosen = cal.choose(utility, cost)
+    assert (chosen == 1).all() and cal.saving == 0.0
+    # a utility that prefers the wrong model already at lambda 0: nothing passes, all reference
+    bad = np.tile([1.0, 0.0], (50, 1))
+    cal = calibrate(bad, quality, cost, target_drop=0.005, reference=1)
+    assert cal.lam is None
+    assert (cal.choose(bad, cost) == 1).all()
+
+
+def test_apgr_by_hand() -> None:
+    # weak 0.6, strong 0.8; at 50% strong calls the router reaches 0.76: PGR 0.8
+    # APGR = area of (0, 0) - (0.5, 0.8) - (1, 1) = 0.5 * 0.4 + 0.5 * 0.9 = 0.65
+    assert apgr(np.array([0.5]), np.array([0.76]), 0.6, 0.8) == pytest.approx(0.65)
+    # random routing recovers the gap linearly: APGR 0.5
+    shares = np.linspace(0, 1, 11)
+    assert apgr(shares, 0.6 + 0.2 * shares, 0.6, 0.8) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="strong model must be better"):
+        apgr(shares, shares, 0.8, 0.8)
+
+
+def test_aiq_by_hand() -> None:
+    # points (cost, quality): (0, .6) (0.5, .9) (1, .8) (0.5, .7). Upper hull (0,.6)-(0.5,.9)-(1,.8),
+    # made non-decreasing: flat at .9 after 0.5. Area: 0.5 * (.6 + .9) / 2 + 0.5 * .9 = 0.825
+    cost = np.array([0.0, 0.5, 1.0, 0.5])
+    quality = np.array([0.6, 0.9, 0.8, 0.7])
+    assert aiq(cost, quality, 0.0, 1.0) == pytest.approx(0.825)
+    # a point below the chord of its neighbours is not on the hull: (0.5, 0.65) under (0,.6)-(1,.8)
+    assert aiq(np.array([0.0, 0.5, 1.0]), np.array([0.6, 0.65, 0.8]), 0.0, 1.0) == pytest.approx(
+        0.7
+    )
+    # cost scale does not matter
+    assert aiq(cost * 7, quality, 0.0, 7.0) == pytest.approx(0.825)
+
+
+def test_auc_by_hand() -> None:
+    score = np.array([0.1, 0.4, 0.35, 0.8])
+    positive = np.array([False, False, True, True])
+    assert auc(score, positive) == pytest.approx(0.75)
+    assert auc(np.array([0.5, 0.5]), np.array([True, False])) == pytest.approx(0.5)
+    assert np.isnan(auc(score, np.zeros(4, dtype=bool)))
+
+
+def test_outcome_drop_saving_and_share() -> None:
+    quality = np.array([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
+    cost = np.array([[1.0, 9.0]] * 4)
+    out = outcome(quality, cost, np.array([0, 1, 0, 0]), reference=1)
+    assert out.quality == pytest.approx(0.75) and out.drop == pytest.approx(-0.25)
+    assert out.saving == pytest.approx(1 - (1 + 9 + 1 + 1) / 36)
+    assert out.reference_share == pytest.approx(0.25)
+
+
+TOPICS = ["rain", "primes", "the sea", "triangles", "autumn", "matrices", "cats", "zero"]
+MATH = [f"solve this algebra equation about {t}" for t in TOPICS[:4]]
+POEM = [f"write a short rhyming poem about {t}" for t in TOPICS[4:]]
+
+
+def test_uniroute_adds_a_model_from_a_small_set_without_refitting() -> None:
+    rng = np.random.default_rng(0)
+    prompts = [(MATH if i % 2 else POEM)[rng.integers(4)] for i in range(200)]
+    is_math = np.array([i % 2 == 1 for i in range(200)])
+    # small: poems 90%, maths 20%; large: 80% on both
+    quality = np.column_stack(
+        [
+            np.where(is_math, rng.random(200) < 0.2, rng.random(200) < 0.9),
+            rng.random(200) < 0.8,
+        ]
+    ).astype(np.float64)
+    cost = np.tile([1.0, 30.0], (200, 1))
+    feats = TfidfFeaturiser(min_df=1).fit(prompts)
+    router = ClusterRouter(clusters=2, dims=8, prior=1.0).fit(
+        feats.transform(prompts), quality, cost
+    )
+    before = router.table.copy()
+    # a cheap maths specialist, scored on 8 representative prompts only
+    rep = [*MATH, *POEM]
+    column = router.add_model("maths-expert", feats.transform(rep), [1, 1, 1, 1, 0, 0, 0, 0])
+    assert column == 2 and router.models[-1] == "maths-expert"
+    np.testing.assert_array_equal(router.table[:2], before)  # the other models: untouched
+    new = ["solve this algebra equation about cats", "write a short rhyming poem about primes"]
+    u = router.utility(feats.transform(new))
+    assert u.shape == (2, 3)
+    assert u[0, 2] > u[0, 1] > u[0, 0]  # maths: the expert, then the large model
+    assert u[1, 2] < u[1, 0]  # poems: the expert is the worst
+    # routed with costs small 1, large 30, expert 2: maths to the expert, poems to the small one
+    new_cost = np.array([[1.0, 30.0, 2.0]] * 2)
+    assert list(route(u, new_cost, 0.1)) == [2, 0]
+    with pytest.raises(ValueError, match="already routed"):
+        router.add_model("maths-expert", feats.transform(rep), [1] * 8)
+    with pytest.raises(ValueError, match="one value per prompt"):
+        router.add_model("other", feats.transform(rep), [1, 0])
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_csv_reader_reads_the_general_schema_and_round_trips(tmp_path: Path) -> None:
+    f = _write(
+        tmp_path / "ok.csv",
+        'prompt,quality:small,cost:small,quality:large,cost:large,notes\n"a, b",true,1,1,20,x\nc,0,1.5,0.5,20,y\n',
+    )
+    data = read_routing_csv(f)
+    assert data.models == ("small", "large") and data.prompts == ("a, b", "c")
+    np.testing.assert_allclose(data.quality, [[1, 1], [0, 0.5]])
+    np.testing.assert_allclose(data.cost, [[1, 20], [1.5, 20]])
+    write_routing_csv(data, tmp_path / "again.csv")
+    again = read_routing_csv(tmp_path / "again.csv")
+    np.testing.assert_allclose(again.quality, data.quality)
+    assert again.prompts == data.prompts
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("prompt,quality:a,cost:a,quality:b\nx,1,1,0\n", "missing column 'cost:b'"),
+        ("prompt,quality:a,cost:a,cost:b\nx,1,1,0\n", "missing column 'quality:b'"),
+        ("text,quality:a,cost:a,quality:b,cost:b\nx,1,1,0,1\n", "missing column 'prompt'"),
+        ("prompt,quality:a,cost:a,quality:b,cost:b\nx,1,1,maybe,1\n", "column 'quality:b', row 2"),
+        ("prompt,quality:a,cost:a,quality:b,cost:b\nx,1,-1,0,1\n", "column 'cost:a', row 2"),
+        ("prompt,quality:a,cost:a\nx,1,1\n", ">= 2 models"),
+        ("prompt,quality:a,cost:a,quality:b,cost:b\nx,1,1,0\n", "row 2 has 4 fields"),
+    ],
+)
+def test_csv_reader_rejects_a_malformed_file_naming_the_column(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    f = _write(tmp_path / "bad.csv", text)
+    with pytest.raises(RoutingDataError, match=message) as err:
+        read_routing_csv(f)
+    assert str(f) in str(err.value)
+
+
+def test_routellm_adapter_costs_the_tokens_and_drops_contaminated_prompts(tmp_path: Path) -> None:
+    big, small = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
+    _write(
+        tmp_path / "set.csv",
+        f"prompt,{small},{big},{small}_response,{big}_response\n"
+        "abcdefgh,True,True,abcd,abcdefghijkl\nleaked,False,True,x,y\n",
+    )
+    _write(tmp_path / "contaminated_prompts.jsonl", json.dumps({"eval_prompt": "leaked"}) + "\n")
+    data = read_routellm(tmp_path)
+    assert data.prompts == ("abcdefgh",) and data.models == (small, big)
+    # 8 chars = 2 tokens in; answers of 4 and 12 chars = 1 and 3 tokens out
+    np.testing.assert_allclose(data.cost[0], [(0.6 * 2 + 0.6 * 1) / 1e6, (10 * 2 + 30 * 3) / 1e6])
+    _write(tmp_path / "set.csv", "prompt,unknown-model,other\nx,True,False\n")
+    with pytest.raises(RoutingDataError, match="column 'unknown-model': no price"):
+        read_routellm(tmp_path)
+
+
+def test_bench_prints_every_router_and_the_targets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_routing_csv(synthetic(600, seed=2), tmp_path / "synthetic.csv")
+    assert (
+        main(
+            ["--data", str(tmp_path / "synthetic.csv"), "--splits", "2", "--folds", "2", "--quiet"]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    for name in ("random", "hybrid-llm", "quality", "uniroute", "oracle"):
+        assert f"| {name} |" in out
+    assert "target synthetic quality saving at the calibrated knob" in out
+    assert "BEST-Route" in out and "one answer per model" in out
