@@ -55,6 +55,8 @@ from urllib.parse import urlsplit
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 from urllib3.util.retry import Retry
 
 from llmfleet.api.policy import PrometheusQueries, PrometheusSource
@@ -169,10 +171,18 @@ class PrometheusAllow:
         try:
             parts = urlsplit(url)
             port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError as err:
+            # the host the HTTP client will connect to (urllib3's parser): the check is
+            # about that one, so the two parsers must agree (``http://a\@b/`` is b to one
+            # and a to the other)
+            connect_host = (parse_url(url).host or "").strip("[]").lower()
+        except (ValueError, LocationParseError) as err:
             raise BadQuery(f"{where}: not a URL ({err})") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise BadQuery(f"{where}: expected http:// or https:// and a host")
+        if any(c == "\\" or c.isspace() or not c.isprintable() for c in url) or (
+            connect_host != parts.hostname.lower()
+        ):
+            raise BadQuery(f"{where}: an ambiguous URL (backslash, space or control character)")
         host = parts.hostname.lower().rstrip(".")
         if host in DENIED_HOSTS:
             raise BadQuery(f"{where}: host {host} is a cloud metadata service; {self.describe()}")

@@ -133,6 +133,28 @@ def test_only_http_urls(url: str, said: str) -> None:
     assert said in _refused(PrometheusAllow(), url)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254\\@inside.example/",  # urllib3 connects to 169.254.169.254
+        "http://inside.example\\@169.254.169.254/",
+        "http://inside.example /",
+        "http://inside.example\t/",
+    ],
+)
+def test_an_ambiguous_url_is_refused(url: str) -> None:
+    """Where the URL parser of the check and the one of the HTTP client could disagree on
+    the host, the URL is refused (a backslash is a path to one and userinfo to the other)."""
+    msg = _refused(PrometheusAllow(), url)
+    assert "ambiguous URL" in msg or "not a URL" in msg, msg
+
+
+def test_userinfo_does_not_hide_the_host() -> None:
+    assert "169.254.169.254" in _refused(
+        PrometheusAllow(), "http://inside.example@169.254.169.254/"
+    )
+
+
 def test_a_host_that_does_not_resolve_is_unreachable_not_allowed() -> None:
     with pytest.raises(PrometheusUnreachable, match=r"host nowhere\.example does not resolve"):
         PrometheusAllow().check("http://nowhere.example", DNS)
