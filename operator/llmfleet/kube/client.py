@@ -98,6 +98,31 @@ def explain_api_exception(err: ApiException) -> str:
     return str(body.get("message") or f"{err.status} {err.reason}")
 
 
+NOT_INLINE: dict[str, tuple[str, ...]] = {
+    "clusters": ("certificate-authority",),
+    "users": ("exec", "auth-provider", "tokenFile", "client-certificate", "client-key"),
+}
+"""Keys a kubeconfig held in memory may not use: a command to run (``exec``,
+``auth-provider``) or a file to read (``tokenFile: /var/run/secrets/.../token`` would send
+the operator's own ServiceAccount token to the kubeconfig's server). Its credentials must be
+inline (``token``, ``client-certificate-data``, ``certificate-authority-data``, ...)."""
+
+
+def _refuse_not_inline(kubeconfig: dict[str, Any]) -> None:
+    for section, keys in NOT_INLINE.items():
+        item = section[:-1]  # clusters[].cluster, users[].user
+        for i, entry in enumerate(kubeconfig.get(section) or []):
+            body = entry.get(item) if isinstance(entry, dict) else None
+            for key in keys:
+                if isinstance(body, dict) and key in body:
+                    raise ValueError(
+                        f"{section}[{i}].{item}.{key}: a kubeconfig from a Secret may not run "
+                        "commands or read files of the operator; give the credentials inline "
+                        "(token, client-certificate-data, client-key-data, "
+                        "certificate-authority-data)"
+                    )
+
+
 @dataclass
 class Cluster:
     """One cluster reached through a kubeconfig (or in-cluster credentials)."""
@@ -149,10 +174,12 @@ class Cluster:
     ) -> Cluster:
         """From a kubeconfig held in memory (e.g. read from a Secret). Its server is not
         named in messages unless ``show_server``; ``name`` should say where it came from.
-        Raises ValueError (without the kubeconfig's content) when it is not one."""
+        Raises ValueError (without the kubeconfig's content) when it is not one, or when it
+        would run a command or read a file of this process (see :data:`NOT_INLINE`)."""
         cfg = client.Configuration()
         if not isinstance(kubeconfig, dict):
             raise ValueError(f"a kubeconfig is a mapping, not a {type(kubeconfig).__name__}")
+        _refuse_not_inline(kubeconfig)
         try:
             loader = config.kube_config.KubeConfigLoader(config_dict=kubeconfig)
             loader.load_and_set(cfg)

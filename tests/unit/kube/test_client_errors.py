@@ -225,3 +225,29 @@ def test_a_view_with_namespace_creation_shares_the_client():
     view = c.with_namespace_creation(False)
     assert view is not c and view.create_namespaces is False and c.create_namespaces is True
     assert view.api is c.api and view._dynamic is c._dynamic  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("users", "tokenFile", "/var/run/secrets/kubernetes.io/serviceaccount/token"),
+        ("users", "exec", {"apiVersion": "client.authentication.k8s.io/v1", "command": "sh"}),
+        ("users", "auth-provider", {"name": "oidc"}),
+        ("users", "client-key", "/etc/passwd"),
+        (
+            "clusters",
+            "certificate-authority",
+            "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+        ),
+    ],
+)
+def test_a_kubeconfig_from_a_secret_may_not_run_commands_or_read_files(
+    section: str, key: str, value: Any
+) -> None:
+    """Whoever writes the Secret must not make the operator run a command, or send its own
+    ServiceAccount token (a file of its pod) to the server the kubeconfig names."""
+    doc = _dead_kubeconfig(1)
+    doc[section][0][section[:-1]][key] = value
+    with pytest.raises(ValueError, match=rf"{section}\[0\]\.{section[:-1]}\.{key}: ") as e:
+        Cluster.from_kubeconfig_dict(doc, name="x")
+    assert "inline" in str(e.value) and "/var/run" not in str(e.value)
