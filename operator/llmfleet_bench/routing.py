@@ -33,7 +33,11 @@ of the prompts are held out as the test split; the other 70% (development) fit, 
 5-fold cross-fitting (:mod:`llmfleet.routing.models.crossfit`), each router: its
 out-of-fold utilities are the calibration split on which the knob is set for the target drop
 (``--target-drop``, 1 point) with a bootstrap upper confidence bound (``--confidence``) in
-fixed sequence (:mod:`llmfleet.routing.models.policy`). The test split is scored once with
+fixed sequence (:mod:`llmfleet.routing.models.policy`). The decision weighs each query's
+cost *estimated from its prompt's length* (:class:`~llmfleet.routing.models.policy.LengthCost`,
+fitted on the development split: the answer's length is unknown when routing), so long,
+expensive prompts are routed to the small model first; savings are measured on the real
+costs. The oracle sees the real costs. The test split is scored once with
 the fold ensemble and the calibrated knob. Routers: ``random``, ``hybrid-llm`` (Hybrid LLM's
 "small is good enough" classifier), ``quality`` (a quality predictor per model), ``uniroute``
 (cluster errors), and the ``oracle`` (each query to the cheapest model whose answer is best).
@@ -91,7 +95,7 @@ from llmfleet.routing.models import (
 from llmfleet.routing.models.data import FloatArray, IntArray
 from llmfleet.routing.models.features import lsa
 from llmfleet.routing.models.metrics import aiq, apgr
-from llmfleet.routing.models.policy import route, switch_points
+from llmfleet.routing.models.policy import LengthCost, cost_scale, route, switch_points
 from llmfleet.routing.models.routers import ROUTERS, Router
 from llmfleet_bench.targets import Threshold
 
@@ -350,15 +354,20 @@ class Settings:
     routers: tuple[str, ...] = ROUTERS
     seed: int = 0
     max_features: int = 20_000
+    length_bins: int = 0
+    absolute: bool = True
 
 
 def _measure(
     test: RoutingSet, u_test: FloatArray, choice: IntArray, target: float, calibrated: bool,
     ref: int,
+    scale: float | None,
+    seen: FloatArray,
 ) -> Run:  # fmt: skip
     cheap = test.cheapest
     out = outcome(test.quality, test.cost, choice, ref)
-    curve = tradeoff_curve(u_test, test.quality, test.cost, ref, switch_points(u_test, test.cost))
+    knobs = switch_points(u_test, seen, scale)
+    curve = tradeoff_curve(u_test, test.quality, test.cost, ref, knobs, scale, seen)
     q_ref, q_weak = float(test.quality[:, ref].mean()), float(test.quality[:, cheap].mean())
     c_ref, c_weak = float(test.cost[:, ref].mean()), float(test.cost[:, cheap].mean())
     gap_pred = u_test[:, ref] - u_test[:, cheap]
@@ -383,8 +392,9 @@ def run_dataset(
     ref = data.reference
     # label-free features, fitted once on every prompt's text (module docstring)
     t0 = time.perf_counter()
+    lengths = np.array([len(p) for p in data.prompts], dtype=np.float64)
     x_all = (
-        TfidfFeaturiser(max_features=settings.max_features)
+        TfidfFeaturiser(max_features=settings.max_features, length_bins=settings.length_bins)
         .fit(data.prompts)
         .transform(data.prompts)
     )
@@ -398,6 +408,9 @@ def run_dataset(
         )
         dev_idx = np.sort(np.concatenate([split.train, split.calibrate]))
         dev, test = data.subset(dev_idx), data.subset(split.test)
+        # what a query will cost, estimated from its prompt's length (known before answering)
+        costs = LengthCost.fit(lengths[dev_idx], dev.cost)
+        seen_dev, seen_test = costs.predict(lengths[dev_idx]), costs.predict(lengths[split.test])
         for name in settings.routers:
             t0 = time.perf_counter()
             feats = z_all if name == "uniroute" else x_all
@@ -409,11 +422,20 @@ def run_dataset(
             cf = cross_fit(make, x_dev, dev.quality, dev.cost, settings.folds, seed)
             cal = calibrate(
                 cf.oof, dev.quality, dev.cost, settings.target_drop, settings.confidence,
-                reference=ref, seed=seed,
+                reference=ref, seed=seed, absolute=settings.absolute and name != "random", decision_cost=seen_dev,
             )  # fmt: skip
             u_test = cf.utility(x_test)
-            choice = cal.choose(u_test, test.cost)
-            run = _measure(test, u_test, choice, settings.target_drop, cal.lam is not None, ref)
+            choice = cal.choose(u_test, seen_test)
+            run = _measure(
+                test,
+                u_test,
+                choice,
+                settings.target_drop,
+                cal.lam is not None,
+                ref,
+                cal.scale,
+                seen_test,
+            )
             results[name].runs.append(run)
             if progress:
                 progress(
@@ -428,6 +450,8 @@ def run_dataset(
                 settings.target_drop,
                 True,
                 ref,
+                cost_scale(test.cost),
+                test.cost,
             )
         )
     return list(results.values())
@@ -541,6 +565,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="convert the data to the general schema and stop",
     )
+    parser.add_argument(
+        "--length-bins", type=int, default=0, help="one-hot prompt-length bins added to TF-IDF"
+    )
+    parser.add_argument(
+        "--cost-order",
+        choices=["absolute", "relative"],
+        default="absolute",
+        help="decide on the estimated cost over a fixed scale, or relative per query",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     routers = tuple(r for r in args.routers.split(",") if r)
@@ -560,7 +593,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name}: {data.n} prompts, {len(data.models)} models -> {out}")
         return 0
     settings = Settings(splits=args.splits, folds=args.folds, target_drop=args.target_drop / 100,
-                        confidence=args.confidence, routers=routers)  # fmt: skip
+                        confidence=args.confidence, routers=routers, length_bins=args.length_bins,
+                        absolute=args.cost_order == "absolute")  # fmt: skip
     targets: list[str] = []
     t0 = time.perf_counter()
     for name, data in datasets:

@@ -24,6 +24,8 @@ from llmfleet.routing.models import (
     route,
     seeded_split,
 )
+from llmfleet.routing.models.best_route import SampleSet, best_of_n_options
+from llmfleet.routing.models.policy import LengthCost, cost_scale
 from llmfleet_bench.routing import (
     RoutingDataError,
     main,
@@ -88,6 +90,29 @@ def test_route_breaks_ties_toward_the_cheaper_model_and_lambda_trades_quality_fo
     # relative costs 0.1 and 1: query 1 switches once lambda * 0.9 > 0.4
     assert list(route(utility, cost, 0.5)) == [0, 0, 1]
     assert list(route(utility, cost, 100.0)) == [0, 0, 0]
+
+
+def test_on_an_absolute_cost_scale_the_expensive_query_goes_to_the_small_model_first() -> None:
+    # same predicted gap 0.2; query 1 costs ten times more everywhere
+    utility = np.array([[0.7, 0.9], [0.7, 0.9]])
+    cost = np.array([[1.0, 10.0], [10.0, 100.0]])
+    scale = cost_scale(cost)
+    assert scale == pytest.approx(55.0)
+    # query 1 switches once lambda * 90 / 55 > 0.2, query 0 once lambda * 9 / 55 > 0.2
+    assert list(route(utility, cost, 0.2, scale)) == [1, 0]
+    assert list(route(utility, cost, 1.3, scale)) == [0, 0]
+    # relative to each query's own cost both switch together
+    assert list(route(utility, cost, 0.2)) == [1, 1]
+    assert list(route(utility, cost, 0.3)) == [0, 0]
+
+
+def test_length_cost_estimates_a_query_cost_from_its_prompt_length() -> None:
+    lengths = np.array([10.0, 20.0, 40.0, 80.0])
+    cost = np.column_stack([1 + 0.1 * lengths, 5 + 2.0 * lengths])
+    est = LengthCost.fit(lengths, cost)
+    np.testing.assert_allclose(est.intercept, [1, 5], atol=1e-9)
+    np.testing.assert_allclose(est.slope, [0.1, 2.0], atol=1e-9)
+    np.testing.assert_allclose(est.predict(np.array([100.0])), [[11.0, 205.0]])
 
 
 def test_calibration_falls_back_to_the_reference_when_no_knob_meets_the_bound() -> None:
@@ -262,3 +287,61 @@ def test_bench_prints_every_router_and_the_targets(
         assert f"| {name} |" in out
     assert "target synthetic quality saving at the calibrated knob" in out
     assert "BEST-Route" in out and "one answer per model" in out
+
+
+def test_best_of_n_options_take_the_highest_reward_sample_and_pay_every_output() -> None:
+    # one query, models a (3 samples) and b; a's rewards pick sample 2 of the first 3
+    quality = np.array([[[0.0, 0.0, 1.0], [1.0, 1.0, 1.0]]])
+    reward = np.array([[[0.1, 0.3, 0.9], [0.5, 0.5, 0.5]]])
+    samples = SampleSet(
+        prompts=("q",),
+        models=("a", "b"),
+        quality=quality,
+        reward=reward,
+        prompt_cost=np.array([[1.0, 10.0]]),
+        output_cost=np.array([[[2.0, 2.0, 2.0], [20.0, 20.0, 20.0]]]),
+    )
+    options = best_of_n_options(samples, ns=(1, 2, 3))
+    assert options.models == ("a@1", "a@2", "a@3", "b@1", "b@2", "b@3")
+    np.testing.assert_allclose(options.quality[0], [0, 0, 1, 1, 1, 1])
+    np.testing.assert_allclose(options.cost[0], [3, 5, 7, 30, 50, 70])
+    with pytest.raises(ValueError, match="each n must be in"):
+        best_of_n_options(samples, ns=(4,))
+
+
+def test_best_route_picks_small_best_of_n_where_it_matches_the_large_model() -> None:
+    # easy prompts: one small sample is right 70%, the best of 4 (an oracle reward) 99.2%;
+    # hard ones: the small model never is. A large sample is right 99% on both.
+    rng = np.random.default_rng(4)
+    n, k = 1600, 4
+    prompts, quality = [], np.zeros((n, 2, k))
+    for i in range(n):
+        hard = i % 2 == 1
+        stem = HARD if hard else EASY
+        prompts.append(f"{stem[rng.integers(len(stem))]} {NOUNS[rng.integers(len(NOUNS))]}")
+        quality[i, 0] = 0.0 if hard else rng.random(k) < 0.7
+        quality[i, 1] = rng.random(k) < 0.99
+    samples = SampleSet(
+        prompts=tuple(prompts),
+        models=("small", "large"),
+        quality=quality,
+        reward=quality + 0.01 * rng.random((n, 2, k)),
+        prompt_cost=np.tile([1.0, 20.0], (n, 1)),
+        output_cost=np.tile([[1.0] * k, [40.0] * k], (n, 1, 1)),
+    )
+    options = best_of_n_options(samples, ns=(1, 4))
+    split = seeded_split(n, seed=0, test=0.4, calibrate=0.3)
+    dev_idx = np.sort(np.concatenate([split.train, split.calibrate]))
+    dev, test = options.subset(dev_idx), options.subset(split.test)
+    feats = TfidfFeaturiser().fit(dev.prompts)
+    cf = cross_fit(QualityRouter, feats.transform(dev.prompts), dev.quality, dev.cost, 4, 0)
+    # against the best option (large@4): large@1 loses ~1.3 points, small@4 ~0.8 on its queries
+    cal = calibrate(cf.oof, dev.quality, dev.cost, target_drop=0.03)
+    choice = cal.choose(cf.utility(feats.transform(test.prompts)), test.cost)
+    out = outcome(test.quality, test.cost, choice, test.reference)
+    assert options.models[test.reference] == "large@4"
+    assert out.drop <= 0.03 and out.saving >= 0.75
+    easy = np.array([p.split()[0] in {e.split()[0] for e in EASY} for p in test.prompts])
+    # easy prompts mostly go to small@4, hard ones to the large model (n = 1)
+    assert np.mean(choice[easy] == options.models.index("small@4")) > 0.8
+    assert np.mean(choice[~easy] == options.models.index("large@1")) > 0.8

@@ -11,12 +11,15 @@ Routing / UniRoute (arXiv 2502.08773). The pieces, each a module:
 * :mod:`.policy` — the run-time knob ``lambda`` and its calibration for a target drop with a
   bootstrap upper confidence bound (fixed-sequence testing);
 * :mod:`.metrics` — cost-quality curve, APGR, AIQ, saving at a drop, AUC;
+* :mod:`.best_route` — BEST-Route's (model, n samples) choice on a declared sample set:
+  each (model, n) becomes an option column that the same routers and knob choose from.
 
 No I/O: the CSV readers and the benchmark live in ``llmfleet_bench.routing``.
 """
 
 from __future__ import annotations
 
+from llmfleet.routing.models.best_route import SampleSet, best_of_n_options
 from llmfleet.routing.models.crossfit import CrossFit, cross_fit
 from llmfleet.routing.models.data import RoutingSet, Split, kfold, seeded_split
 from llmfleet.routing.models.features import (
@@ -34,7 +37,15 @@ from llmfleet.routing.models.metrics import (
     saving_at_drop,
     tradeoff_curve,
 )
-from llmfleet.routing.models.policy import Calibration, calibrate, relative_cost, route
+from llmfleet.routing.models.policy import (
+    Calibration,
+    LengthCost,
+    calibrate,
+    cost_scale,
+    relative_cost,
+    route,
+    switch_points,
+)
 from llmfleet.routing.models.routers import (
     ROUTERS,
     ClusterRouter,
@@ -54,17 +65,21 @@ __all__ = [
     "Featuriser",
     "GoodEnoughRouter",
     "HashingFeaturiser",
+    "LengthCost",
     "Outcome",
     "QualityRouter",
     "RandomRouter",
     "Router",
     "RoutingSet",
+    "SampleSet",
     "Split",
     "TfidfFeaturiser",
     "aiq",
     "apgr",
     "auc",
+    "best_of_n_options",
     "calibrate",
+    "cost_scale",
     "cross_fit",
     "kfold",
     "make_router",
@@ -73,5 +88,6 @@ __all__ = [
     "route",
     "saving_at_drop",
     "seeded_split",
+    "switch_points",
     "tradeoff_curve",
 ]

@@ -6,7 +6,10 @@ so it may be fitted on every prompt of a development set.
 
 * :class:`TfidfFeaturiser` — scikit-learn TF-IDF over word 1-2-grams (``sublinear_tf``:
   ``1 + log tf``; ``idf = 1 + log((1 + n) / (1 + df))``; rows L2-normalised), optionally
-  stacked with character 2-4-grams (which pick up formulas, numbers and code);
+  stacked with character 2-4-grams (which pick up formulas, numbers and code) and with a
+  one-hot of the prompt's length bin (``length_bins`` quantiles of ``log(1 + chars)``: the
+  L2-normalised TF-IDF rows have lost the length, which predicts difficulty: a longer maths
+  word problem has more steps to get wrong);
 * :class:`HashingFeaturiser` — the same word n-grams hashed into ``2**bits`` columns
   (stateless: nothing to fit or ship);
 
@@ -42,10 +45,14 @@ class Featuriser(Protocol):
 class TfidfFeaturiser:
     """TF-IDF of word 1-2-grams (and, with ``chars``, character 2-4-grams), fitted on texts."""
 
-    def __init__(self, max_features: int = 50_000, min_df: int = 2, chars: bool = False) -> None:
+    def __init__(
+        self, max_features: int = 50_000, min_df: int = 2, chars: bool = False, length_bins: int = 0
+    ) -> None:
         self.max_features = max_features
         self.min_df = min_df
         self.chars = chars
+        self.length_bins = length_bins
+        self._edges: npt.NDArray[np.float64] = np.zeros(0)
         self._word = TfidfVectorizer(
             ngram_range=(1, 2), min_df=min_df, sublinear_tf=True, max_features=max_features
         )
@@ -64,14 +71,34 @@ class TfidfFeaturiser:
         self._word.fit(list(texts))
         if self.chars:
             self._char.fit(list(texts))
+        if self.length_bins > 1:
+            logs = np.log1p([len(t) for t in texts])
+            qs = np.linspace(0, 1, self.length_bins + 1)[1:-1]
+            self._edges = np.unique(np.quantile(logs, qs)).astype(np.float64)
         return self
 
+    def _length_block(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """One-hot of the prompt's length bin (quantiles of ``log(1 + chars)`` at fit)."""
+        logs = np.log1p([len(t) for t in texts])
+        col = np.searchsorted(self._edges, logs, side="right")
+        n = len(texts)
+        block: sp.csr_matrix = sp.csr_matrix(
+            (np.ones(n), (np.arange(n), col)), shape=(n, self._edges.size + 1)
+        )
+        return block
+
     def transform(self, texts: Sequence[str]) -> FeatureMatrix:
-        word: sp.csr_matrix = self._word.transform(list(texts))
-        if not self.chars:
-            return word
-        char: sp.csr_matrix = self._char.transform(list(texts))
-        stacked: sp.csr_matrix = sp.hstack([word, char]).tocsr() / np.sqrt(2.0)
+        text = [self._word.transform(list(texts))]
+        if self.chars:
+            text.append(self._char.transform(list(texts)))
+        # the text blocks share a unit norm; the length one-hot is a block of its own
+        blocks = [b / np.sqrt(len(text)) for b in text] if len(text) > 1 else text
+        if self.length_bins > 1:
+            blocks.append(self._length_block(texts))
+        if len(blocks) == 1:
+            only: sp.csr_matrix = blocks[0]
+            return only
+        stacked: sp.csr_matrix = sp.hstack(blocks).tocsr()
         return stacked
 
 

@@ -70,12 +70,20 @@ class Curve:
 
 
 def tradeoff_curve(
-    utility: FloatArray, quality: FloatArray, cost: FloatArray, reference: int, knobs: FloatArray
+    utility: FloatArray,
+    quality: FloatArray,
+    cost: FloatArray,
+    reference: int,
+    knobs: FloatArray,
+    scale: float | None = None,
+    decision_cost: FloatArray | None = None,
 ) -> Curve:
-    """The router's points at each knob, plus all-cheapest and all-reference."""
+    """The router's points at each knob (cost ``scale`` as in :func:`route`; the decision
+    sees ``decision_cost``, default ``cost``), plus all-cheapest and all-reference."""
+    seen = cost if decision_cost is None else decision_cost
     cheapest = int(np.argmin(cost.mean(axis=0)))
     n = quality.shape[0]
-    outs = [outcome(quality, cost, route(utility, cost, float(k)), reference) for k in knobs]
+    outs = [outcome(quality, cost, route(utility, seen, float(k), scale), reference) for k in knobs]
     outs.append(outcome(quality, cost, np.full(n, cheapest, dtype=np.int64), reference))
     outs.append(outcome(quality, cost, np.full(n, reference, dtype=np.int64), reference))
     return Curve(

@@ -3,9 +3,15 @@ r"""The run-time knob of a router, and its calibration for a target quality drop
 **Decision.** With utility ``U`` (prompts x models, from a router), costs ``c`` and the
 knob ``lambda >= 0``::
 
-    m*(i) = argmax_m  U[i, m] - lambda * c~[i, m],      c~[i, m] = c[i, m] / max_k c[i, k]
+    m*(i) = argmax_m  U[i, m] - lambda * c~[i, m],      c~[i, m] = c[i, m] / S
 
-(relative cost per query; ties go to the cheaper model). ``lambda = 0`` picks the best
+with ``S`` a fixed cost scale (the calibration split's mean of ``max_k c[i, k]``), so that a
+long, expensive query saves more by going to the small model than a short one: for two
+models the queries go to the small one in increasing order of ``(U_r - U_s) / (c_r - c_s)``,
+the knapsack order that maximises the cost saved per unit of expected quality lost. With
+``scale=None`` the cost is relative per query instead, ``c~[i, m] = c[i, m] / max_k c[i, k]``
+(the order ignores the queries' sizes: what the random baseline uses, so that it stays a
+random share of queries). Ties go to the cheaper model. ``lambda = 0`` picks the best
 expected answer, a large ``lambda`` the cheapest model. Hybrid LLM's quality threshold and
 UniRoute's cost weight are both this ``lambda``.
 
@@ -41,34 +47,50 @@ from llmfleet.routing.models.data import FloatArray, IntArray
 _TIE = 1e-9
 
 
-def relative_cost(cost: FloatArray) -> FloatArray:
-    """``c[i, m] / max_k c[i, k]`` (1 where a query costs nothing anywhere)."""
+def relative_cost(cost: FloatArray, scale: float | None = None) -> FloatArray:
+    """``c / scale``, or with ``scale=None`` ``c[i, m] / max_k c[i, k]`` (1 where a query costs
+    nothing anywhere)."""
+    if scale is not None:
+        return np.asarray(cost / scale, dtype=np.float64)
     top = cost.max(axis=1, keepdims=True)
     return np.asarray(np.divide(cost, top, out=np.ones_like(cost), where=top > 0), dtype=np.float64)
 
 
-def route(utility: FloatArray, cost: FloatArray, lam: float | None) -> IntArray:
-    """Each query's model: ``argmax_m U - lambda * c~`` (module docstring).
+def cost_scale(cost: FloatArray) -> float:
+    """``S = mean_i max_k c[i, k]`` (1 when everything is free)."""
+    s = float(cost.max(axis=1).mean()) if cost.size else 0.0
+    return s if s > 0 else 1.0
 
-    ``lam=None`` means the fallback "reference only" is not this function's business: pass a
-    number."""
+
+def route(
+    utility: FloatArray, cost: FloatArray, lam: float | None, scale: float | None = None
+) -> IntArray:
+    """Each query's model: ``argmax_m U - lambda * c~`` (module docstring)."""
     if lam is None or lam < 0:
         raise ValueError(f"lambda must be a number >= 0, got {lam}")
-    rel = relative_cost(cost)
+    rel = relative_cost(cost, scale)
     score = utility - (lam + _TIE) * rel
     return np.asarray(np.argmax(score, axis=1), dtype=np.int64)
 
 
-def switch_points(utility: FloatArray, cost: FloatArray, max_points: int = 200) -> FloatArray:
-    """Candidate knobs, increasing, starting at 0 (module docstring)."""
-    rel = relative_cost(cost)
-    best = np.argmax(utility - _TIE * rel, axis=1)
-    cheap = np.argmin(rel + 0.0 * utility, axis=1)
-    rows = np.arange(utility.shape[0])
-    du = utility[rows, best] - utility[rows, cheap]
-    dc = rel[rows, best] - rel[rows, cheap]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(dc > 0, du / np.where(dc > 0, dc, 1.0), 0.0)
+def switch_points(
+    utility: FloatArray, cost: FloatArray, scale: float | None = None, max_points: int = 200
+) -> FloatArray:
+    """Candidate knobs, increasing, starting at 0 (module docstring).
+
+    Query ``i`` can switch from model ``a`` to a cheaper ``b`` only at
+    ``lambda = (U[i, a] - U[i, b]) / (c~[i, a] - c~[i, b])``; these ratios over all pairs
+    (a superset of each query's switch points; quantiles when there are many) are the grid."""
+    rel = relative_cost(cost, scale)
+    m = utility.shape[1]
+    found: list[FloatArray] = []
+    for a in range(m):
+        for b in range(m):
+            du = utility[:, a] - utility[:, b]
+            dc = rel[:, a] - rel[:, b]
+            ok = np.isfinite(du) & (dc > 0) & (du > 0)
+            found.append(du[ok] / dc[ok])
+    ratio = np.concatenate(found) if found else np.zeros(0)
     ratio = ratio[np.isfinite(ratio) & (ratio > 0)]
     if ratio.size == 0:
         return np.zeros(1, dtype=np.float64)
@@ -77,6 +99,35 @@ def switch_points(utility: FloatArray, cost: FloatArray, max_points: int = 200) 
         pts = np.unique(np.quantile(pts, np.linspace(0.0, 1.0, max_points)))
     # just past each switch point, so the query at that point has switched
     return np.concatenate([[0.0], pts * (1 + 1e-9) + 1e-12]).astype(np.float64)
+
+
+@dataclass(frozen=True, eq=False)
+class LengthCost:
+    """A query's cost before it is answered: ``c^[i, m] = a_m + b_m * len(prompt_i)``, least
+    squares on measured costs (``b_m >= 0``, clipped at 0). The output length, and so the
+    measured cost, is only known after the answer; the decision must use this estimate."""
+
+    intercept: FloatArray
+    slope: FloatArray
+
+    @staticmethod
+    def fit(lengths: FloatArray, cost: FloatArray) -> LengthCost:
+        x = np.asarray(lengths, dtype=np.float64)
+        var = float(x.var())
+        if var > 0:
+            slope = ((x - x.mean())[:, None] * (cost - cost.mean(axis=0))).mean(axis=0) / var
+        else:
+            slope = np.zeros(cost.shape[1])
+        slope = np.maximum(slope, 0.0)
+        intercept = cost.mean(axis=0) - slope * x.mean()
+        return LengthCost(
+            np.asarray(intercept, dtype=np.float64), np.asarray(slope, dtype=np.float64)
+        )
+
+    def predict(self, lengths: FloatArray) -> FloatArray:
+        x = np.asarray(lengths, dtype=np.float64)[:, None]
+        est = self.intercept[None, :] + self.slope[None, :] * x
+        return np.asarray(np.maximum(est, 1e-12), dtype=np.float64)
 
 
 def losses(quality: FloatArray, choice: IntArray, reference: int) -> FloatArray:
@@ -90,9 +141,11 @@ class Calibration:
     """The calibrated knob and what the calibration split says about it.
 
     ``lam is None``: no knob met the bound, every query goes to the reference model.
+    ``scale``: the cost scale of the decision (``None``: relative cost per query).
     Drops are shares (0.01 = 1 point)."""
 
     lam: float | None
+    scale: float | None
     target_drop: float
     drop: float
     ucb_drop: float
@@ -105,7 +158,7 @@ class Calibration:
         """Each query's model under this calibration."""
         if self.lam is None:
             return np.full(utility.shape[0], self.reference, dtype=np.int64)
-        return route(utility, cost, self.lam)
+        return route(utility, cost, self.lam, self.scale)
 
 
 def _saving(cost: FloatArray, choice: IntArray, reference: int) -> float:
@@ -143,26 +196,34 @@ def calibrate(
     reference: int | None = None,
     n_boot: int = 400,
     seed: int = 0,
+    absolute: bool = True,
+    decision_cost: FloatArray | None = None,
 ) -> Calibration:
     """The largest knob, in fixed sequence, whose drop bound stays within ``target_drop``.
 
     ``utility`` are the router's predictions for the calibration queries, ``quality`` and
-    ``cost`` their measured values (module docstring)."""
+    ``cost`` their measured values; ``absolute``: decide on cost over the calibration split's
+    scale, else on the relative cost per query; ``decision_cost``: the costs the decision sees
+    (an estimate known before answering, :class:`LengthCost`; default ``cost``), while the
+    saving is measured on ``cost`` (module docstring)."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if target_drop < 0:
         raise ValueError(f"target_drop must be >= 0, got {target_drop}")
     ref = int(np.argmax(quality.mean(axis=0))) if reference is None else reference
-    grid = switch_points(utility, cost)
-    choices = [route(utility, cost, float(lam)) for lam in grid]
+    seen = cost if decision_cost is None else decision_cost
+    scale = cost_scale(seen) if absolute else None
+    grid = switch_points(utility, seen, scale)
+    choices = [route(utility, seen, float(lam), scale) for lam in grid]
     loss = np.column_stack([losses(quality, ch, ref) for ch in choices])
     ucb = upper_bounds(loss, confidence, method, n_boot, seed)
     ok = ucb <= target_drop
     if not ok[0]:
-        return Calibration(None, target_drop, 0.0, 0.0, 0.0, confidence, method, ref)
+        return Calibration(None, scale, target_drop, 0.0, 0.0, 0.0, confidence, method, ref)
     last = int(np.argmin(ok)) - 1 if not ok.all() else len(grid) - 1
     return Calibration(
         lam=float(grid[last]),
+        scale=scale,
         target_drop=target_drop,
         drop=float(loss[:, last].mean()),
         ucb_drop=float(ucb[last]),
