@@ -107,6 +107,9 @@ class TenantThrottle(ApiModel):
     """Token bucket depth, tokens."""
     max_concurrency: int = Field(ge=0, le=MAX_COUNT)
     """Most requests in flight."""
+    enforced: bool = True
+    """Whether the ingress enforces these limits: they bite (the tenant is above its fair
+    share of an overloaded pool) or its quota sets a rate budget. False: recorded only."""
 
 
 class UnmetDemand(ApiModel):

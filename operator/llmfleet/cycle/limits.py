@@ -86,7 +86,17 @@ def served_usage(plan: Plan, snapshot: FleetSnapshot, usage: Sequence[Usage]) ->
 
 def tenant_limits(plan: Plan, snapshot: FleetSnapshot, usage: Sequence[Usage]) -> LimitTable:
     """The TenantQuotas' fair-share limits on the planned capacity (:func:`plan_capacity`)
-    for their usage in the serving regions (:func:`served_usage`)."""
+    for their usage in the serving regions (:func:`served_usage`).
+
+    A deadline (batch) tier's pools are never overloaded at the ingress: its work is queued
+    and done by its deadline, so arriving faster than the plan's mean rate is what deferral
+    means, not overload; fairness among its tenants is the schedulers' (budgets still
+    apply)."""
+    capacity = plan_capacity(plan)
+    deadline = {t.name for t in snapshot.tiers if t.spec.type == "deadline"}
     return compute_limits(
-        snapshot.tenants, plan_capacity(plan), served_usage(plan, snapshot, usage)
+        snapshot.tenants,
+        capacity,
+        served_usage(plan, snapshot, usage),
+        overloaded={c.key: False for c in capacity if c.tier in deadline},
     )

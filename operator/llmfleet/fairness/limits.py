@@ -36,6 +36,13 @@ cap ``b_i`` (``inf`` without ``tokensPerMinute``) and recent demand ``d_i`` (tok
    concurrency ``ceil(slots * L_i / C)`` capped by ``maxConcurrency``; token bucket depth
    ``max(L_i * burst_seconds, calls_per_interaction * n_call)`` so a whole interaction fits.
 
+7. **Enforced limits.** The ingress enforces a tenant's limits only where they bite: when it
+   is throttled on some pool (5), or when its quota sets a rate budget (``tokensPerMinute``,
+   ``requestsPerMinute``). Every other tenant's limits are recorded (the plan, the
+   TenantQuota's status) but not enforced: a pool that is not overloaded throttles nobody,
+   even when a tenant's burst is above the share the plan sized it for (the planner's
+   correction and the next plan absorb it; the schedulers keep contention fair).
+
 Later calls of an interaction already under way are never throttled: the schedulers and
 the ingress rules exempt them (see :mod:`llmfleet.fairness.schedulers` and
 ``llmfleet.kube.throttling``); a first call is charged for its whole interaction.
@@ -137,6 +144,9 @@ class TenantTotals:
     problems: tuple[str, ...]
     calls_per_interaction: float
     tokens_per_call: float
+    enforced: bool = True
+    """(7) The ingress enforces these limits: the tenant is throttled on some pool, or its
+    quota sets a rate budget. Otherwise they are recorded and shown, not enforced."""
 
 
 @dataclass(frozen=True)
@@ -391,6 +401,9 @@ def _totals(
         problems=tuple(problems.get(q.spec.tenant_id, ())),
         calls_per_interaction=q.spec.application.calls_per_interaction,
         tokens_per_call=tokens_per_call(q),
+        enforced=any(x.throttled for x in mine)
+        or bud.tokens_per_minute is not None
+        or bud.requests_per_minute is not None,
     )
 
 
@@ -404,6 +417,7 @@ def to_throttles(table: LimitTable) -> list[TenantThrottle]:
             requests_per_second=t.limits.requests_per_second,
             burst_tokens=t.limits.burst_tokens,
             max_concurrency=t.limits.max_concurrency,
+            enforced=t.enforced,
         )
         for t in table.tenants
     ]

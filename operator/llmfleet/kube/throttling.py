@@ -99,6 +99,7 @@ def throttling_document(table: LimitTable, *, policy: str, tenant_header: str) -
             "usageTokensPerSecond": t.usage_tokens_per_second,
             "callsPerInteraction": t.calls_per_interaction,
             "throttled": t.throttled,
+            "enforced": t.enforced,
             "problems": list(t.problems),
             "pools": sorted(pools[t.tenant], key=lambda d: (d["model"], d["region"])),
         }
@@ -145,8 +146,9 @@ def _selector(tenant_header: str, tenant: str) -> dict[str, Any]:
 def rate_limit_rules(
     tenants: Sequence[TenantTotals], *, tenant_header: str, token_costs: bool
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """(2) The global rules, throttled tenants first; returns (rules, tenants left out)."""
-    ordered = sorted(tenants, key=lambda t: (not t.throttled, t.tenant))
+    """(2) The global rules of the tenants whose limits are enforced, throttled tenants first;
+    returns (rules, tenants left out). A tenant whose limits do not bite gets no rule."""
+    ordered = sorted((t for t in tenants if t.enforced), key=lambda t: (not t.throttled, t.tenant))
     per = 2 if token_costs else 1
     rules: list[dict[str, Any]] = []
     left_out: list[str] = []

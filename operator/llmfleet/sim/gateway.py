@@ -4,8 +4,12 @@ The controller publishes each tenant's limits (a FleetPlan's ``spec.throttles``:
 burst tokens, requests/s) to the ingress; the twin applies the same numbers where the
 ingress would, before a request is routed:
 
-    tokens bucket   rate L_i tokens/s, depth B_i tokens (the plan's ``burstTokens``)
-    request bucket  rate R_i requests/s, depth max(1, R_i * B_i / L_i) requests
+    tokens bucket   rate L_i tokens/s, depth 60 L_i tokens
+    request bucket  rate R_i requests/s, depth max(1, 60 R_i) requests
+
+for the tenants whose limits are *enforced* (the plan's ``enforced``: they bite, or the quota
+sets a budget); the depth of one minute is the ingress's per-minute rate-limit rules
+(:mod:`llmfleet.kube.throttling`).
 
 A request that finds either bucket short is *throttled* (one larger than the bucket passes
 when the bucket is full and leaves it in debt): rejected at once with the reason
@@ -25,6 +29,8 @@ from dataclasses import dataclass, field
 from llmfleet.api.plan import TenantThrottle
 
 THROTTLED = "throttled"
+WINDOW_SECONDS = 60.0
+"""The ingress's rate-limit rules count per minute: a bucket holds one minute of its rate."""
 
 
 @dataclass
@@ -61,13 +67,15 @@ class Gateway:
         """The newest plan's limits; each bucket keeps its level (capped at its new depth)."""
         seen = set()
         for t in limits:
+            if not t.enforced:
+                continue
             seen.add(t.tenant)
             rate = max(float(t.tokens_per_second), 0.0)
-            depth = max(float(t.burst_tokens or 0.0), rate)
+            depth = WINDOW_SECONDS * rate
             self.tokens[t.tenant] = _refilled(self.tokens.get(t.tenant), rate, depth, now)
             rps = t.requests_per_second
             if rps is not None and math.isfinite(rps) and rps > 0:
-                r_depth = max(1.0, rps * depth / rate) if rate > 0 else 1.0
+                r_depth = max(1.0, WINDOW_SECONDS * rps)
                 self.requests[t.tenant] = _refilled(self.requests.get(t.tenant), rps, r_depth, now)
             else:
                 self.requests.pop(t.tenant, None)

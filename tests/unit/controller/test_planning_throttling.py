@@ -252,3 +252,20 @@ def test_usage_per_origin_moves_to_the_regions_serving_it(idle):
     assert {u.region for u in mine} == regions
     assert sum(u.tokens_per_second for u in mine) == pytest.approx(100.0)
     assert Usage("nobody", "m", "x", 5.0) in out  # no quota, no route: where it was read
+
+
+def test_deadline_work_arriving_fast_is_queued_never_throttled_at_the_ingress(idle):
+    _pol, snap, r0, _plan = idle
+    assert r0.limits is not None
+    batch = next(q for q in snap.tenants if q.spec.tier == "batch")
+    pool = next(p for p in r0.limits.pools if p.tenant == batch.spec.tenant_id)
+    flood = Usage(pool.tenant, pool.model, pool.region, 1e7)
+    _p, _s, r, _plan2 = _cycle((flood,))
+    assert r.limits is not None
+    t = r.limits.tenant(pool.tenant)
+    assert t is not None and not t.throttled
+    assert not any(k[2] == "batch" for k in r.limits.overloaded)
+    # enforced only for the budget its quota sets (the sample's batch tenants have one)
+    budgeted = batch.spec.budgets.tokens_per_minute is not None
+    spec_t = next(x for x in r.spec.throttles if x.tenant == pool.tenant)
+    assert spec_t.enforced is budgeted is t.enforced

@@ -17,26 +17,41 @@ from llmfleet.kube.throttling import (
 )
 
 
-def _q(t: str, calls: float = 1) -> TenantQuota:
-    return TenantQuota.new(
-        t,
-        {"tenantId": t, "tier": "fast", "application": {"callsPerInteraction": calls}},
-        namespace="ns",
-    )
+def _q(t: str, calls: float = 1, budget: bool = False) -> TenantQuota:
+    spec = {"tenantId": t, "tier": "fast", "application": {"callsPerInteraction": calls}}
+    if budget:
+        spec["budgets"] = {"tokensPerMinute": 600_000}
+    return TenantQuota.new(t, spec, namespace="ns")
 
 
 def test_rules_charge_first_calls_for_their_interaction_and_cap_at_256() -> None:
-    qs = [_q(f"t{i:03d}") for i in range(200)] + [_q("agent", calls=4)]
+    # budgets make limits enforced; t150 has none but floods the pool, so it is throttled
+    qs = [_q(f"t{i:03d}", budget=i != 150) for i in range(200)]
+    qs.append(_q("agent", calls=4, budget=True))
+    qs.append(_q("free"))  # no budget, not throttled: its limits do not bite, it gets no rule
     usage = [Usage("t150", "m", "r", 1e6)]
     table = compute_limits(qs, [PoolCapacity("m", "r", "fast", 1e5)], usage)
     rules, left = rate_limit_rules(table.tenants, tenant_header="x-t", token_costs=True)
     assert len(rules) == MAX_RULES and len(left) == 201 - MAX_RULES // 2
     assert rules[0]["clientSelectors"][0]["headers"][0]["value"] == "t150"  # throttled first
+    free = table.tenant("free")
+    assert free is not None and not free.enforced and "free" not in left
+    assert not any(r["clientSelectors"][0]["headers"][0]["value"] == "free" for r in rules)
     agent = table.tenant("agent")
     assert agent is not None
     rules1, _ = rate_limit_rules([agent], tenant_header="x-t", token_costs=False)
     expect = -(-agent.limits.requests_per_second * 60 // 4)
     assert rules1[0]["limit"]["requests"] == int(expect)
+
+
+def test_only_limits_that_bite_are_enforced() -> None:
+    qs = [_q("a"), _q("b"), _q("c", budget=True)]
+    pool = [PoolCapacity("m", "r", "fast", 100.0)]
+    calm = compute_limits(qs, pool, [Usage("a", "m", "r", 30.0)])
+    assert [t.enforced for t in calm.tenants] == [False, False, True]  # c: its budget
+    over = compute_limits(qs, pool, [Usage("a", "m", "r", 500.0), Usage("b", "m", "r", 10.0)])
+    a, b, c = over.tenants
+    assert a.throttled and a.enforced and not b.enforced and c.enforced
 
 
 def test_policies_per_gateway_namespace_and_deterministic_config_map() -> None:

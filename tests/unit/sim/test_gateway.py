@@ -17,26 +17,33 @@ def _limit(tenant: str, tps: float, burst: float, rps: float = 1e9) -> TenantThr
                           requests_per_second=rps, burst_tokens=burst, max_concurrency=100)
 
 
-def test_a_token_bucket_admits_its_rate_and_burst_and_counts_the_rest():
+def test_a_token_bucket_admits_a_minute_of_its_rate_and_counts_the_rest():
     g = Gateway()
-    g.update([_limit("a", tps=100.0, burst=300.0)], now=0.0)
-    assert [g.admit("a", 100.0, 0, 0.0) for _ in range(4)] == [True, True, True, False]
-    assert g.admit("a", 100.0, 0, 1.0)  # one second refills 100 tokens
-    assert not g.admit("a", 100.0, 0, 1.0)
-    assert g.admit("a", 100.0, 1, 1.0)  # a later call of an interaction is never throttled
-    assert g.admit("b", 1e9, 0, 1.0)  # no published limit: not limited
+    g.update([_limit("a", tps=10.0, burst=0.0)], now=0.0)  # a minute holds 600 tokens
+    assert [g.admit("a", 200.0, 0, 0.0) for _ in range(4)] == [True, True, True, False]
+    assert g.admit("a", 100.0, 0, 10.0)  # ten seconds refill 100 tokens
+    assert not g.admit("a", 100.0, 0, 10.0)
+    assert g.admit("a", 100.0, 1, 10.0)  # a later call of an interaction is never throttled
+    assert g.admit("b", 1e9, 0, 10.0)  # no published limit: not limited
     assert g.throttled == {"a": 2}
     # a request larger than the bucket passes when it is full, and leaves it in debt
-    g.update([_limit("c", tps=10.0, burst=50.0)], now=2.0)
-    assert g.admit("c", 500.0, 0, 2.0) and not g.admit("c", 1.0, 0, 3.0)
+    g.update([_limit("c", tps=1.0, burst=0.0)], now=20.0)
+    assert g.admit("c", 500.0, 0, 20.0) and not g.admit("c", 1.0, 0, 21.0)
     # a new plan without the tenant lifts its limit
-    g.update([], now=4.0)
-    assert g.admit("a", 1e6, 0, 4.0)
+    g.update([], now=40.0)
+    assert g.admit("a", 1e6, 0, 40.0)
+
+
+def test_limits_that_do_not_bite_are_not_enforced():
+    g = Gateway()
+    free = _limit("a", tps=1.0, burst=0.0).model_copy(update={"enforced": False})
+    g.update([free], now=0.0)
+    assert all(g.admit("a", 1e6, 0, 0.0) for _ in range(5)) and not g.throttled
 
 
 def test_the_request_bucket_limits_calls_whatever_their_size():
     g = Gateway()
-    g.update([_limit("a", tps=1e6, burst=1e6, rps=2.0)], now=0.0)
+    g.update([_limit("a", tps=1e6, burst=1e6, rps=1 / 30)], now=0.0)  # 2 requests a minute
     got = [g.admit("a", 1.0, 0, 0.0) for _ in range(4)]
     assert got.count(True) == 2 and got[-1] is False
 
