@@ -356,6 +356,7 @@ class Settings:
     max_features: int = 20_000
     length_bins: int = 0
     absolute: bool = True
+    predictive: bool = False
 
 
 def _measure(
@@ -423,6 +424,7 @@ def run_dataset(
             cal = calibrate(
                 cf.oof, dev.quality, dev.cost, settings.target_drop, settings.confidence,
                 reference=ref, seed=seed, absolute=settings.absolute and name != "random", decision_cost=seen_dev,
+                horizon=len(split.test) if settings.predictive else None,
             )  # fmt: skip
             u_test = cf.utility(x_test)
             choice = cal.choose(u_test, seen_test)
@@ -574,6 +576,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="absolute",
         help="decide on the estimated cost over a fixed scale, or relative per query",
     )
+    parser.add_argument(
+        "--predictive",
+        action="store_true",
+        help="bound the drop measured on a test split of its size, not the expected drop",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     routers = tuple(r for r in args.routers.split(",") if r)
@@ -594,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     settings = Settings(splits=args.splits, folds=args.folds, target_drop=args.target_drop / 100,
                         confidence=args.confidence, routers=routers, length_bins=args.length_bins,
-                        absolute=args.cost_order == "absolute")  # fmt: skip
+                        absolute=args.cost_order == "absolute", predictive=args.predictive)  # fmt: skip
     targets: list[str] = []
     t0 = time.perf_counter()
     for name, data in datasets:

@@ -25,7 +25,7 @@ from llmfleet.routing.models import (
     seeded_split,
 )
 from llmfleet.routing.models.best_route import SampleSet, best_of_n_options
-from llmfleet.routing.models.policy import LengthCost, cost_scale
+from llmfleet.routing.models.policy import LengthCost, cost_scale, upper_bounds
 from llmfleet_bench.routing import (
     RoutingDataError,
     main,
@@ -113,6 +113,22 @@ def test_length_cost_estimates_a_query_cost_from_its_prompt_length() -> None:
     np.testing.assert_allclose(est.intercept, [1, 5], atol=1e-9)
     np.testing.assert_allclose(est.slope, [0.1, 2.0], atol=1e-9)
     np.testing.assert_allclose(est.predict(np.array([100.0])), [[11.0, 205.0]])
+
+
+def test_upper_bounds_by_hand_and_the_prediction_bound_is_wider() -> None:
+    # one knob, losses 0/1 with mean 0.25 over 400 queries: sd = sqrt(0.25 * 0.75 * 400 / 399)
+    loss = np.repeat([1.0, 0.0, 0.0, 0.0], 100)[:, None]
+    sd = float(np.std(loss, ddof=1))
+    z90 = 1.2815515655446004
+    expected = upper_bounds(loss, 0.9, method="normal")
+    assert expected[0] == pytest.approx(0.25 + z90 * sd / 20)
+    predicted = upper_bounds(loss, 0.9, method="normal", horizon=100)
+    assert predicted[0] == pytest.approx(0.25 + z90 * sd * np.sqrt(1 / 400 + 1 / 100))
+    boot = upper_bounds(loss, 0.9, n_boot=2000, seed=1)
+    boot_pred = upper_bounds(loss, 0.9, n_boot=2000, seed=1, horizon=100)
+    assert boot[0] == pytest.approx(expected[0], abs=0.006)
+    assert boot_pred[0] == pytest.approx(predicted[0], abs=0.01)
+    assert boot_pred[0] > boot[0]
 
 
 def test_calibration_falls_back_to_the_reference_when_no_knob_meets_the_bound() -> None:

@@ -32,7 +32,7 @@ bound ``mean + z * sd / sqrt(n)`` instead). The knobs are tested in increasing o
 is the last one before the first whose bound exceeds the target, so no search over knobs
 inflates the error rate. The bound holds for the *expected* drop on data like the
 calibration split; the drop measured on a finite test split scatters around it by about
-``sd / sqrt(n_test)``. If even ``lambda_0`` fails, every query goes to the reference model.
+``sd / sqrt(n_test)`` — unless ``horizon=n_test`` asks for a prediction bound of that drop. If even ``lambda_0`` fails, every query goes to the reference model.
 """
 
 from __future__ import annotations
@@ -169,20 +169,29 @@ def _saving(cost: FloatArray, choice: IntArray, reference: int) -> float:
 
 def upper_bounds(
     loss: FloatArray, confidence: float, method: str = "bootstrap", n_boot: int = 400,
-    seed: int = 0,
+    seed: int = 0, horizon: int | None = None,
 ) -> FloatArray:  # fmt: skip
-    """Upper ``confidence`` bounds of the mean of each column of ``loss`` (queries x knobs)."""
+    """Upper ``confidence`` bounds of the mean of each column of ``loss`` (queries x knobs).
+
+    ``horizon=None`` bounds the expected loss. ``horizon=N`` bounds instead the mean over the
+    next ``N`` queries (a prediction bound): each bootstrap mean gets the sampling noise of
+    ``N`` new queries, ``+ e_b * sd / sqrt(N)`` with ``e_b ~ N(0, 1)`` (normal method:
+    ``mean + z * sd * sqrt(1/n + 1/N)``)."""
     n = loss.shape[0]
+    sd = loss.std(axis=0, ddof=1) if n > 1 else np.zeros(loss.shape[1])
+    extra = 0.0 if horizon is None else 1.0 / max(horizon, 1)
     if method == "normal":
         from statistics import NormalDist
 
         z = NormalDist().inv_cdf(confidence)
-        sd = loss.std(axis=0, ddof=1) if n > 1 else np.zeros(loss.shape[1])
-        return np.asarray(loss.mean(axis=0) + z * sd / np.sqrt(n), dtype=np.float64)
+        return np.asarray(loss.mean(axis=0) + z * sd * np.sqrt(1.0 / n + extra), dtype=np.float64)
     if method != "bootstrap":
         raise ValueError(f"method must be 'bootstrap' or 'normal', got {method!r}")
-    w = np.random.default_rng(seed).poisson(1.0, size=(n_boot, n)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    w = rng.poisson(1.0, size=(n_boot, n)).astype(np.float32)
     means = (w @ loss.astype(np.float32)) / np.maximum(w.sum(axis=1, keepdims=True), 1.0)
+    if horizon is not None:
+        means = means + rng.standard_normal((n_boot, 1)) * sd[None, :] * np.sqrt(extra)
     return np.asarray(np.quantile(means, confidence, axis=0), dtype=np.float64)
 
 
@@ -198,6 +207,7 @@ def calibrate(
     seed: int = 0,
     absolute: bool = True,
     decision_cost: FloatArray | None = None,
+    horizon: int | None = None,
 ) -> Calibration:
     """The largest knob, in fixed sequence, whose drop bound stays within ``target_drop``.
 
@@ -205,7 +215,8 @@ def calibrate(
     ``cost`` their measured values; ``absolute``: decide on cost over the calibration split's
     scale, else on the relative cost per query; ``decision_cost``: the costs the decision sees
     (an estimate known before answering, :class:`LengthCost`; default ``cost``), while the
-    saving is measured on ``cost`` (module docstring)."""
+    saving is measured on ``cost``; ``horizon``: bound the drop measured over that many new
+    queries rather than the expected drop (:func:`upper_bounds`) (module docstring)."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if target_drop < 0:
@@ -216,7 +227,7 @@ def calibrate(
     grid = switch_points(utility, seen, scale)
     choices = [route(utility, seen, float(lam), scale) for lam in grid]
     loss = np.column_stack([losses(quality, ch, ref) for ch in choices])
-    ucb = upper_bounds(loss, confidence, method, n_boot, seed)
+    ucb = upper_bounds(loss, confidence, method, n_boot, seed, horizon)
     ok = ucb <= target_drop
     if not ok[0]:
         return Calibration(None, scale, target_drop, 0.0, 0.0, 0.0, confidence, method, ref)
