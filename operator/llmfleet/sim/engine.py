@@ -35,6 +35,24 @@ released to replicas whose slot use is at or below ``batch_release_utilization``
 provisioning delay; a replica placed on it then loads for the profile's load time. Spot
 nodes are interrupted after an exponential time at the pool's rate; their requests are
 retried elsewhere (counted), up to ``max_retries``.
+
+**Spot storms** (``engine.spot_storms``). A pool's interruption hazard per node is
+piecewise constant in time:
+
+    h(t) = max(h0, max{ r_s : storm s names the pool and a_s <= t < b_s })     per hour
+
+with ``h0`` the pool's ``spotInterruptionRatePerHour`` and ``[a_s, b_s)`` the storm's
+window. A node created at ``t0`` is interrupted at the ``T`` where the cumulative hazard
+reaches a unit exponential draw ``E``:
+
+    H(t0, T) = integral_{t0}^{T} h(u) du / 3600 = E,       E ~ Exp(1)
+
+(inversion of the survival function ``P(T > t) = exp(-H(t0, t))``; over each constant
+piece it is linear, so :func:`spot_interruption_delay` walks the window edges). It is exact
+for any window, however the node's life straddles its edges: nodes alive when a storm starts
+are interrupted at rate ``r_s`` during it, and at ``h0`` again after it. Without storms the
+draw is the exponential of before, ``E`` hours / ``h0``. The policies are not told: they see
+the pools' ``h0`` and the interruptions as they happen.
 """
 
 from __future__ import annotations
@@ -42,13 +60,14 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
 
 from llmfleet.api.references import FleetSnapshot
+from llmfleet.api.region import NodePool
 from llmfleet.fairness.scheduling import FCFS, Scheduler
 from llmfleet.forecast.types import DemandHistory, DemandRates, FlowKey
 from llmfleet.sim.gateway import THROTTLED, Gateway
@@ -61,7 +80,7 @@ from llmfleet.sim.policy import (
     ReplicaKey,
     ReplicaStats,
 )
-from llmfleet.sim.scenario import EngineSpec
+from llmfleet.sim.scenario import EngineSpec, SpotStorm
 from llmfleet.sim.workload import AnyWorkload, Workload
 
 SchedulerFactory = Callable[[], Scheduler]
@@ -188,6 +207,8 @@ class Engine:
         self._seq = 0
         self._heap: list[tuple[float, int, int, int, object]] = []
         self.pools = {(r.metadata.name, p.name): p for r in snap.regions for p in r.spec.pools}
+        self.storms = storm_windows(self.cfg.spot_storms, self.pools)
+        """(region, pool) -> the spot storms' windows ``(start s, end s, rate /h)``."""
         self.rtt = {
             r.metadata.name: {lat.region: lat.rtt_ms for lat in r.spec.latencies}
             for r in snap.regions
@@ -638,10 +659,21 @@ class Engine:
         self.rec.node_count(pool[0], pool[1], len(self.nodes[pool]), self.now)
         if not self._warm:
             self._push(node.ready_at, _NODE_READY, 0, node)
-        if spot and p.spot_interruption_rate_per_hour:
-            life = self.rng.exponential(3600.0 / p.spot_interruption_rate_per_hour)
-            self._push(self.now + life, _SPOT, 0, node)
+        if spot and (p.spot_interruption_rate_per_hour or pool in self.storms):
+            life = self._spot_life(pool)
+            if math.isfinite(life):
+                self._push(self.now + life, _SPOT, 0, node)
         return node
+
+    def _spot_life(self, pool: PoolKey) -> float:
+        """Seconds from now until a new node of the spot ``pool`` is interrupted (inf:
+        never), drawn under the pool's hazard (module doc: spot storms)."""
+        base = self.pools[pool].spot_interruption_rate_per_hour or 0.0
+        windows = self.storms.get(pool)
+        if not windows:  # the draw of before storms existed (same random stream)
+            return float(self.rng.exponential(3600.0 / base))
+        return spot_interruption_delay(float(self.rng.exponential(1.0)), self.now, base,
+                                       windows)
 
     def _fit_nodes(self) -> None:
         wanted = self.target.nodes
@@ -767,3 +799,42 @@ class Engine:
             yield from q
         for dq in self.deadline_q.values():
             yield from (r for _, _, r in dq)
+
+
+def storm_windows(
+    storms: Sequence[SpotStorm], pools: Mapping[PoolKey, NodePool]
+) -> dict[PoolKey, list[tuple[float, float, float]]]:
+    """Each spot pool's storm windows ``(start s, end s, rate per hour)`` in engine time;
+    a storm without ``pool`` covers every spot pool of its region."""
+    out: dict[PoolKey, list[tuple[float, float, float]]] = {}
+    for i, st in enumerate(storms):
+        keys = [k for k, p in pools.items() if k[0] == st.region
+                and p.capacity_type == "spot" and (st.pool is None or k[1] == st.pool)]
+        if not keys:
+            what = f"spot pool {st.pool!r}" if st.pool else "spot pool"
+            raise ValueError(f"engine.spot_storms[{i}]: no {what} in region {st.region!r}")
+        a, b = st.window_seconds
+        for k in keys:
+            out.setdefault(k, []).append((a, b, st.rate_per_hour))
+    return out
+
+
+def spot_interruption_delay(
+    e: float, now: float, base_per_hour: float,
+    windows: Sequence[tuple[float, float, float]],
+) -> float:
+    """The ``s >= 0`` at which the cumulative hazard from ``now`` reaches ``e``:
+    ``integral_{now}^{now+s} h(u) du / 3600 = e`` with ``h(u) = max(base, rates of the
+    windows [a, b) holding u)`` per hour (piecewise constant). ``inf`` when the hazard is 0
+    from some time on and ``e`` is not reached before."""
+    edges = sorted({x for a, b, _ in windows for x in (a, b) if x > now})
+    t, left = now, e
+    for edge in [*edges, math.inf]:
+        rate = max([base_per_hour] + [r for a, b, r in windows if a <= t < b])
+        if rate > 0:
+            dt = left * 3600.0 / rate
+            if t + dt <= edge:
+                return t + dt - now
+            left -= (edge - t) * rate / 3600.0
+        t = edge
+    return math.inf

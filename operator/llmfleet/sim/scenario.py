@@ -7,7 +7,16 @@ A scenario (YAML) has three parts:
 * ``workload``: which trace client feeds which tenant from which home region, the traffic
   scale factor, the number of days and the seed;
 * ``engine``: simulator knobs (capacity scale, batch-size slowdown, first-token step, retry
-  limit).
+  limit, spot storms).
+
+**Names.** :func:`load_scenario` takes a path to a scenario file, or the name of one of the
+scenarios shipped in ``llmfleet/sim/scenarios/`` (:func:`known_scenarios`: ``default``,
+``storm``); ``llmfleet simulate storm`` runs the embedded ``storm.yaml``.
+
+**Spot storms.** ``engine.spot_storms`` lists windows in which spot pools are interrupted
+more often than their ``spotInterruptionRatePerHour`` (the engine's hazard, see
+:mod:`llmfleet.sim.engine`). Only the twin knows them: the policies see the pools' base
+rates and learn of a storm from the interruptions it causes.
 
 **Capacity scale.** A Python discrete-event twin handles about 1e5 requests per policy in
 seconds, which is about one real replica's traffic. To keep fleets of dozens of replicas,
@@ -72,6 +81,26 @@ class WorkloadSpec(BaseModel):
     clients: list[ClientMap] = Field(min_length=1)
 
 
+class SpotStorm(BaseModel):
+    """A window of raised spot interruptions: from ``start_hour`` (hours after the
+    simulation start) for ``hours`` hours, the named spot pool of ``region`` (every spot pool
+    of the region when ``pool`` is absent) is interrupted at ``rate_per_hour`` per node, or
+    at its own ``spotInterruptionRatePerHour`` if that is higher."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    region: str
+    pool: str | None = None
+    start_hour: float = Field(ge=0)
+    hours: float = Field(gt=0)
+    rate_per_hour: float = Field(gt=0, le=3600)
+
+    @property
+    def window_seconds(self) -> tuple[float, float]:
+        """``[start, end)`` in engine seconds (0 = the simulation start)."""
+        return self.start_hour * 3600.0, (self.start_hour + self.hours) * 3600.0
+
+
 class EngineSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -92,6 +121,8 @@ class EngineSpec(BaseModel):
     batch_release_utilization: float = Field(default=0.6, gt=0, le=1)
     """Deadline-queue work is released to replicas at or below this slot utilisation."""
     tick_seconds: float = Field(default=30.0, gt=0)
+    spot_storms: list[SpotStorm] = Field(default_factory=list)
+    """Windows of raised spot interruption rates (module doc); the policies are not told."""
 
 
 class Scenario(BaseModel):
@@ -131,6 +162,22 @@ class Scenario(BaseModel):
                                     "no such LLMModel")
         if not snap.policies:
             raise ScenarioError(f"{self.name}: fleet has no FleetPolicy")
+        pools = {(r.metadata.name, p.name): p.capacity_type for r in snap.regions
+                 for p in r.spec.pools}
+        for i, st in enumerate(self.engine.spot_storms):
+            where = f"{self.name}: engine.spot_storms[{i}]"
+            if st.region not in regions:
+                raise ScenarioError(f"{where}.region {st.region!r}: no such Region")
+            if st.pool is None:
+                if "spot" not in {t for (r, _), t in pools.items() if r == st.region}:
+                    raise ScenarioError(f"{where}.region {st.region!r}: the region has no "
+                                        "spot pool")
+            elif (st.region, st.pool) not in pools:
+                raise ScenarioError(f"{where}.pool {st.pool!r}: no such pool in Region "
+                                    f"{st.region!r}")
+            elif pools[(st.region, st.pool)] != "spot":
+                raise ScenarioError(f"{where}.pool {st.pool!r}: not a spot pool "
+                                    "(capacityType on-demand)")
         return snap
 
 
@@ -159,10 +206,33 @@ def parse_scenario(text: str, name: str = "scenario") -> Scenario:
         raise ScenarioError(f"{name}: {e}") from e
 
 
+def known_scenarios() -> list[str]:
+    """Names of the scenarios shipped in ``llmfleet/sim/scenarios/`` (``<name>.yaml``)."""
+    folder = resources.files("llmfleet.sim").joinpath("scenarios")
+    return sorted(f.name[: -len(".yaml")] for f in folder.iterdir()
+                  if f.is_file() and f.name.endswith(".yaml"))
+
+
 def load_scenario(path: Path | str | None = None) -> Scenario:
-    """Load a scenario file, or the embedded default one when ``path`` is None."""
+    """Load a scenario: the embedded default when ``path`` is None; else a file, or, when no
+    such file exists and ``path`` is a bare name (no directory, no ``.yaml``/``.yml``), the
+    embedded scenario of that name (:func:`known_scenarios`).
+
+    A bare name that is neither is a :class:`ScenarioError` listing the embedded names; a
+    missing path with a directory or a YAML suffix is a :class:`FileNotFoundError`."""
     if path is None:
-        text = resources.files("llmfleet.sim").joinpath("scenarios/default.yaml").read_text()
-        return parse_scenario(text, "default")
+        return _embedded("default")
     p = Path(path)
+    bare = p.name == str(path) and p.suffix not in (".yaml", ".yml")
+    if bare and not p.is_file():
+        known = known_scenarios()
+        if p.name not in known:
+            raise ScenarioError(f"{p.name}: no such scenario file, nor an embedded scenario "
+                                f"of that name (embedded: {', '.join(known)})")
+        return _embedded(p.name)
     return parse_scenario(p.read_text(), p.stem)
+
+
+def _embedded(name: str) -> Scenario:
+    text = resources.files("llmfleet.sim").joinpath(f"scenarios/{name}.yaml").read_text()
+    return parse_scenario(text, name)
