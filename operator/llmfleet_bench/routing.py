@@ -37,7 +37,11 @@ fixed sequence (:mod:`llmfleet.routing.models.policy`). The decision weighs each
 cost *estimated from its prompt's length* (:class:`~llmfleet.routing.models.policy.LengthCost`,
 fitted on the development split: the answer's length is unknown when routing), so long,
 expensive prompts are routed to the small model first; savings are measured on the real
-costs. The oracle sees the real costs. The test split is scored once with
+costs. The oracle sees the real costs. Options: ``--cost-order relative`` decides on each
+query's relative cost instead (the order ignores the prompts' sizes); ``--length-bins K``
+adds a one-hot of the prompt's length bin to the features; ``--predictive`` calibrates a
+prediction bound of the drop over a test split's number of queries instead of a bound of
+the expected drop (safer on small sets, at a lower saving). The test split is scored once with
 the fold ensemble and the calibrated knob. Routers: ``random``, ``hybrid-llm`` (Hybrid LLM's
 "small is good enough" classifier), ``quality`` (a quality predictor per model), ``uniroute``
 (cluster errors), and the ``oracle`` (each query to the cheapest model whose answer is best).

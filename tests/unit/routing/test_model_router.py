@@ -11,6 +11,7 @@ import pytest
 
 from llmfleet.routing.models import (
     ClusterRouter,
+    HashingFeaturiser,
     QualityRouter,
     RandomRouter,
     RoutingSet,
@@ -81,6 +82,31 @@ def test_calibrated_router_keeps_the_drop_within_target_on_held_out_data_and_sav
     random_drop, random_saving = _calibrated_run("random")
     assert random_drop <= 0.015
     assert random_saving < saving / 2
+
+
+def test_featurisers_need_no_fit_data_beyond_texts_and_mark_the_length_bin() -> None:
+    texts = ["short one", "a somewhat longer prompt here", "x" * 300, "tiny"]
+    hashed = HashingFeaturiser(bits=10).fit([]).transform(texts)
+    assert hashed.shape == (4, 1024)
+    np.testing.assert_allclose(np.sqrt(hashed.multiply(hashed).sum(axis=1)).A1, 1.0)
+    plain = TfidfFeaturiser(min_df=1).fit(texts).transform(texts)
+    binned = TfidfFeaturiser(min_df=1, length_bins=2).fit(texts).transform(texts)
+    assert binned.shape == (4, plain.shape[1] + 2)
+    length_block = binned[:, plain.shape[1] :].toarray()
+    np.testing.assert_array_equal(length_block.sum(axis=1), 1.0)  # one bin per prompt
+    assert length_block[2, 1] == 1.0 and length_block[3, 0] == 1.0  # long / short
+
+
+def test_quality_router_regresses_graded_quality() -> None:
+    # graded scores in [0, 1]: ridge per model; the easy prompts score higher for both
+    data = synthetic(400, seed=3)
+    easy = np.array([p.split()[0] in {e.split()[0] for e in EASY} for p in data.prompts])
+    graded = np.column_stack([np.where(easy, 0.9, 0.2), np.where(easy, 0.95, 0.7)])
+    feats = TfidfFeaturiser().fit(data.prompts)
+    x = feats.transform(data.prompts)
+    u = QualityRouter().fit(x, graded, data.cost).utility(x)
+    assert u[easy, 0].mean() > 0.7 and u[~easy, 0].mean() < 0.4
+    assert (u[~easy, 1] - u[~easy, 0]).mean() > 0.3
 
 
 def test_route_breaks_ties_toward_the_cheaper_model_and_lambda_trades_quality_for_cost() -> None:

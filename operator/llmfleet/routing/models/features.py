@@ -125,18 +125,12 @@ def dense(x: FeatureMatrix) -> npt.NDArray[np.float64]:
     return np.asarray(x.toarray(), dtype=np.float64)
 
 
-def rows(x: FeatureMatrix, index: npt.NDArray[np.int64]) -> FeatureMatrix:
-    """The rows of ``x`` at ``index``."""
-    return x[index]
-
-
 def lsa(x: FeatureMatrix, dims: int = 64, seed: int = 0) -> npt.NDArray[np.float64]:
     """Latent semantic analysis: ``x`` projected on its top ``dims`` right singular vectors
     (truncated SVD, randomised), rows L2-normalised — the dense prompt embedding that
     :class:`~llmfleet.routing.models.routers.ClusterRouter` clusters. Label-free."""
     dims = max(1, min(dims, int(x.shape[1]) - 1, int(x.shape[0]) - 1))
-    z = np.asarray(
-        TruncatedSVD(n_components=dims, random_state=seed).fit_transform(x), dtype=np.float64
-    )
+    svd = TruncatedSVD(n_components=dims, random_state=seed)
+    z = np.asarray(svd.fit_transform(x), dtype=np.float64)
     norm = np.linalg.norm(z, axis=1, keepdims=True)
     return np.asarray(z / np.where(norm > 0, norm, 1.0), dtype=np.float64)
