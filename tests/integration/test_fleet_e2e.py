@@ -48,7 +48,7 @@ from llmfleet.api.plan import FleetPlanSpec
 from llmfleet.api.policy import FleetPolicy
 from llmfleet.api.references import FleetSnapshot
 from llmfleet.kube.actuate import actuate
-from llmfleet.kube.client import Cluster
+from llmfleet.kube.client import Cluster, KubeError
 from llmfleet.kube.render import GATEWAY_VERSION, route_name, service_name
 from llmfleet.observe import metrics as m
 from support.builders import all_samples
@@ -599,25 +599,33 @@ def test_missing_demand_data_keeps_the_last_plan_and_scales_nothing_down(fleet: 
 def test_a_bad_model_is_a_status_and_an_event_never_a_crash(fleet: Fleet):
     f = fleet
     doc = copy.deepcopy(next(d for d in all_samples() if d["kind"] == "LLMModel"))
-    doc["metadata"] = {"name": "broken-env", "namespace": NS}
-    doc["spec"]["servedModelName"] = "broken-env"
-    doc["spec"]["runtime"]["env"] = [{"name": "A=B", "value": "x"}]  # the apiserver rejects it
+    doc["metadata"] = {"name": "tpu-only", "namespace": NS}
+    doc["spec"]["servedModelName"] = "tpu-only"
     doc["spec"]["minReplicasPerRegion"] = 1
+    # the schema stops a malformed model at the door, naming the field
+    bad = copy.deepcopy(doc)
+    bad["spec"]["runtime"]["env"] = [{"name": "A=B", "value": "x"}]
+    with pytest.raises(KubeError, match=r"env"):
+        f.hub.apply(bad)
+    # one the schema accepts but no pool can run: it is left out, the rest is planned
+    doc["spec"]["profiles"] = [{**doc["spec"]["profiles"][0], "gpuType": "TPU-v9"}]
     f.hub.apply(doc)
     _replan(f)
     _next_plan(f, applied=False)
     st = _status(f)
-    actuated = _cond(st, "Actuated")
-    assert (actuated["status"], actuated["reason"]) == ("False", "ActuationFailed"), actuated
-    assert "broken-env" in actuated["message"]
+    assert _cond(st, "Planned")["status"] == "True", _cond(st, "Planned")
+    excluded = _cond(st, "ObjectsExcluded")
+    assert (excluded["status"], excluded["reason"]) == ("True", "CannotBePlanned"), excluded
+    assert "tpu-only" in excluded["message"] and "spec.profiles" in excluded["message"]
     warnings = wait_for(
         lambda: [e for e in f.hub.list("v1", "Event", NS)
-                 if e["reason"] == "ActuationFailed" and e["type"] == "Warning"],
-        what="an ActuationFailed Warning event",
+                 if e["reason"] == "CannotBePlanned" and e["involvedObject"]["name"] == "tpu-only"],
+        what="a CannotBePlanned Warning event on the model",
     )  # fmt: skip
-    assert any("broken-env" in e["message"] for e in warnings)
+    assert warnings[0]["type"] == "Warning"
     # the bad model did not take the fleet down: what ran keeps running
     assert sum(sum(_deployments(c, r).values()) for r, c in f.regions.items()) > 0
     f.check_operator()
     policy = FleetPolicy.from_wire(f.hub.get(API_VERSION, "FleetPolicy", "default", NS))
     assert policy.spec.mode == "apply"
+    f.hub.delete(API_VERSION, "LLMModel", "tpu-only", NS)

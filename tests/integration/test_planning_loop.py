@@ -184,7 +184,8 @@ def test_no_data_falls_back_to_quotas_and_a_bad_query_is_permanent(
     }  # fmt: skip
     bad = _policy(prometheus.url)
     bad["metadata"]["name"] = "badq"
-    bad["spec"]["prometheus"]["queries"] = {"promptTokens": "sum by (model_name) (rate(x[$window]"}
+    # well-formed enough for the schema (balanced, one expression), but not PromQL
+    bad["spec"]["prometheus"]["queries"] = {"promptTokens": "sum by (model_name) (rate(x[$window])) bogus"}
     _apply(cluster, nodata, ns)
     _apply(cluster, bad, ns)
 

@@ -219,17 +219,19 @@ def reachability(
 def _no_demand(name: str, f: DemandFailure) -> CycleResult:
     conds: tuple[ConditionUpdate, ...]
     if f.permanent:
+        msg = f"{f.message}; fix the query, the last plan stays"
         conds = (
             ConditionUpdate(DEMAND_READ, "False", f.reason, f.message),
-            ConditionUpdate(PLANNED, "False", f.reason, f"{f.message}; fix the query, the last plan stays"),
-        )  # fmt: skip
-        return CycleResult(name, conds, failure=Failure(f.reason, f.message, permanent=True))
+            ConditionUpdate(PLANNED, "False", f.reason, msg),
+        )
+        return CycleResult(name, conds, failure=Failure(f.reason, msg, permanent=True))
+    msg = f"{f.message}; the last plan stays"
     conds = (
         ConditionUpdate(DEMAND_READ, "False", f.reason, f.message),
-        ConditionUpdate(DEMAND_STALE, "True", f.reason, f"{f.message}; the last plan stays, nothing is scaled down"),
-        ConditionUpdate(PLANNED, "False", f.reason, f"{f.message}; the last plan stays"),
-    )  # fmt: skip
-    return CycleResult(name, conds, failure=Failure(f.reason, f.message, retry="soon"))
+        ConditionUpdate(DEMAND_STALE, "True", f.reason, f"{msg}, nothing is scaled down"),
+        ConditionUpdate(PLANNED, "False", f.reason, msg),
+    )
+    return CycleResult(name, conds, failure=Failure(f.reason, msg, retry="soon"))
 
 
 def _excluded_condition(excluded: tuple[Excluded, ...]) -> ConditionUpdate:

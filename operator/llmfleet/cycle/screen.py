@@ -9,6 +9,8 @@ neither sees whether the planner can use an object. :func:`screen` does, object 
   name -- but no plan can name it);
 * the object alone forms a planning instance (``plan.instance.from_snapshot`` accepts it:
   an interactive tier needs a TTFT, a pool's minNodes <= maxNodes, ...);
+* an LLMModel can run on some pool of its allowed Regions, and on one in each of them when
+  it must keep ``minReplicasPerRegion`` replicas there (else the whole plan is infeasible);
 * a TenantQuota's tier is one that is planned (not unknown, not itself left out).
 
 What is left out is returned as :class:`Excluded` values naming the object, the field and
@@ -91,6 +93,39 @@ def _model(m: LLMModel, policy: FleetPolicy) -> tuple[str, str] | None:
     return ("spec", f"cannot be planned: {why}") if why else None
 
 
+def _placeable(m: LLMModel, regions: Sequence[Region]) -> tuple[str, str] | None:
+    """A model no pool can run (in its allowed regions) cannot be planned; one that must keep
+    ``minReplicasPerRegion`` replicas in an allowed region where no pool fits it would make
+    the whole fleet's plan infeasible."""
+    fits = {
+        r.name
+        for r in regions
+        if any(
+            p.gpu_type == prof.gpu_type and prof.gpus_per_replica <= p.gpus_per_node
+            for p in r.spec.pools
+            for prof in m.spec.profiles
+        )
+    }
+    allowed = m.spec.allowed_regions or [r.name for r in regions]
+    known = [r for r in allowed if r in {x.name for x in regions}]
+    if known and not fits & set(known):
+        return (
+            "spec.profiles",
+            "no pool of any allowed Region runs this model (GPU type and GPUs per replica); "
+            "add a profile for a GPU type the Regions offer",
+        )
+    if m.spec.min_replicas_per_region > 0:
+        lacking = sorted(set(known) - fits)
+        if lacking:
+            return (
+                "spec.minReplicasPerRegion",
+                f"minReplicasPerRegion={m.spec.min_replicas_per_region} in every allowed "
+                f"region, but no pool of {', '.join(lacking)} runs it; list only regions that "
+                "can (spec.allowedRegions) or set minReplicasPerRegion to 0",
+            )
+    return None
+
+
 def _tier(t: SLATier, policy: FleetPolicy) -> tuple[str, str] | None:
     why = _alone(policy, FleetSnapshot(tiers=[t]))
     return ("spec", f"cannot be planned: {why}") if why else None
@@ -130,6 +165,7 @@ def screen(
 
     regions = keep(snapshot.regions, _region)
     models = keep(snapshot.models, _model)
+    models = keep(models, lambda m, _p: _placeable(m, regions))
     tiers = keep(snapshot.tiers, _tier)
     planned_tiers = {t.name for t in tiers}
     tenants = []

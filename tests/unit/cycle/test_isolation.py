@@ -48,3 +48,37 @@ def test_a_quota_of_a_left_out_tier_is_left_out_too():
     assert tier.name not in {t.name for t in clean.tiers}
     assert all(q.spec.tier != tier.name for q in clean.tenants)
     assert object_problem(broken) is not None and object_problem(snap.models[0]) is None
+
+
+def test_a_model_no_pool_can_run_is_left_out_not_the_fleets_plan():
+    pol = planning_policy()
+    snap = sample_snapshot()
+    m = snap.models[1]
+    prof = m.spec.profiles[0].model_copy(update={"gpu_type": "TPU-v9"})
+    odd = _renamed(m, "tpu-only").model_copy(
+        update={"spec": m.spec.model_copy(update={"profiles": [prof], "min_replicas_per_region": 1})}
+    )
+    snap.models.append(odd)
+    r = cycle(pol, snap)
+    assert r.spec is not None, r.failure  # without the screen: infeasible for the whole fleet
+    (ex,) = r.excluded
+    assert (ex.key.name, ex.field) == ("tpu-only", "spec.profiles")
+
+
+def test_min_replicas_where_no_pool_fits_is_left_out_with_the_regions_named():
+    pol = planning_policy()
+    snap = sample_snapshot()
+    # ap-northeast without its H100 pools; a 405B (H100 only) that must run everywhere
+    i, tokyo = next((i, r) for i, r in enumerate(snap.regions) if r.name == "ap-northeast")
+    pools = [p for p in tokyo.spec.pools if p.gpu_type != "H100-80GB"]
+    snap.regions[i] = tokyo.model_copy(update={"spec": tokyo.spec.model_copy(update={"pools": pools})})
+    big = next(m for m in snap.models if m.spec.allowed_regions)
+    spread = _renamed(big, "big-everywhere").model_copy(
+        update={"spec": big.spec.model_copy(update={"allowed_regions": [], "min_replicas_per_region": 1})}
+    )
+    snap.models.append(spread)
+    r = cycle(pol, snap)
+    assert r.spec is not None, r.failure
+    (ex,) = r.excluded
+    assert (ex.key.name, ex.field) == ("big-everywhere", "spec.minReplicasPerRegion")
+    assert "ap-northeast" in ex.message and "allowedRegions" in ex.message
