@@ -37,8 +37,10 @@ fixed sequence (:mod:`llmfleet.routing.models.policy`). The decision weighs each
 cost *estimated from its prompt's length* (:class:`~llmfleet.routing.models.policy.LengthCost`,
 fitted on the development split: the answer's length is unknown when routing), so long,
 expensive prompts are routed to the small model first; savings are measured on the real
-costs. The oracle sees the real costs. Options: ``--cost-order relative`` decides on each
-query's relative cost instead (the order ignores the prompts' sizes); ``--length-bins K``
+costs. The oracle sees the real costs. By default (``--cost-order auto``) the calibration
+also picks between that order and each query's relative cost (which ignores the prompts'
+sizes: on GSM8K longer problems are harder, so routing long prompts first loses), each
+tested at half the error rate; ``--cost-order absolute|relative`` fixes one; ``--length-bins K``
 adds a one-hot of the prompt's length bin to the features; ``--predictive`` calibrates a
 prediction bound of the drop over a test split's number of queries instead of a bound of
 the expected drop (safer on small sets, at a lower saving). The test split is scored once with
@@ -360,7 +362,7 @@ class Settings:
     seed: int = 0
     max_features: int = 20_000
     length_bins: int = 0
-    absolute: bool = True
+    absolute: bool | None = None
     predictive: bool = False
 
 
@@ -429,7 +431,7 @@ def run_dataset(
             cf = cross_fit(make, x_dev, dev.quality, dev.cost, settings.folds, seed)
             cal = calibrate(
                 cf.oof, dev.quality, dev.cost, settings.target_drop, settings.confidence,
-                reference=ref, seed=seed, absolute=settings.absolute and name != "random", decision_cost=seen_dev,
+                reference=ref, seed=seed, absolute=False if name == "random" else settings.absolute, decision_cost=seen_dev,
                 horizon=len(split.test) if settings.predictive else None,
             )  # fmt: skip
             u_test = cf.utility(x_test)
@@ -586,9 +588,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--cost-order",
-        choices=["absolute", "relative"],
-        default="absolute",
-        help="decide on the estimated cost over a fixed scale, or relative per query",
+        choices=["auto", "absolute", "relative"],
+        default="auto",
+        help="decide on the estimated cost over a fixed scale, or relative per query, or "
+        "whichever saves more on the calibration split (each tested at half the error rate)",
     )
     parser.add_argument(
         "--predictive",
@@ -615,7 +618,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     settings = Settings(splits=args.splits, folds=args.folds, target_drop=args.target_drop / 100,
                         confidence=args.confidence, routers=routers, length_bins=args.length_bins,
-                        absolute=args.cost_order == "absolute", predictive=args.predictive)  # fmt: skip
+                        absolute=None if args.cost_order == "auto" else args.cost_order == "absolute",
+                        predictive=args.predictive)  # fmt: skip
     targets: list[str] = []
     t0 = time.perf_counter()
     for name, data in datasets:

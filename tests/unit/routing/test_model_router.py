@@ -157,6 +157,23 @@ def test_upper_bounds_by_hand_and_the_prediction_bound_is_wider() -> None:
     assert boot_pred[0] > boot[0]
 
 
+def test_auto_cost_order_keeps_the_better_order_each_tested_at_half_the_error_rate() -> None:
+    data = synthetic(600, seed=6)
+    # costs grow with the prompt's length, so the two orders route different queries first
+    lengths = np.array([len(p) for p in data.prompts], dtype=np.float64)
+    cost = data.cost * lengths[:, None]
+    x = TfidfFeaturiser().fit(data.prompts).transform(data.prompts)
+    utility = QualityRouter().fit(x, data.quality, cost).utility(x)
+    auto = calibrate(utility, data.quality, cost, 0.01, confidence=0.9, absolute=None)
+    each = [
+        calibrate(utility, data.quality, cost, 0.01, confidence=0.95, absolute=a)
+        for a in (True, False)
+    ]
+    assert auto.confidence == pytest.approx(0.95)
+    assert auto.saving == pytest.approx(max(c.saving for c in each))
+    assert (auto.scale is None) == (each[1].saving > each[0].saving)
+
+
 def test_calibration_falls_back_to_the_reference_when_no_knob_meets_the_bound() -> None:
     # the small model is always wrong, the large always right: any routing loses quality
     quality = np.tile([0.0, 1.0], (50, 1))

@@ -205,7 +205,7 @@ def calibrate(
     reference: int | None = None,
     n_boot: int = 400,
     seed: int = 0,
-    absolute: bool = True,
+    absolute: bool | None = True,
     decision_cost: FloatArray | None = None,
     horizon: int | None = None,
 ) -> Calibration:
@@ -213,7 +213,10 @@ def calibrate(
 
     ``utility`` are the router's predictions for the calibration queries, ``quality`` and
     ``cost`` their measured values; ``absolute``: decide on cost over the calibration split's
-    scale, else on the relative cost per query; ``decision_cost``: the costs the decision sees
+    scale, else on the relative cost per query; ``None``: both, each tested at half the error
+    rate (``1 - (1 - confidence) / 2``, Bonferroni: the union of the two tests keeps the
+    error rate), keeping the one that saves more on the calibration split;
+    ``decision_cost``: the costs the decision sees
     (an estimate known before answering, :class:`LengthCost`; default ``cost``), while the
     saving is measured on ``cost``; ``horizon``: bound the drop measured over that many new
     queries rather than the expected drop (:func:`upper_bounds`) (module docstring)."""
@@ -222,6 +225,26 @@ def calibrate(
     if target_drop < 0:
         raise ValueError(f"target_drop must be >= 0, got {target_drop}")
     ref = int(np.argmax(quality.mean(axis=0))) if reference is None else reference
+    if absolute is None:
+        half = 1.0 - (1.0 - confidence) / 2.0
+        both = [
+            calibrate(
+                utility,
+                quality,
+                cost,
+                target_drop,
+                half,
+                method,
+                ref,
+                n_boot,
+                seed,
+                order,
+                decision_cost,
+                horizon,
+            )
+            for order in (True, False)
+        ]
+        return max(both, key=lambda c: c.saving)  # ties: the absolute order (first)
     seen = cost if decision_cost is None else decision_cost
     scale = cost_scale(seen) if absolute else None
     grid = switch_points(utility, seen, scale)
