@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -106,6 +108,16 @@ class PlanningSettings:
     host but link-local and cloud metadata)."""
 
 
+def connect_hub() -> Cluster:
+    """The operator's own cluster: ``$KUBECONFIG`` as it is when the loop first connects,
+    else the client's defaults (``~/.kube/config``, in-cluster credentials). The kubernetes
+    client reads ``$KUBECONFIG`` once, when it is imported, and ``llmfleet operator
+    --kubeconfig`` sets it after that: read at import, every cycle crashed on "Invalid
+    kube-config file" while kopf (which reads it at login) ran on."""
+    path = os.environ.get("KUBECONFIG")
+    return Cluster.connect(Path(path) if path else None)
+
+
 @dataclass
 class _Conditions:
     """Accumulates condition changes for one status patch."""
@@ -155,7 +167,7 @@ class PlanningLoop:
 
     settings: PlanningSettings
     metrics: FleetMetrics
-    connect: Callable[[], Cluster] = Cluster.connect
+    connect: Callable[[], Cluster] = connect_hub
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     _cluster: Cluster | None = None
