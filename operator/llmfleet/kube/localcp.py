@@ -12,6 +12,11 @@ kube-controller-manager on 127.0.0.1, built from source by
 Each instance uses four consecutive TCP ports: ``port`` (kube-apiserver),
 ``port+1``/``port+2`` (etcd client/peer) and ``port+3``
 (kube-controller-manager).
+
+A stopped (or :meth:`~LocalControlPlane.kill`-ed) instance starts again with
+:meth:`~LocalControlPlane.start` on the same data dir and ports: the binary keeps the
+certificates and the etcd data, so every object survives (``llmfleet bench soak`` kills the
+apiserver this way).
 """
 
 from __future__ import annotations
@@ -192,6 +197,7 @@ class LocalControlPlane:
         for attempt in range(attempts):
             try:
                 self._start_once(binary, timeout)
+                self._auto_port = False  # a restart keeps the ports (clients point at them)
                 return self
             except ControlPlaneError as e:
                 if attempt + 1 < attempts and "address already in use" in str(e):
@@ -262,6 +268,16 @@ class LocalControlPlane:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+        self._close_log()
+
+    def kill(self, timeout: float = 30) -> None:
+        """SIGKILL the supervisor, as a crash would (its children die with it through
+        ``PR_SET_PDEATHSIG``); waits for exit. :meth:`start` brings it back on the same
+        data dir and ports."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=timeout)
         self._close_log()
 
     def _close_log(self) -> None:
