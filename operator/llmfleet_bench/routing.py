@@ -64,7 +64,9 @@ the fold ensemble and the calibrated knob. Routers: ``random``, ``hybrid-llm`` (
 
 **BEST-Route** (arXiv 2506.22716) chooses a model *and* a number of samples n (best-of-n
 with a reward model). RouteLLM's data has one answer per model and query, so there is
-nothing to choose n from: no (model, n) router is measured here.
+nothing to choose n from: no (model, n) router is measured here. The choice itself is in
+:mod:`llmfleet.routing.models.best_route` (each (model, n) an option column built from a
+declared sample set, routed and calibrated like a model), tested on a synthetic sample set.
 
 **Targets** (:data:`TARGET_SAVING`, :data:`MAX_MEAN_DROP`, :data:`MAX_OVERSHOOT`,
 :data:`MIN_WITHIN_SHARE`), for :data:`PRODUCT_ROUTER` on every dataset: saving >= 30% at the
