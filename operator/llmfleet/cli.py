@@ -329,7 +329,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return simulate_run(args)
 
 
-BENCH_TARGETS = ("forecast", "planner", "fairness", "sim", "controller", "calibrate", "routing")
+BENCH_TARGETS = ("forecast", "planner", "fairness", "sim", "controller", "calibrate", "soak", "routing")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -348,6 +348,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from llmfleet_bench.calibrate import main as bench
     elif args.target == "routing":
         from llmfleet_bench.routing import main as bench
+    elif args.target == "soak":
+        from llmfleet_bench.soak import main as bench
     else:
         from llmfleet_bench.planner import main as bench
     return int(bench(list(args.rest)) or 0)
