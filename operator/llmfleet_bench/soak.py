@@ -623,10 +623,11 @@ def check_fleet(c: Cluster, plan_name: str) -> FleetCheck:
         if w > 0 and not got:
             lost += 1
             details.append(f"Deployment {key}: missing (plan {w} replicas)")
-        elif got and w == 0 and key not in want_reps and any(got):
-            dup += 1
-            details.append(f"Deployment {key}: not in the plan ({got[0]} replicas)")
-        elif got and w > 0 and got[0] != w:
+        elif got and key not in want_reps:
+            if any(got):
+                dup += 1
+                details.append(f"Deployment {key}: not in the plan ({got[0]} replicas)")
+        elif got and got[0] != w:
             drift += 1
             details.append(f"Deployment {key}: {got[0]} replicas, plan {w}")
     return FleetCheck(plan_name, lost, dup, drift, details)
