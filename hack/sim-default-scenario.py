@@ -3,8 +3,9 @@
 Fleet: crds/samples (regions with every pool's minNodes set to 0, models, tiers, policy) plus
 one TenantQuota per trace client. Workload: the 14 busiest m-small and 22 busiest m-mid
 ServeGen clients that have a length file and 0.3-60 req/s on average, plus both Azure 2023
-services; each client damped to <= 5 req/s, then all scaled so the total is ~1.5 req/s
-(about 420k requests in 3 days). Run: python hack/sim-default-scenario.py
+services; each client damped to <= 5 req/s, then all scaled so the total is ~48 req/s (about
+4.6 M requests in one day) on replicas of the LLMModels' real size, so each model needs tens
+of replicas at peak. Run: python hack/sim-default-scenario.py
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ HEADER = """\
 # minNodes 0 here; tenants t05, t11, ... are agentic (3 calls per interaction). Workload: 36
 # ServeGen clients (m-small -> llama-3-1-8b, m-mid -> llama-3-3-70b / llama-3-1-405b) and the
 # two Azure 2023 services, each from a home region; each client's rate is damped to <= 5 req/s
-# (client scale), then all x workload.scale.
+# (client scale), then all x workload.scale. Replicas are the LLMModels' real size (capacity
+# scale 1), traffic scaled so each model needs tens of replicas at peak (one day: about
+# 4.6 M requests, 54 req/s on average).
 """
 
 
@@ -87,9 +90,9 @@ def main() -> None:
                         "scale": 1.0})
     scenario = {
         "name": "default",
-        "workload": {"days": 3, "start_day": 1, "history_days": 2,
-                     "scale": float(f"{1.5 / total:.3g}"), "seed": 0, "clients": clients},
-        "engine": {"capacity_scale": 32},
+        "workload": {"days": 1, "start_day": 1, "history_days": 2,
+                     "scale": float(f"{48.0 / total:.5g}"), "seed": 0, "clients": clients},
+        "engine": {"first_token_steps": 1},  # TTFT = prefill + one decode step (bench calibrate)
         "fleet": docs + tenants,
     }
     out = ROOT / "operator" / "llmfleet" / "sim" / "scenarios" / "default.yaml"
