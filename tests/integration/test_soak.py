@@ -189,3 +189,39 @@ def _refused(port: int) -> bool:
     except OSError:
         return True
     return False
+
+
+def test_kopf_sends_a_patch_again_after_409_conflict(monkeypatch: pytest.MonkeyPatch):
+    """The soak's finding: a 409 on the planning timer's status patch ended the timer for
+    good. The operator makes kopf send such a patch again (a merge patch: safe to repeat)."""
+    import asyncio
+
+    from kopf._cogs.clients import errors, patching
+
+    from llmfleet.controller.operator import retry_conflicting_patches
+
+    calls: list[int] = []
+    conflict = errors.APIConflictError({"kind": "Status", "code": 409}, status=409, headers={})
+
+    async def flaky(**kwargs: Any) -> str:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise conflict
+        return "patched"
+
+    monkeypatch.setattr(patching, "patch_obj", flaky)
+    assert retry_conflicting_patches(backoffs=[0.0, 0.0])
+    assert asyncio.run(patching.patch_obj(logger=None)) == "patched"
+    assert len(calls) == 3  # two conflicts, then the patch went through
+    assert retry_conflicting_patches()  # wrapping twice is a no-op
+    calls.clear()
+
+    async def always(**kwargs: Any) -> str:
+        calls.append(1)
+        raise conflict
+
+    monkeypatch.setattr(patching, "patch_obj", always)
+    assert retry_conflicting_patches(backoffs=[0.0])
+    with pytest.raises(errors.APIConflictError):
+        asyncio.run(patching.patch_obj(logger=None))
+    assert len(calls) == 2  # the backoffs are spent: the conflict is kopf's again
