@@ -632,7 +632,12 @@ def register(registry: kopf.OperatorRegistry, loop: PlanningLoop) -> None:
 
     @kopf.on.probe(registry=registry, id="planning")
     def planning_alive(**_: Any) -> str:
+        # Permanent: kopf retries any other error inside the /healthz request, 60 s later, so
+        # the request hung (no answer) during a stall and for up to 60 s after it ended
+        # (found by llmfleet bench soak after an apiserver outage); this one is a 500 at once.
         stalled = loop.stalled()
         if stalled:
-            raise RuntimeError(f"no planning cycle finished lately for FleetPolicies {stalled}")
+            raise kopf.PermanentError(
+                f"no planning cycle finished lately for FleetPolicies {stalled}"
+            )
         return "ok"
