@@ -225,7 +225,7 @@ def test_a_bursty_mostly_idle_flow_is_not_planned_far_above_its_peaks():
     f = forecast(h, horizon_steps=24, quantile=0.9)
     up = np.array(f.upper.prompt_tokens_per_s)
     assert f.point.prompt_tokens_per_s[0] == pytest.approx(900.0)
-    assert up.max() <= 1.25 * tok.max() + 1e-9  # unbounded, the band was 19,221 tokens/s
+    assert up.max() <= 2.0 * tok.max() + 1e-9  # unbounded, the band was 19,221 tokens/s
     assert np.all(up >= np.array(f.point.prompt_tokens_per_s) - 1e-12)
 
 
@@ -236,4 +236,6 @@ def test_the_peak_bound_never_cuts_the_point_forecast_of_a_growing_flow():
     upper = np.array([1500.0, 1600.0, 1700.0])
     history = np.array([400.0, 600.0, 800.0])
     out = plausible_upper(point, upper, history)
-    assert out.tolist() == [1000.0, 1000.0, 1100.0]  # 1.25 x 800 = 1000, but never under p
+    assert out.tolist() == [1500.0, 1600.0, 1600.0]  # 2 x 800 = 1600 caps only the last
+    low = plausible_upper(point, upper, history / 4)
+    assert low.tolist() == [900.0, 1000.0, 1100.0]  # 2 x 200 = 400: never under the point
