@@ -3,8 +3,8 @@
 Fleet: crds/samples (regions with every pool's minNodes set to 0, models, tiers, policy) plus
 one TenantQuota per trace client. Workload: the 14 busiest m-small and 22 busiest m-mid
 ServeGen clients that have a length file and 0.3-60 req/s on average, plus both Azure 2023
-services; each client damped to <= 5 req/s, then all scaled so the total is ~48 req/s (about
-4.6 M requests in one day) on replicas of the LLMModels' real size, so each model needs tens
+services; each client damped to <= 5 req/s, then all scaled so the total is ~48 req/s before
+the traces' own peaks (5.1 M requests in one day) on replicas of the LLMModels' real size, so each model needs tens
 of replicas at peak. Run: python hack/sim-default-scenario.py
 """
 
@@ -30,8 +30,8 @@ HEADER = """\
 # ServeGen clients (m-small -> llama-3-1-8b, m-mid -> llama-3-3-70b / llama-3-1-405b) and the
 # two Azure 2023 services, each from a home region; each client's rate is damped to <= 5 req/s
 # (client scale), then all x workload.scale. Replicas are the LLMModels' real size (capacity
-# scale 1), traffic scaled so each model needs tens of replicas at peak (one day: about
-# 4.6 M requests, 54 req/s on average).
+# scale 1), traffic scaled so each model needs tens of replicas at peak (one day: 5.1 M
+# requests, 59 req/s on average, 98 req/s in the busiest hour, 144 in the busiest minute).
 """
 
 

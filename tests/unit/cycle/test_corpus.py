@@ -20,7 +20,7 @@ seen = {"objects": 0, "planned": 0, "failed": 0}
 
 
 @settings(
-    max_examples=60, derandomize=True, deadline=None, phases=[Phase.generate],
+    max_examples=25, derandomize=True, deadline=None, phases=[Phase.generate],
     suppress_health_check=list(HealthCheck),
 )  # fmt: skip
 @given(st.lists(manifests(), min_size=1, max_size=4))
@@ -53,4 +53,4 @@ def test_a_cycle_with_generated_objects_present_never_raises(docs):
 
 def test_the_corpus_reached_the_cycle():
     # runs after the property above (file order): it must have added objects and planned some
-    assert seen["objects"] > 20 and seen["planned"] > 0, seen
+    assert seen["objects"] > 10 and seen["planned"] > 0, seen
