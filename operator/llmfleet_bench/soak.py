@@ -874,10 +874,11 @@ def healthz_summary(
     healthz: list[tuple[float, int]], records: list[CycleRecord], finishes: list[float]
 ) -> dict[str, Any]:
     """Failures of ``/healthz`` from the first cycle on: a *false alarm* when the loop was
-    alive around it (a cycle had started or finished less than :data:`STALL_SECONDS` (less
-    kopf's probe cache) before, and another one started after it), else during a real stall
-    (or after the loop's last cycle: it stopped)."""
-    marks = sorted([s for r in records if (s := r.started_at) is not None] + finishes)
+    alive around it (a cycle had finished -- its status seen, or its failure logged -- less
+    than :data:`STALL_SECONDS` (less kopf's probe cache) before, and another one finished
+    after it), else during a real stall (or after the loop's last cycle: it stopped)."""
+    # a cycle has finished by the time its status is seen (the probe counts finished ones)
+    marks = sorted([r.seen_at for r in records] + finishes)
     startup = [h for h in healthz if not marks or h[0] < marks[0]]
     healthz = [h for h in healthz if marks and h[0] >= marks[0]]
     bad = [(t, code) for t, code in healthz if code != 200]
@@ -1182,6 +1183,15 @@ def run(
             soak.watch_operator()
         report = build_report(soak, args.minutes, started, args.seed, schedule)
         report["workdir"] = str(workdir)
+        report["samples"] = {
+            "healthz": [[round(t, 1), code] for t, code in soak.observer.healthz],
+            "cycles": [
+                {"seen_at": round(c.seen_at, 1), "next_run": c.next_run, "last_run": c.last_run,
+                 "planned": c.planned_reason or c.planned, "actuated": c.actuated_reason,
+                 "demand": c.demand_reason, "converged": c.converged}
+                for c in soak.observer.records()
+            ],
+        }  # fmt: skip
         report["routes"] = routes
         return report
 
