@@ -107,7 +107,8 @@ class LLMModelSpec(ApiModel):
     allowed_regions: list[Name] = set_list(max_items=64)
     """Regions the model may run in; empty means every Region."""
     min_replicas_per_region: int = Field(default=0, ge=0, le=1000)
-    """Replicas kept in every allowed region whatever the demand (availability floor)."""
+    """Replicas kept whatever the demand (availability floor) in every region of
+    ``allowedRegions``, or, when none is listed, in every region with a pool that runs it."""
     quality: float = Field(default=0.5, ge=0, le=1)
     """Relative answer quality (0..1), used by quality-aware routing."""
 

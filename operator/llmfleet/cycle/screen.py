@@ -9,8 +9,9 @@ neither sees whether the planner can use an object. :func:`screen` does, object 
   name -- but no plan can name it);
 * the object alone forms a planning instance (``plan.instance.from_snapshot`` accepts it:
   an interactive tier needs a TTFT, a pool's minNodes <= maxNodes, ...);
-* an LLMModel can run on some pool of its allowed Regions, and on one in each of them when
-  it must keep ``minReplicasPerRegion`` replicas there (else the whole plan is infeasible);
+* an LLMModel can run on some pool of its allowed Regions, and on one in each Region its
+  ``allowedRegions`` lists when it must keep ``minReplicasPerRegion`` replicas there (else
+  the whole plan is infeasible; with no list, a Region with no pool for it hosts none);
 * a TenantQuota's tier is one that is planned (not unknown, not itself left out).
 
 What is left out is returned as :class:`Excluded` values naming the object, the field and
@@ -114,14 +115,14 @@ def _placeable(m: LLMModel, regions: Sequence[Region]) -> tuple[str, str] | None
             "no pool of any allowed Region runs this model (GPU type and GPUs per replica); "
             "add a profile for a GPU type the Regions offer",
         )
-    if m.spec.min_replicas_per_region > 0:
+    if m.spec.min_replicas_per_region > 0 and m.spec.allowed_regions:
         lacking = sorted(set(known) - fits)
         if lacking:
             return (
                 "spec.minReplicasPerRegion",
-                f"minReplicasPerRegion={m.spec.min_replicas_per_region} in every allowed "
-                f"region, but no pool of {', '.join(lacking)} runs it; list only regions that "
-                "can (spec.allowedRegions) or set minReplicasPerRegion to 0",
+                f"minReplicasPerRegion={m.spec.min_replicas_per_region} in every region of "
+                f"spec.allowedRegions, but no pool of {', '.join(lacking)} runs it; list only "
+                "regions that can, or set minReplicasPerRegion to 0",
             )
     return None
 

@@ -105,8 +105,9 @@ def diagnose(c: Compiled) -> list[str]:
 
     Necessary conditions, each checked on its own:
 
-    * min replicas (11) in an allowed region with no placement, or whose placements'
-      replica caps sum to less: ``sum_{pl in (m,r)} hi[pl] < minReplicasPerRegion[m]``;
+    * min replicas (11) in a region the model's ``allowedRegions`` lists but where no pool
+      runs it, or whose placements' replica caps sum to less:
+      ``sum_{pl in (m,r)} hi[pl] < minReplicasPerRegion[m]``;
     * replica floors (1b) that do not fit a pool:
       ``sum_{pl in q} gpr[pl] lo[pl] > maxNodes[q] gpn[q]``;
     * per region, the GPUs floors and min replicas need at least,
@@ -118,8 +119,11 @@ def diagnose(c: Compiled) -> list[str]:
     for m, name in enumerate(c.models):
         if c.min_replicas[m] <= 0:
             continue
+        explicit = bool(c.inst.model(name).allowed_regions)
         for r in c.model_allowed[m]:
             if r not in c.model_regions[m]:
+                if not explicit:
+                    continue  # every region is allowed: one with no pool for it just hosts none
                 out.append(
                     f"model {name} needs minReplicasPerRegion={c.min_replicas[m]} in region "
                     f"{c.regions[r]} but no pool there has a GPU type it has a profile for"

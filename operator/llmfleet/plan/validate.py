@@ -71,7 +71,14 @@ from llmfleet.plan.indexed import (
     PENALTY_FLOOR_FACTOR,
     TERMINAL_FACTOR,
 )
-from llmfleet.plan.instance import PlanningInstance, PoolSpec, ProfileSpec, TierSpec
+from llmfleet.plan.instance import (
+    ModelSpec,
+    PlanningInstance,
+    PoolSpec,
+    ProfileSpec,
+    RegionSpec,
+    TierSpec,
+)
 from llmfleet.plan.objective import BUDGET_EXCESS_USD
 from llmfleet.plan.types import GUARANTEE_ORIGIN, Plan
 
@@ -773,19 +780,33 @@ def _check_capacity(f: _Facts, tb: _Steps, bad: _Bad) -> None:
 
 
 def _check_min_replicas(f: _Facts, tb: _Steps, bad: _Bad) -> None:
-    """(11) minReplicasPerRegion in every allowed region, at every step."""
+    """(11) minReplicasPerRegion at every step in every region the model is held in: each
+    region its ``allowedRegions`` lists, or (none listed) each region with a pool that runs it."""
     names = {r.name for r in f.inst.regions}
     per_cell = _sum_by(tb.replicas, lambda key: (key[0], key[1]), f.T)
     for m in f.inst.models:
         if m.min_replicas_per_region <= 0:
             continue
-        allowed = set(m.allowed_regions) & names if m.allowed_regions else names
+        allowed = (
+            set(m.allowed_regions) & names
+            if m.allowed_regions
+            else {r.name for r in f.inst.regions if _runs_in(m, r)}
+        )
         for r in sorted(allowed):
             have = per_cell.get((m.name, r), np.zeros(f.T))
             if (have < m.min_replicas_per_region - 1e-6).any():
                 bad(
                     "min-replicas", f"{m.name} in {r}: {have.min():g} < {m.min_replicas_per_region}"
                 )
+
+
+def _runs_in(m: ModelSpec, r: RegionSpec) -> bool:
+    """Some pool of ``r`` has a GPU type ``m`` has a profile for, and room for a replica."""
+    return any(
+        p.gpu_type == prof.gpu_type and prof.gpus_per_replica <= p.gpus_per_node
+        for p in r.pools
+        for prof in m.profiles
+    )
 
 
 def _check_guarantees(f: _Facts, tb: _Steps, bad: _Bad) -> None:

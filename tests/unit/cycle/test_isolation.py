@@ -73,12 +73,26 @@ def test_min_replicas_where_no_pool_fits_is_left_out_with_the_regions_named():
     pools = [p for p in tokyo.spec.pools if p.gpu_type != "H100-80GB"]
     snap.regions[i] = tokyo.model_copy(update={"spec": tokyo.spec.model_copy(update={"pools": pools})})
     big = next(m for m in snap.models if m.spec.allowed_regions)
-    spread = _renamed(big, "big-everywhere").model_copy(
-        update={"spec": big.spec.model_copy(update={"allowed_regions": [], "min_replicas_per_region": 1})}
-    )
-    snap.models.append(spread)
+    listed = _renamed(big, "big-everywhere").model_copy(
+        update={"spec": big.spec.model_copy(update={
+            "allowed_regions": sorted(r.name for r in snap.regions), "min_replicas_per_region": 1})}
+    )  # fmt: skip
+    snap.models.append(listed)
     r = cycle(pol, snap)
     assert r.spec is not None, r.failure
     (ex,) = r.excluded
     assert (ex.key.name, ex.field) == ("big-everywhere", "spec.minReplicasPerRegion")
     assert "ap-northeast" in ex.message and "allowedRegions" in ex.message
+
+
+def test_with_no_allowed_regions_listed_a_region_no_pool_fits_just_hosts_none():
+    pol = planning_policy()
+    snap = sample_snapshot()
+    # a Region whose only pool runs none of the models: every model still kept elsewhere
+    odd = snap.regions[0]
+    pool = odd.spec.pools[0].model_copy(update={"gpu_type": "TPU-v9"})
+    snap.regions.append(_renamed(odd, "tpu-land").model_copy(
+        update={"spec": odd.spec.model_copy(update={"pools": [pool], "latencies": []})}))  # fmt: skip
+    r = cycle(pol, snap)
+    assert r.spec is not None and r.excluded == (), (r.failure, r.excluded)
+    assert not any(x.region == "tpu-land" and x.replicas for x in r.spec.replicas)
