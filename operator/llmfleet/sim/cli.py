@@ -21,7 +21,9 @@ MAX_DAYS = 14.0
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     # Every flag is checked here, at parse time: a bad one fails before any trace is read.
-    p.add_argument("scenario", nargs="?", help="scenario YAML (default: the embedded one)")
+    p.add_argument("scenario", nargs="?",
+                   help="scenario YAML, or an embedded scenario by name: default, storm "
+                   "(default: default)")
     p.add_argument("--policies", type=policy_names,
                    help="comma-separated policy names (default: all)")
     p.add_argument("--days", type=days, help="days to simulate (default: the scenario's)")
