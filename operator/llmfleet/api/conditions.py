@@ -100,3 +100,9 @@ class Reason:
     # ObjectsExcluded
     NONE_EXCLUDED = "NoneExcluded"
     CANNOT_BE_PLANNED = "CannotBePlanned"
+    # Valid, SLATier spec.routing (cross-object checks in llmfleet.api.references)
+    ROUTING_UNKNOWN_MODEL = "RoutingUnknownModel"
+    ROUTING_NO_EVALUATION = "RoutingNoEvaluation"
+    ROUTING_NO_COST = "RoutingNoCost"
+    ROUTING_UNPLACEABLE = "RoutingCandidateUnplaceable"
+    ROUTING_SHARED_SERVED_NAME = "RoutingSharedServedName"

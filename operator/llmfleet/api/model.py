@@ -95,6 +95,29 @@ class GPUProfile(ApiModel):
     """Seconds from pod start until the replica serves (image pull + weight load)."""
 
 
+class Evaluation(ApiModel):
+    """The model's measured quality on one metric (what quality-aware routing compares)."""
+
+    metric: str = Field(max_length=63, pattern=r"^[a-z][a-z0-9_-]{0,62}$")
+    """Metric name, as SLATier ``spec.routing.metric`` names it (``accuracy``)."""
+    score: float = Field(ge=0, le=100)
+    """Mean score on the evaluation set, in points (0-100)."""
+    dataset: str = Field(default="", max_length=253)
+    """What it was measured on (informational), e.g. ``mmlu`` or a file name."""
+
+
+class RoutingCost(ApiModel):
+    """What one request to this model costs, as the router weighs it before answering:
+    ``(promptUsd * promptTokens + outputUsd * meanOutputTokens) / 1e6``."""
+
+    prompt_usd_per_million_tokens: float = Field(ge=0, le=10_000)
+    """USD per million prompt tokens."""
+    output_usd_per_million_tokens: float = Field(ge=0, le=10_000)
+    """USD per million output tokens."""
+    mean_output_tokens: float = Field(default=256, ge=0, le=1_000_000)
+    """Expected output tokens of a request (the answer's length is unknown when routing)."""
+
+
 class LLMModelSpec(ApiModel):
     """Desired state of an LLMModel."""
 
@@ -110,7 +133,13 @@ class LLMModelSpec(ApiModel):
     """Replicas kept whatever the demand (availability floor) in every region of
     ``allowedRegions``, or, when none is listed, in every region with a pool that runs it."""
     quality: float = Field(default=0.5, ge=0, le=1)
-    """Relative answer quality (0..1), used by quality-aware routing."""
+    """Relative answer quality (0..1), a summary for reports; quality-aware routing reads
+    ``evaluations`` instead."""
+    evaluations: list[Evaluation] = map_list(key="metric", max_items=16)
+    """Measured quality per metric (points); a tier routing to this model on a metric needs
+    it listed here."""
+    routing_cost: RoutingCost | None = None
+    """Cost of a request as the router weighs it; required of a tier's routing candidate."""
 
 
 class LLMModelStatus(StatusBase):

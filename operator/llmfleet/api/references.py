@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from llmfleet.api.conditions import Reason
 from llmfleet.api.model import LLMModel
 from llmfleet.api.plan import FleetPlan
 from llmfleet.api.policy import FleetPolicy
@@ -108,6 +109,7 @@ def check_references(snap: FleetSnapshot) -> dict[ObjectKey, list[Problem]]:
                 Problem("SelfLatency", "spec.latencies lists the region itself")
             )
 
+    placeable: set[tuple[str | None, str]] = set()
     for m in snap.models:
         key = ObjectKey.of(m)
         allowed = m.spec.allowed_regions or sorted(regions)
@@ -123,10 +125,15 @@ def check_references(snap: FleetSnapshot) -> dict[ObjectKey, list[Problem]]:
                         f"GPU type {prof.gpu_type!r}",
                     )
                 )
-        if regions and not any(p.gpu_type in offered for p in m.spec.profiles):
+        if any(p.gpu_type in offered for p in m.spec.profiles):
+            placeable.add((m.namespace, m.name))
+        elif regions:
             out[key].append(
                 Problem("Unplaceable", "no allowed Region has a pool this model can run on")
             )
+
+    for tier in snap.tiers:
+        out[ObjectKey.of(tier)] += tier_routing_problems(tier, snap, placeable)
 
     for t in snap.tenants:
         key = ObjectKey.of(t)
@@ -150,4 +157,62 @@ def check_references(snap: FleetSnapshot) -> dict[ObjectKey, list[Problem]]:
         out[ObjectKey.of(plan)] += _missing(
             "FleetPolicy", "spec.policy", [plan.spec.policy], policies.get(plan.namespace, set())
         )
+    return out
+
+
+def tier_routing_problems(
+    tier: SLATier, snap: FleetSnapshot, placeable: set[tuple[str | None, str]]
+) -> list[Problem]:
+    """What is inconsistent between a tier's ``spec.routing`` and the other objects: each
+    candidate exists, has an evaluation on the tier's metric and a routing cost, can be
+    served in some Region, has a served name of its own (the router's header tells the
+    candidates apart by it). (A tenant whose ``spec.models`` leaves a candidate out is no
+    error: the router never sends its requests there.)
+    ``placeable``: (namespace, name) of the LLMModels some allowed Region can run."""
+    routing = tier.spec.routing
+    if routing is None:
+        return []
+    ns = tier.namespace
+    models = {m.name: m for m in snap.models if m.namespace == ns}
+    field = "spec.routing.candidates"
+    out = [
+        Problem(Reason.ROUTING_UNKNOWN_MODEL, p.message)
+        for p in _missing("LLMModel", field, routing.candidates, set(models))
+    ]
+    known = [models[c] for c in routing.candidates if c in models]
+    no_eval = [
+        m.name for m in known if routing.metric not in {e.metric for e in m.spec.evaluations}
+    ]
+    if no_eval:
+        out.append(Problem(
+            Reason.ROUTING_NO_EVALUATION,
+            f"{field}: LLMModel {', '.join(repr(n) for n in no_eval)} has no spec.evaluations "
+            f"entry for metric {routing.metric!r} (spec.routing.metric)",
+        ))  # fmt: skip
+    no_cost = [m.name for m in known if m.spec.routing_cost is None]
+    if no_cost:
+        out.append(Problem(
+            Reason.ROUTING_NO_COST,
+            f"{field}: LLMModel {', '.join(repr(n) for n in no_cost)} has no spec.routingCost "
+            "(the router weighs each candidate's cost per request)",
+        ))  # fmt: skip
+    if snap.regions:
+        stuck = [m.name for m in known if (m.namespace, m.name) not in placeable]
+        if stuck:
+            out.append(Problem(
+                Reason.ROUTING_UNPLACEABLE,
+                f"{field}: LLMModel {', '.join(repr(n) for n in stuck)} cannot be served in any "
+                "Region (no allowed Region has a pool of its spec.profiles' GPU types)",
+            ))  # fmt: skip
+    served: dict[str, list[str]] = defaultdict(list)
+    for m in known:
+        served[m.spec.served_model_name].append(m.name)
+    for name, shared in sorted(served.items()):
+        if len(shared) > 1:
+            out.append(Problem(
+                Reason.ROUTING_SHARED_SERVED_NAME,
+                f"{field}: LLMModels {', '.join(repr(n) for n in shared)} share "
+                f"spec.servedModelName {name!r}; the gateway routes on it, so each candidate "
+                "needs its own",
+            ))  # fmt: skip
     return out

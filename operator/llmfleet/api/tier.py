@@ -6,10 +6,21 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from llmfleet.api.base import ApiModel, LabelNamedMeta, Rule, StatusBase, cel_or_default
+from llmfleet.api.base import (
+    ApiModel,
+    LabelNamedMeta,
+    Name,
+    Rule,
+    StatusBase,
+    cel_or_default,
+)
 from llmfleet.api.resource import AGE_COLUMN, VALID_COLUMN, KindInfo, PrinterColumn, Resource
 
 TierType = Literal["interactive", "deadline"]
+RouterKind = Literal["random", "good-enough", "quality", "cluster"]
+#: A quality metric's name: lower-case letters, digits, ``_`` and ``-`` (``accuracy``,
+#: ``mt-bench``); LLMModel ``spec.evaluations[].metric`` uses the same names.
+METRIC_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 
 
 class InteractiveTargets(ApiModel):
@@ -28,6 +39,64 @@ class DeadlineTarget(ApiModel):
 
     completion_seconds: int = Field(ge=60, le=7 * 86400)
     """Every request must complete within this many seconds of its arrival."""
+
+
+class RouterChoice(ApiModel):
+    """Which router picks the model of each request, and its knob."""
+
+    kind: RouterKind = "quality"
+    """``random``: a random share of requests to the cheaper candidates (the baseline).
+    ``good-enough``: Hybrid LLM's classifier of "the cheaper model is good enough" (exactly
+    two candidates). ``quality``: one quality predictor per candidate. ``cluster``:
+    UniRoute's per-cluster error rates (a new candidate needs only a small labelled set)."""
+    threshold: float | None = Field(default=None, ge=0, le=1_000_000)
+    """A fixed cost weight ``lambda`` (>= 0; 0 sends each request to the candidate of best
+    expected quality, larger values to cheaper ones). Unset: the operator's calibration sets
+    it to the largest value whose bootstrap bound of the quality drop stays within
+    ``maxQualityDrop``."""
+    confidence: float = Field(default=0.9, gt=0, lt=1)
+    """Confidence of the calibration's upper bound of the quality drop (0.9: the drop
+    exceeds ``maxQualityDrop`` with probability at most 10%)."""
+
+
+class TierRouting(ApiModel):
+    """Quality-aware model routing of a tier: which models may answer its requests and how
+    much quality, against the reference model, the tier gives up for cost."""
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.candidates.exists(c, c == self.referenceModel)",
+            message="referenceModel must be one of candidates",
+            check=lambda s: s.reference_model in s.candidates,
+            field_path=".referenceModel",
+        ),
+        Rule(
+            cel="!has(self.router) || !has(self.router.kind) || "
+            "self.router.kind != 'good-enough' || size(self.candidates) == 2",
+            message="router good-enough takes exactly 2 candidates (the reference and one "
+            "cheaper model)",
+            check=lambda s: s.router.kind != "good-enough" or len(s.candidates) == 2,
+            field_path=".candidates",
+        ),
+    )
+
+    reference_model: Name
+    """The LLMModel every request would go to without routing; quality drops and savings
+    are measured against it. Must be one of ``candidates``."""
+    candidates: list[Name] = Field(
+        min_length=2, max_length=8, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
+    """LLMModels (by name, in this namespace) that may answer the tier's requests, the
+    reference included: 2 to 8. Each needs ``spec.evaluations`` for ``metric`` and
+    ``spec.routingCost``."""
+    max_quality_drop: float = Field(ge=0, le=100)
+    """Largest mean quality loss against the reference model the tier accepts, in points of
+    ``metric`` (0-100; 1.0 = one point of accuracy)."""
+    metric: str = Field(default="accuracy", max_length=63, pattern=METRIC_PATTERN)
+    """The quality metric ``maxQualityDrop`` is measured in; each candidate's
+    ``spec.evaluations`` must list it."""
+    router: RouterChoice = Field(default_factory=RouterChoice)
+    """The router and its knob."""
 
 
 class SLATierSpec(ApiModel):
@@ -84,6 +153,10 @@ class SLATierSpec(ApiModel):
     penalty_per_violation: float = Field(default=0.01, ge=0, le=1000)
     """USD charged per request that misses its target; the planner weighs unmet demand
     with it."""
+    routing: TierRouting | None = None
+    """Quality-aware model routing: the router service sends each request of this tier to
+    one of ``candidates``, within ``maxQualityDrop`` of the reference model. Unset: requests
+    go to the model they name."""
 
 
 class SLATierStatus(StatusBase):
