@@ -1,5 +1,6 @@
-"""The planning loop end to end: a real apiserver, a real Prometheus holding backfilled vLLM
-counters, and the operator as a process. A FleetPolicy pointing at the Prometheus gets
+"""The planning loop end to end: a real apiserver, a real Prometheus holding backfilled
+gateway counters (Envoy AI Gateway's, the default profile) and vLLM gauges, and the operator
+as a process. A FleetPolicy pointing at the Prometheus gets
 FleetPlans owned by it, a status with USD/h and next run, and metrics; when Prometheus goes
 away the status says so and the last plan stays."""
 
@@ -22,10 +23,10 @@ from llmfleet.api import API_VERSION, BY_KIND
 from llmfleet.api.policy import PrometheusSource
 from llmfleet.kube.client import Cluster, format_table
 from llmfleet.kube.prometheus import DemandReader, PrometheusUnreachable
-from llmfleet.observe import metrics as m
 from support.builders import all_samples
 from support.controlplane import LocalControlPlane
 from support.promtools import LocalPrometheus, Series
+from support.servingseries import SERVED, gateway_demand, vllm_replica
 
 STEP = 300
 HOURS = 4
@@ -40,10 +41,8 @@ FLOWS = (
 def _series(t0: float) -> list[Series]:
     out = []
     for model, region, tier, tps in FLOWS:
-        lab = {"model_name": model, "region": region, "tier": tier, "tenant": "acme"}
-        out.append(Series(m.VLLM_PROMPT_TOKENS, lab, lambda t, r=tps: r * (t - t0)))
-        out.append(Series(m.VLLM_GENERATION_TOKENS, lab, lambda t, r=tps: r / 4 * (t - t0)))
-        out.append(Series(f"{m.VLLM_E2E}_count", lab, lambda t, r=tps: r / 1500 * (t - t0)))
+        out += gateway_demand(model, region, tier, "acme", tps, t0)
+        out += vllm_replica(model, region)
     return out
 
 
@@ -137,7 +136,10 @@ def _plans(cluster: Cluster, ns: str, policy: str = "fleet") -> list[dict[str, A
 
 
 def test_reader_reads_the_backfilled_flows(prometheus: LocalPrometheus):
-    reader = DemandReader(PrometheusSource(url=prometheus.url, timeout_seconds=5))
+    reader = DemandReader(
+        PrometheusSource(url=prometheus.url, timeout_seconds=5),
+        served_names={served: model for model, served in SERVED.items()},
+    )
     try:
         from llmfleet.api.policy import PrometheusQueries
 

@@ -30,11 +30,11 @@ from llmfleet.api import API_VERSION
 from llmfleet.fairness.limits import LIMIT_METRIC, USAGE_METRIC
 from llmfleet.kube.client import Cluster
 from llmfleet.kube.throttling import BTP_API_VERSION, BTP_NAME
-from llmfleet.observe import metrics as m
 from support.builders import all_samples
 from support.clusters import fresh_cluster
 from support.controlplane import LocalControlPlane
 from support.promtools import LocalPrometheus, Series
+from support.servingseries import gateway_demand, vllm_replica
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "fleet"
@@ -71,18 +71,15 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalControl
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPrometheus]:
-    """vLLM counters of two tenants over the last 3 hours."""
+    """Gateway counters of two tenants over the last 3 hours (the default profile), and
+    vLLM's gauges of the serving region."""
     prom = LocalPrometheus(tmp_path_factory.mktemp("prom-tenants"))
     end = time.time() - 15
     start = end - 3 * 3600
-    series = []
+    series: list[Series] = []
     for model, region, tier, tenant, tps in FLOWS:
-        lab = {"model_name": model, "region": region, "tier": tier, "tenant": tenant}
-        series += [
-            Series(m.VLLM_PROMPT_TOKENS, lab, lambda t, r=tps: r * (t - start)),
-            Series(m.VLLM_GENERATION_TOKENS, lab, lambda t, r=tps: r / 4 * (t - start)),
-            Series(f"{m.VLLM_E2E}_count", lab, lambda t, r=tps: r / 1500 * (t - start)),
-        ]
+        series += gateway_demand(model, region, tier, tenant, tps, start)
+    series += vllm_replica("llama-3-1-8b", "us-east")
     prom.start(series, start, end, step=60)
     try:
         yield prom

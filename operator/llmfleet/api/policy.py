@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
@@ -161,44 +163,203 @@ class SolverSettings(ApiModel):
     """Stop once the plan is within this fraction of the best bound."""
 
 
-class PrometheusQueries(ApiModel):
-    """PromQL templates for reading demand. ``$window`` is replaced by the step length
-    (e.g. ``5m``); results must carry the labels ``model_name``, ``region`` and ``tier``
-    (``tenantUsage``: ``tenant``, ``model_name`` and ``region``). Each template is one PromQL
-    expression of at most 4096 characters: not blank, no ``;``, brackets, parentheses and
-    braces balanced, string literals closed."""
+QueryProfile = Literal["envoy-ai-gateway", "llm-d-epp", "vllm"]
+"""Which layer of the serving stack demand is read from (``spec.prometheus.queries.profile``)."""
 
-    prompt_tokens: PromQLTemplate = Field(
-        default="sum by (model_name, region, tier) (rate(vllm:prompt_tokens_total[$window]))"
+DemandTemplate = Literal["prompt_tokens", "generation_tokens", "requests", "tenant_usage"]
+"""The templates whose default depends on the profile."""
+DemandSeriesTemplate = Literal["prompt_tokens", "generation_tokens", "requests"]
+"""The range-queried demand templates (each profile has all three)."""
+
+_MODEL_FROM_GATEWAY = '"model_name", "$1", "gen_ai_request_model", "(.+)"'
+_TENANT_FROM_GATEWAY = '"tenant", "$1", "tenant_id", "(.+)"'
+_TENANT_FROM_EPP = '"tenant", "$1", "fairness_id", "(.+)"'
+
+
+def _gateway_tokens(kind: str) -> str:
+    return (
+        "sum by (model_name, region, tier) (label_replace(rate(gen_ai_client_token_usage_sum"
+        f'{{gen_ai_token_type="{kind}"}}[$window]), {_MODEL_FROM_GATEWAY}))'
     )
-    """Prompt tokens per second."""
-    generation_tokens: PromQLTemplate = Field(
-        default="sum by (model_name, region, tier) (rate(vllm:generation_tokens_total[$window]))"
-    )
-    """Generated tokens per second."""
-    requests: PromQLTemplate = Field(
-        default="sum by (model_name, region, tier) "
-        "(rate(vllm:e2e_request_latency_seconds_count[$window]))"
-    )
-    """Completed requests per second."""
-    running: PromQLTemplate = Field(
-        default="sum by (model_name, region) (vllm:num_requests_running)"
-    )
-    """Requests being served now."""
-    waiting: PromQLTemplate = Field(
-        default="sum by (model_name, region) (vllm:num_requests_waiting)"
-    )
-    """Requests queued now."""
-    tenant_usage: PromQLTemplate = Field(
-        default="sum by (tenant, model_name, region) (rate(vllm:prompt_tokens_total[$window]))"
-        " + sum by (tenant, model_name, region) "
-        "(rate(vllm:generation_tokens_total[$window]))"
-    )
+
+
+PROFILE_TEMPLATES: Mapping[QueryProfile, Mapping[DemandTemplate, str | None]] = MappingProxyType(
+    {
+        # Envoy AI Gateway: the OpenTelemetry gen_ai metrics of the gateway's ext_proc, tenant
+        # and tier from request headers (controller.metricsRequestHeaderAttributes), the
+        # origin from the `region` external label of the Prometheus of the gateway's region.
+        "envoy-ai-gateway": MappingProxyType(
+            {
+                "prompt_tokens": _gateway_tokens("input"),
+                "generation_tokens": _gateway_tokens("output"),
+                "requests": "sum by (model_name, region, tier) (label_replace(rate("
+                f"gen_ai_server_request_duration_seconds_count[$window]), {_MODEL_FROM_GATEWAY}))",
+                "tenant_usage": "sum by (tenant, model_name, region) (label_replace(label_replace("
+                'rate(gen_ai_client_token_usage_sum{gen_ai_token_type=~"input|output"}[$window]), '
+                f"{_MODEL_FROM_GATEWAY}), {_TENANT_FROM_GATEWAY}))",
+            }
+        ),
+        # llm-d's endpoint picker (EPP): tenant = fairness_id (the fairness header), tier from
+        # a relabelling of the EPP scrape (priority -> tier), origin as above.
+        "llm-d-epp": MappingProxyType(
+            {
+                "prompt_tokens": "sum by (model_name, region, tier) "
+                "(rate(llm_d_epp_request_input_tokens_sum[$window]))",
+                "generation_tokens": "sum by (model_name, region, tier) "
+                "(rate(llm_d_epp_request_output_tokens_sum[$window]))",
+                "requests": "sum by (model_name, region, tier) "
+                "(rate(llm_d_epp_request_total[$window]))",
+                "tenant_usage": "sum by (tenant, model_name, region) (label_replace(rate("
+                '{__name__=~"llm_d_epp_request_(input|output)_tokens_sum"}[$window]), '
+                f"{_TENANT_FROM_EPP}))",
+            }
+        ),
+        # vLLM alone (no gateway metrics): the serving side only. No tenant, tier or origin:
+        # the origin is the serving region, every flow is `defaultTier`, no per-tenant usage.
+        "vllm": MappingProxyType(
+            {
+                "prompt_tokens": "sum by (model_name, region) "
+                "(rate(vllm:prompt_tokens_total[$window]))",
+                "generation_tokens": "sum by (model_name, region) "
+                "(rate(vllm:generation_tokens_total[$window]))",
+                "requests": "sum by (model_name, region) "
+                "(rate(vllm:request_success_total[$window]))",
+                # vLLM's series carry no tenant: no usage is read (the limits are computed
+                # from the budgets alone)
+                "tenant_usage": None,
+            }
+        ),
+    }
+)
+"""The default demand templates of each profile (README "Demand from the gateway")."""
+
+LABEL_SOURCES: Mapping[QueryProfile, Mapping[str, str]] = MappingProxyType(
+    {
+        "envoy-ai-gateway": MappingProxyType(
+            {
+                "model_name": "Envoy AI Gateway's gen_ai_request_model (the request's model "
+                "field), renamed model_name by the template",
+                "region": "the `region` external label of the Prometheus that scrapes each "
+                "region's gateway (global.external_labels: {region: <Region name>}), seen "
+                "through federation, remote-write or Thanos",
+                "tier": "Envoy AI Gateway controller.metricsRequestHeaderAttributes "
+                "mapping the tier header: x-tier:tier",
+                "tenant": "Envoy AI Gateway controller.metricsRequestHeaderAttributes "
+                "mapping the tenant header: x-tenant-id:tenant.id (label tenant_id, renamed "
+                "tenant by the template)",
+            }
+        ),
+        "llm-d-epp": MappingProxyType(
+            {
+                "model_name": "llm-d EPP's model_name (the request's model field)",
+                "region": "the `region` external label of the Prometheus that scrapes each "
+                "region's endpoint picker (global.external_labels: {region: <Region name>})",
+                "tier": "a metric_relabel_configs rule of the EPP scrape job writing label "
+                "tier from priority (one InferenceObjective priority per SLATier)",
+                "tenant": "llm-d EPP's fairness_id (request header "
+                "x-gateway-inference-fairness-id), renamed tenant by the template",
+            }
+        ),
+        "vllm": MappingProxyType(
+            {
+                "model_name": "the PodMonitor's podTargetLabels model_name (the operator "
+                "labels every replica's pod with its LLMModel)",
+                "region": "the PodMonitor's podTargetLabels region, or the `region` external "
+                "label of the region's Prometheus",
+                "tier": "spec.prometheus.queries.defaultTier (vLLM knows no tier)",
+                "tenant": "nothing: vLLM knows no tenant (profile vllm reads no usage)",
+            }
+        ),
+    }
+)
+"""Per profile, the configuration that puts each required label on a result series (named
+by the reader's missing-label errors)."""
+
+REPLICA_LABEL_SOURCES: Mapping[str, str] = MappingProxyType(
+    {
+        "model_name": LABEL_SOURCES["vllm"]["model_name"],
+        "region": LABEL_SOURCES["vllm"]["region"],
+    }
+)
+"""Where the labels of vLLM's own series (replica state, data age) come from."""
+
+
+class PrometheusQueries(ApiModel):
+    """PromQL templates for reading demand and replica state. ``$window`` is replaced by the
+    step length (e.g. ``3600s``; replica state: ``replicaWindowSeconds``). Demand
+    (``promptTokens``, ``generationTokens``, ``requests``) is read from the layer ``profile``
+    names; each result must carry ``model_name``, ``region`` (the origin) and ``tier``
+    (profile ``vllm``: ``tier`` may be absent, then ``defaultTier``). Replica state and the
+    data age always read vLLM's own series, which must carry ``model_name`` and ``region``
+    (the serving region). A template left out is the profile's default. Each template is one
+    PromQL expression of at most 4096 characters: not blank, no ``;``, brackets, parentheses
+    and braces balanced, string literals closed."""
+
+    profile: QueryProfile = "envoy-ai-gateway"
+    """Where demand comes from: ``envoy-ai-gateway`` (Envoy AI Gateway's gen_ai metrics,
+    tenant and tier from request headers, origin from the regional Prometheus's ``region``
+    external label), ``llm-d-epp`` (llm-d's endpoint picker: tenant = ``fairness_id``), or
+    ``vllm`` (vLLM alone: no tenant, tier or origin; origin = serving region, every flow
+    ``defaultTier``, no per-tenant usage)."""
+    default_tier: ObjectName | None = None
+    """SLATier of series without a ``tier`` label (profile ``vllm``: every flow); absent,
+    such a series is an error."""
+    prompt_tokens: PromQLTemplate | None = None
+    """Prompt tokens per second (default: the profile's)."""
+    generation_tokens: PromQLTemplate | None = None
+    """Generated tokens per second (default: the profile's)."""
+    requests: PromQLTemplate | None = None
+    """Requests per second (default: the profile's)."""
+    tenant_usage: PromQLTemplate | None = None
     """Tokens per second (prompt plus generated) each tenant uses now, an instant query at
     the cycle's time; results must carry ``tenant``, ``model_name`` and ``region`` (the
     origin, as in the other templates: the controller moves it to the serving regions along
     the plan's routes). Feeds the fair-share limits; no result means no usage (limits are
-    computed all the same)."""
+    computed all the same). Default: the profile's."""
+    running: PromQLTemplate = Field(
+        default="sum by (model_name, region) (vllm:num_requests_running)"
+    )
+    """Requests being served now, per model and serving region (vLLM)."""
+    waiting: PromQLTemplate = Field(
+        default="sum by (model_name, region) (vllm:num_requests_waiting)"
+    )
+    """Requests queued now, per model and serving region (vLLM)."""
+    kv_cache_usage: PromQLTemplate = Field(
+        default="avg by (model_name, region) (vllm:kv_cache_usage_perc)"
+    )
+    """Mean KV-cache use of the replicas (0..1), per model and serving region (vLLM;
+    ``vllm:gpu_cache_usage_perc`` is its deprecated name)."""
+    ttft_p95: PromQLTemplate = Field(
+        default="histogram_quantile(0.95, sum by (model_name, region, le) "
+        "(rate(vllm:time_to_first_token_seconds_bucket[$window])))"
+    )
+    """p95 time to first token, seconds, per model and serving region (vLLM)."""
+    completions: PromQLTemplate = Field(
+        default="sum by (model_name, region) (rate(vllm:request_success_total[$window]))"
+    )
+    """Requests finished per second, per model and serving region (vLLM)."""
+    newest_sample: PromQLTemplate = Field(
+        default="max by (region) (timestamp(vllm:num_requests_running))"
+    )
+    """Unix time of the newest sample of each serving region (vLLM); the data age is that of
+    the region whose newest sample is oldest."""
+    replica_window_seconds: int = Field(default=300, ge=30, le=3600)
+    """``$window`` of the replica-state templates, seconds."""
+
+    def template(self, name: DemandSeriesTemplate) -> str:
+        """The demand template ``name``: as written, else the profile's default."""
+        value: str | None = getattr(self, name)
+        default = PROFILE_TEMPLATES[self.profile][name]
+        assert default is not None  # every profile reads the three demand series
+        return value if value is not None else default
+
+    def usage_template(self) -> str | None:
+        """``tenantUsage`` as written, else the profile's; None: the profile reads no usage."""
+        return self.tenant_usage or PROFILE_TEMPLATES[self.profile]["tenant_usage"]
+
+    def label_source(self, label: str) -> str:
+        """The configuration that provides ``label`` on the demand series of the profile."""
+        return LABEL_SOURCES[self.profile].get(label, f"the query must keep label {label}")
 
 
 class PrometheusSource(ApiModel):

@@ -255,7 +255,12 @@ class PlanningLoop:
             create_namespaces=self.settings.create_namespaces,
         ) as clusters:
             current, observe_note, unreachable = self._observe(clusters, snapshot, t.namespace)
-            reader = DemandReader(policy.spec.prometheus, allow=self.settings.prometheus_allow)
+            reader = DemandReader(
+                policy.spec.prometheus,
+                allow=self.settings.prometheus_allow,
+                # a gateway labels demand with the request's model field, the served name
+                served_names={m.spec.served_model_name: m.metadata.name for m in snapshot.models},
+            )
             try:
                 result = run_cycle(
                     CycleInputs(

@@ -1,25 +1,36 @@
-"""Read demand history from Prometheus (vLLM metrics) into :class:`DemandHistory` values.
+"""Read demand history from Prometheus into :class:`DemandHistory` values, and replica state.
 
-The FleetPolicy's query templates (``spec.prometheus.queries``) are range-queried over
-``[end - historySeconds, end]`` at a resolution of ``step`` seconds, ``$window`` replaced
-by the step (e.g. ``3600s``), so
+Demand comes from the layer that knows tenant, tier and origin: the gateway
+(``spec.prometheus.queries.profile``: ``envoy-ai-gateway`` by default, ``llm-d-epp``, or
+``vllm`` when only vLLM's series exist; :data:`llmfleet.api.policy.PROFILE_TEMPLATES`). Its
+templates are range-queried over ``[end - historySeconds, end]`` at a resolution of ``step``
+seconds, ``$window`` replaced by the step (e.g. ``3600s``), so
 
     1. value(t) = rate over (t - step, t]   (the average rate of the step ending at t),
 
 and the sample at grid time ``t`` is history step ``i = (t - start) / step - 1`` with
 ``start = end - historySeconds`` aligned down to the step. Each result series must carry the
-labels ``model_name``, ``region`` (the origin) and ``tier``; series with the same labels are
-summed. A flow with data at a step but missing one of its three rates gets 0 for that rate;
-a step with no data at all is NaN (the forecaster fills gaps).
+labels ``model_name``, ``region`` (the origin) and ``tier``; a series without ``tier`` is
+``queries.defaultTier`` when that is set (profile ``vllm``: vLLM knows no tier). A
+``model_name`` that is an LLMModel's served name (the gateway's ``gen_ai_request_model`` is
+the request's ``model`` field) is read as that LLMModel (``served_names``). Series with the
+same labels are summed. A flow with data at a step but missing one of its three rates gets 0
+for that rate; a step with no data at all is NaN (the forecaster fills gaps).
 
 Per-tenant usage (``tenantUsage``) is one instant query at the cycle's time, ``$window``
 replaced by the step the same way; each result series must carry ``tenant``,
 ``model_name`` and ``region`` (:func:`usage_from_results`; series with the same labels are
-summed, a series lacking a label is a :class:`BadQuery`).
+summed). Profile ``vllm`` reads none (vLLM's series carry no tenant).
 
-The data age is ``now - max(timestamp(vllm:prompt_tokens_total))`` (an instant query); when
+Replica state and data age read vLLM's own series per (model, serving region)
+(``running``, ``waiting``, ``kvCacheUsage``, ``ttftP95``, ``completions``:
+:meth:`DemandReader.read_replica_state`; ``newestSample``): the data age is
+``now - min over serving regions of the newest sample`` (the region that lags most); when
 that is empty (no sample within Prometheus's lookback) it falls back to the newest step with
 data in the range result.
+
+A result series that lacks a required label is a :class:`MissingLabel` (a
+:class:`BadQuery`) naming the template, the label and the configuration that provides it.
 
 Errors are values a caller can sort: :class:`PrometheusUnreachable` (connection refused,
 timeout, 5xx: try again later) and :class:`BadQuery` (HTTP 400/422: the template is wrong,
@@ -59,20 +70,63 @@ from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 from urllib3.util.retry import Retry
 
-from llmfleet.api.policy import PrometheusQueries, PrometheusSource
+from llmfleet.api.policy import (
+    REPLICA_LABEL_SOURCES,
+    DemandSeriesTemplate,
+    PrometheusQueries,
+    PrometheusSource,
+)
 from llmfleet.cycle.ports import BadQuery, DemandRead, DemandSourceError, SourceUnreachable
 from llmfleet.fairness.limits import Usage
 from llmfleet.forecast.types import DemandHistory, DemandRates, FlowKey, Series
-from llmfleet.observe.metrics import VLLM_PROMPT_TOKENS
 
 LABELS = ("model_name", "region", "tier")
-QUERY_FIELDS: Mapping[Series, str] = {
+QUERY_FIELDS: Mapping[Series, DemandSeriesTemplate] = {
     "requests": "requests",
     "prompt_tokens": "prompt_tokens",
     "output_tokens": "generation_tokens",
 }
 """Which template of :class:`PrometheusQueries` gives each rate of a flow."""
 USAGE_LABELS = ("tenant", "model_name", "region")
+REPLICA_LABELS = ("model_name", "region")
+REPLICA_FIELDS: tuple[str, ...] = (
+    "running", "waiting", "kv_cache_usage", "ttft_p95", "completions",
+)  # fmt: skip
+"""The replica-state templates of :class:`PrometheusQueries`, read by
+:meth:`DemandReader.read_replica_state`."""
+
+
+class MissingLabel(BadQuery):
+    """A result series of ``template`` lacks ``label``; ``provider`` is the configuration
+    that puts it there. A value: callers read the fields, never the message."""
+
+    def __init__(self, template: str, label: str, provider: str, series: Mapping[str, str]):
+        self.template = template
+        self.label = label
+        self.provider = provider
+        self.series = dict(series)
+        super().__init__(
+            f"spec.prometheus.queries.{template}: result series {self.series} lacks label "
+            f"{label} (provided by {provider})"
+        )
+
+
+@dataclass(frozen=True)
+class ReplicaState:
+    """vLLM's view of one model in one serving region now (NaN: no series)."""
+
+    model: str
+    region: str
+    running: float = math.nan
+    """Requests being served."""
+    waiting: float = math.nan
+    """Requests queued."""
+    kv_cache_usage: float = math.nan
+    """Mean KV-cache use of the replicas, 0..1."""
+    ttft_p95: float = math.nan
+    """p95 time to first token over the window, seconds."""
+    completions: float = math.nan
+    """Requests finished per second over the window."""
 
 
 # The cycle's port errors, under the names this reader has always used.
@@ -229,27 +283,39 @@ def render(template: str, step_seconds: int) -> str:
     return template.replace("$window", f"{step_seconds}s")
 
 
+def _model(metric: Mapping[str, str], served_names: Mapping[str, str]) -> str:
+    name = metric["model_name"]
+    return served_names.get(name, name)
+
+
 def histories_from_results(
     results: Mapping[Series, Sequence[Mapping[str, Any]]],
     start: float,
     step_seconds: int,
     steps: int,
+    queries: PrometheusQueries | None = None,
+    served_names: Mapping[str, str] | None = None,
 ) -> list[DemandHistory]:
     """Turn ``query_range`` results (one list of ``{metric, values}`` per rate) into one
-    :class:`DemandHistory` per flow, sorted by flow. Raises :class:`BadQuery` when a series
-    lacks one of :data:`LABELS`."""
+    :class:`DemandHistory` per flow, sorted by flow. ``queries`` gives the profile (whose
+    configuration the errors name) and ``defaultTier``; ``served_names`` maps served model
+    names to LLMModel names. Raises :class:`MissingLabel` when a series lacks one of
+    :data:`LABELS`."""
+    q = queries or PrometheusQueries()
+    names = served_names or {}
     grid: dict[FlowKey, dict[Series, list[float]]] = {}
     for series, result in results.items():
         for item in result:
-            metric = item.get("metric") or {}
-            missing = [lab for lab in LABELS if not metric.get(lab)]
-            if missing:
-                raise BadQuery(
-                    f"spec.prometheus.queries.{_camel(QUERY_FIELDS[series])}: result series "
-                    f"{dict(metric)} lacks label(s) {', '.join(missing)} "
-                    f"(the query must keep {', '.join(LABELS)})"
-                )
-            key = FlowKey(model=metric["model_name"], origin=metric["region"], tier=metric["tier"])
+            metric = dict(item.get("metric") or {})
+            if not metric.get("tier") and q.default_tier:
+                metric["tier"] = q.default_tier
+            for lab in LABELS:
+                if not metric.get(lab):
+                    provider = q.label_source(lab)
+                    if lab == "tier":
+                        provider += " (or set spec.prometheus.queries.defaultTier)"
+                    raise MissingLabel(_camel(QUERY_FIELDS[series]), lab, provider, metric)
+            key = FlowKey(model=_model(metric, names), origin=metric["region"], tier=metric["tier"])
             rows = grid.setdefault(key, {})
             row = rows.setdefault(series, [math.nan] * steps)
             for pair in item.get("values") or []:
@@ -286,26 +352,69 @@ def histories_from_results(
     return out
 
 
-def usage_from_results(result: Sequence[Mapping[str, Any]]) -> tuple[Usage, ...]:
+def usage_from_results(
+    result: Sequence[Mapping[str, Any]],
+    queries: PrometheusQueries | None = None,
+    served_names: Mapping[str, str] | None = None,
+) -> tuple[Usage, ...]:
     """Instant-query results of ``tenantUsage`` -> one :class:`Usage` per (tenant, model,
     region), sorted; same labels summed, negative and non-finite values dropped. Raises
-    :class:`BadQuery` when a series lacks one of :data:`USAGE_LABELS`."""
+    :class:`MissingLabel` when a series lacks one of :data:`USAGE_LABELS`."""
+    q = queries or PrometheusQueries()
+    names = served_names or {}
     total: dict[tuple[str, str, str], float] = {}
     for item in result:
         metric = item.get("metric") or {}
-        missing = [lab for lab in USAGE_LABELS if not metric.get(lab)]
-        if missing:
-            raise BadQuery(
-                f"spec.prometheus.queries.tenantUsage: result series {dict(metric)} lacks "
-                f"label(s) {', '.join(missing)} (the query must keep {', '.join(USAGE_LABELS)})"
-            )
+        for lab in USAGE_LABELS:
+            if not metric.get(lab):
+                raise MissingLabel("tenantUsage", lab, q.label_source(lab), metric)
         value = item.get("value") or []
         v = number(value[1]) if len(value) == 2 else math.nan
         if not math.isfinite(v):
             continue
-        key = (metric["tenant"], metric["model_name"], metric["region"])
+        key = (metric["tenant"], _model(metric, names), metric["region"])
         total[key] = total.get(key, 0.0) + max(v, 0.0)
     return tuple(Usage(t, m, r, v) for (t, m, r), v in sorted(total.items()))
+
+
+def replica_states_from_results(
+    results: Mapping[str, Sequence[Mapping[str, Any]]],
+    served_names: Mapping[str, str] | None = None,
+) -> tuple[ReplicaState, ...]:
+    """Instant-query results of the replica-state templates (keyed by field name, e.g.
+    ``kv_cache_usage``) -> one :class:`ReplicaState` per (model, serving region), sorted;
+    same labels summed. Raises :class:`MissingLabel` when a series lacks one of
+    :data:`REPLICA_LABELS`."""
+    names = served_names or {}
+    values: dict[tuple[str, str], dict[str, float]] = {}
+    for fieldname, result in results.items():
+        for item in result:
+            metric = item.get("metric") or {}
+            for lab in REPLICA_LABELS:
+                if not metric.get(lab):
+                    raise MissingLabel(_camel(fieldname), lab, REPLICA_LABEL_SOURCES[lab], metric)
+            value = item.get("value") or []
+            v = number(value[1]) if len(value) == 2 else math.nan
+            if not math.isfinite(v):
+                continue
+            row = values.setdefault((_model(metric, names), metric["region"]), {})
+            row[fieldname] = row.get(fieldname, 0.0) + v
+    return tuple(ReplicaState(model=m, region=r, **row) for (m, r), row in sorted(values.items()))
+
+
+def newest_per_region(result: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Instant-query results of ``newestSample`` -> region -> Unix time of its newest
+    sample. Raises :class:`MissingLabel` when a series lacks ``region``."""
+    out: dict[str, float] = {}
+    for item in result:
+        metric = item.get("metric") or {}
+        if not metric.get("region"):
+            raise MissingLabel("newestSample", "region", REPLICA_LABEL_SOURCES["region"], metric)
+        value = item.get("value") or []
+        v = number(value[1]) if len(value) == 2 else math.nan
+        if math.isfinite(v):
+            out[metric["region"]] = max(v, out.get(metric["region"], -math.inf))
+    return out
 
 
 def newest_with_data(histories: Sequence[DemandHistory]) -> float | None:
@@ -328,7 +437,8 @@ def _camel(name: str) -> str:
 class DemandReader:
     """Range queries against one Prometheus (every request bounded by ``timeoutSeconds``),
     once its URL passed ``allow`` (module docstring; ``resolve`` is how host names become
-    addresses, a fake in tests)."""
+    addresses, a fake in tests; ``served_names`` maps each LLMModel's served name to the
+    LLMModel's name, as a gateway labels series with the request's ``model`` field)."""
 
     def __init__(
         self,
@@ -336,8 +446,10 @@ class DemandReader:
         *,
         allow: PrometheusAllow | None = None,
         resolve: Resolver = resolve_host,
+        served_names: Mapping[str, str] | None = None,
     ) -> None:
         self.source = source
+        self.served_names = dict(served_names or {})
         self.url = source.url.rstrip("/")
         self.allow = allow or PrometheusAllow()
         self._resolve = resolve
@@ -404,8 +516,7 @@ class DemandReader:
         start = end_aligned - steps * step_seconds
         results: dict[Series, list[dict[str, Any]]] = {}
         for series, fieldname in QUERY_FIELDS.items():
-            template: str = getattr(queries, fieldname)
-            query = render(template, step_seconds)
+            query = render(queries.template(fieldname), step_seconds)
             results[series] = self._call(
                 f"spec.prometheus.queries.{_camel(fieldname)} {query!r}",
                 self._prom.custom_query_range,
@@ -415,12 +526,14 @@ class DemandReader:
                 step=f"{step_seconds}s",
             )
         try:
-            histories = histories_from_results(results, start, step_seconds, steps)
+            histories = histories_from_results(
+                results, start, step_seconds, steps, queries, self.served_names
+            )
         except (AttributeError, TypeError, KeyError) as err:  # not the API's result shape
             raise PrometheusUnreachable(
                 f"Prometheus {self.url}: not a Prometheus API answer: {type(err).__name__}: {err}"
             ) from None
-        newest = self._newest_sample(end) or newest_with_data(histories)
+        newest = self._newest_sample(queries, end) or newest_with_data(histories)
         return DemandRead(
             histories=tuple(histories),
             start=start,
@@ -433,28 +546,48 @@ class DemandReader:
         self, queries: PrometheusQueries, *, end: float, step_seconds: int
     ) -> tuple[Usage, ...]:
         """Each tenant's tokens/s per (model, region) at ``end`` (``tenantUsage``); empty
-        when Prometheus has no per-tenant series."""
-        query = render(queries.tenant_usage, step_seconds)
-        out = self._call(
-            f"spec.prometheus.queries.tenantUsage {query!r}",
-            self._prom.custom_query,
-            query,
-            params={"time": f"{end:.3f}"},
-        )
+        when Prometheus has no per-tenant series, or the profile reads none (``vllm``)."""
+        template = queries.usage_template()
+        if template is None:
+            return ()
+        query = render(template, step_seconds)
+        out = self._instant(f"spec.prometheus.queries.tenantUsage {query!r}", query, end)
         try:
-            return usage_from_results(out or [])
+            return usage_from_results(out, queries, self.served_names)
         except (AttributeError, TypeError, KeyError) as err:  # not the API's result shape
-            raise PrometheusUnreachable(
-                f"Prometheus {self.url}: not a Prometheus API answer: {type(err).__name__}: {err}"
-            ) from None
+            raise self._garbled(err) from None
 
-    def _newest_sample(self, at: float) -> float | None:
-        query = f"max(timestamp({VLLM_PROMPT_TOKENS}))"
-        out = self._call(
-            f"data age {query!r}", self._prom.custom_query, query, params={"time": f"{at:.3f}"}
+    def read_replica_state(
+        self, queries: PrometheusQueries, *, end: float
+    ) -> tuple[ReplicaState, ...]:
+        """vLLM's running, waiting, KV-cache use, p95 TTFT and completions per (model,
+        serving region) at ``end``, ``$window`` = ``replicaWindowSeconds``."""
+        results: dict[str, list[dict[str, Any]]] = {}
+        for fieldname in REPLICA_FIELDS:
+            query = render(getattr(queries, fieldname), queries.replica_window_seconds)
+            results[fieldname] = self._instant(
+                f"spec.prometheus.queries.{_camel(fieldname)} {query!r}", query, end
+            )
+        try:
+            return replica_states_from_results(results, self.served_names)
+        except (AttributeError, TypeError, KeyError) as err:  # not the API's result shape
+            raise self._garbled(err) from None
+
+    def _instant(self, what: str, query: str, at: float) -> list[dict[str, Any]]:
+        out = self._call(what, self._prom.custom_query, query, params={"time": f"{at:.3f}"})
+        return list(out or [])
+
+    def _garbled(self, err: Exception) -> PrometheusUnreachable:
+        return PrometheusUnreachable(
+            f"Prometheus {self.url}: not a Prometheus API answer: {type(err).__name__}: {err}"
         )
-        for item in out or []:
-            value = item.get("value") or []
-            if len(value) == 2 and math.isfinite(number(value[1])):
-                return number(value[1])
-        return None
+
+    def _newest_sample(self, queries: PrometheusQueries, at: float) -> float | None:
+        """The newest sample of the serving region that lags most (``newestSample``)."""
+        query = render(queries.newest_sample, queries.replica_window_seconds)
+        out = self._instant(f"spec.prometheus.queries.newestSample {query!r}", query, at)
+        try:
+            newest = newest_per_region(out)
+        except (AttributeError, TypeError, KeyError) as err:
+            raise self._garbled(err) from None
+        return min(newest.values()) if newest else None

@@ -325,12 +325,22 @@ def test_every_field_a_rule_reads_is_required_or_guarded():
                 )
 
 
+def profile_defaults(alias: str) -> list[str | None]:
+    from llmfleet.api.policy import PROFILE_TEMPLATES, PrometheusQueries
+
+    name = next(n for n, f in PrometheusQueries.model_fields.items() if f.alias == alias)
+    return [t.get(name) for t in PROFILE_TEMPLATES.values()]  # type: ignore[call-overload]
+
+
 def test_string_rules_hold_on_every_written_value_and_match_their_predicates():
     strings = [s for s in SITES if s[2].get("type") == "string"]
     assert strings, "the query templates carry CEL rules"
     by_cel = {r.cel: r for r in PROMQL_RULES}
     for kind, path, node, _ in strings:
         values = [v for doc in documents(kind) for v in values_at(doc, path)]
+        if not values and path[:3] == ("spec", "prometheus", "queries"):
+            # a template the samples leave to the profile: check every profile's default
+            values = [v for v in profile_defaults(path[-1]) if v is not None]
         assert values, f"no {kind} {'.'.join(path)} to check"
         for value in [*values, "sum(x", "a;b"]:
             for r in node["x-kubernetes-validations"]:

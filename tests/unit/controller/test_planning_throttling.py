@@ -97,7 +97,7 @@ def test_usage_read_never_fails_the_cycle():
     u = (Usage("acme-chat", "llama-3-1-8b", "us-east", 50.0),)
     src = _Usage(u)
     assert tenant_usage(pol, src, NOW.timestamp()) == (u, "")
-    assert src.queries[0].tenant_usage == pol.spec.prometheus.queries.tenant_usage
+    assert src.queries[0] == pol.spec.prometheus.queries
     usage, note = tenant_usage(pol, _Usage(()), NOW.timestamp())
     assert usage == () and "no per-tenant usage in Prometheus" in note
     usage, note = tenant_usage(pol, _Usage(PrometheusUnreachable("down")), NOW.timestamp())
@@ -107,12 +107,13 @@ def test_usage_read_never_fails_the_cycle():
     assert tenant_usage(pol, None, NOW.timestamp())[0] == ()
 
 
-def test_default_usage_query_sums_the_vllm_token_counters_by_tenant():
-    q = PrometheusQueries().tenant_usage
-    assert "sum by (tenant, model_name, region)" in q and "$window" in q
-    assert "vllm:prompt_tokens_total" in q and "vllm:generation_tokens_total" in q
+def test_default_usage_query_sums_the_gateway_token_counters_by_tenant():
+    q = PrometheusQueries().usage_template()
+    assert q is not None and "sum by (tenant, model_name, region)" in q and "$window" in q
+    assert 'gen_ai_client_token_usage_sum{gen_ai_token_type=~"input|output"}' in q
+    assert '"tenant", "$1", "tenant_id"' in q  # the header-derived label, renamed
     custom = _policy(prometheus={"queries": {"tenantUsage": "sum by (tenant) (x)"}})
-    assert custom.spec.prometheus.queries.tenant_usage == "sum by (tenant) (x)"
+    assert custom.spec.prometheus.queries.usage_template() == "sum by (tenant) (x)"
 
 
 def test_usage_results_are_summed_per_tenant_model_region():
@@ -128,7 +129,7 @@ def test_usage_results_are_summed_per_tenant_model_region():
         Usage("b", "m", "eu", 5.0),
         Usage("c", "m", "eu", 0.0),
     )
-    with pytest.raises(BadQuery, match=r"tenantUsage.*lacks label\(s\) tenant"):
+    with pytest.raises(BadQuery, match=r"tenantUsage.*lacks label tenant"):
         usage_from_results([{"metric": {"model_name": "m", "region": "us"}, "value": [1, "1"]}])
 
 

@@ -7,7 +7,13 @@ import math
 import pytest
 
 from llmfleet.forecast.types import FlowKey
-from llmfleet.kube.prometheus import BadQuery, histories_from_results, newest_with_data, render
+from llmfleet.kube.prometheus import (
+    BadQuery,
+    MissingLabel,
+    histories_from_results,
+    newest_with_data,
+    render,
+)
 
 START = 1_700_000_000 - 1_700_000_000 % 3600
 STEP = 3600
@@ -61,8 +67,11 @@ def test_samples_outside_the_range_and_negative_rates_are_dropped():
 
 def test_a_series_without_the_tier_label_is_a_bad_query():
     results = {"output_tokens": [{"metric": {"model_name": "m", "region": "eu"}, "values": []}]}
-    with pytest.raises(BadQuery, match=r"generationTokens.*lacks label\(s\) tier"):
+    with pytest.raises(MissingLabel) as err:
         histories_from_results(results, START, STEP, 2)
+    assert isinstance(err.value, BadQuery)  # the cycle's permanent failure
+    assert (err.value.template, err.value.label) == ("generationTokens", "tier")
+    assert "metricsRequestHeaderAttributes" in err.value.provider  # the gateway's config
 
 
 def test_no_results_no_flows():
