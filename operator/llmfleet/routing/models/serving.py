@@ -1,0 +1,574 @@
+r"""A fitted router as plain arrays, and the decision for one request: what the router
+service runs on the request path (pure: dicts and arrays in, a choice out, no I/O).
+
+scikit-learn's per-call overhead (input validation, a sparse matrix per prompt) costs more
+than the whole decision, so a request is featurised and scored by hand, with results equal
+to the fitted scikit-learn objects (``tests/unit/routing/test_serving.py`` checks the
+decisions are identical):
+
+* :class:`FastHashing` — :class:`~llmfleet.routing.models.features.HashingFeaturiser`'s
+  features of one prompt: lower-cased, tokens ``(?u)\b\w\w+\b``, word 1- and 2-grams,
+  each hashed with MurmurHash3 (seed 0, signed 32 bit) to ``abs(h) mod 2**bits``, counts
+  L2-normalised; as the (sorted) non-zero indices and their values;
+* a :class:`Member` per fitted router of the cross-fit ensemble: :class:`LinearMember`
+  (one head per candidate: ``sigmoid(w.x + b)`` of a logistic regression, ``w.x + b`` of a
+  ridge, a constant, or *never*), :class:`ClusterMember` (UniRoute: SVD projection,
+  L2-normalised, nearest k-means centre, that cluster's column of the quality table),
+  :class:`RandomMember` (a uniform draw for the reference, from a hash of the prompt so the
+  same prompt gets the same model); the utility is the members' mean;
+* :class:`TierRouter` — the tier's candidates, each cost estimate ``a_m + b_m * chars``
+  (:class:`~llmfleet.routing.models.policy.LengthCost`), the calibrated knob ``lambda`` and
+  cost scale; :meth:`TierRouter.decide` is ``argmax_m U_m - (lambda + 1e-9) c~_m`` as
+  :func:`~llmfleet.routing.models.policy.route` computes it, over the candidates the tenant
+  may use (every request to the reference when ``lambda`` is unset).
+
+:func:`compile_members` turns fitted routers into members; :func:`fit_tier` fits, calibrates
+and compiles a tier's router from a :class:`~llmfleet.routing.models.data.RoutingSet`;
+:func:`members_to_arrays` / :func:`members_from_arrays` are the artefact's array form (an
+``.npz`` written and read by the I/O shell); :func:`parse_config` reads the router service's
+configuration (the ConfigMap's JSON, :data:`CONFIG_API_VERSION`) with errors naming the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+import numpy as np
+from sklearn.utils import murmurhash3_32
+
+from llmfleet.routing.models.crossfit import cross_fit
+from llmfleet.routing.models.data import FloatArray, IntArray, RoutingSet
+from llmfleet.routing.models.features import HashingFeaturiser
+from llmfleet.routing.models.policy import LengthCost, calibrate
+from llmfleet.routing.models.routers import (
+    ClusterRouter,
+    GoodEnoughRouter,
+    QualityRouter,
+    RandomRouter,
+    Router,
+    _Predictor,
+)
+
+CONFIG_API_VERSION = "llmfleet.dev/router/v1"
+#: The API's router kinds and the core's router each compiles from.
+KINDS = ("random", "good-enough", "quality", "cluster")
+_TIE = 1e-9
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+_CACHE_LIMIT = 200_000
+
+
+class ConfigError(ValueError):
+    """A router configuration that does not follow its schema (the message names the key)."""
+
+
+class FastHashing:
+    """One prompt's hashed word 1-2-grams, equal to ``HashingFeaturiser(bits)`` (docstring).
+
+    Keeps a bounded cache of n-gram -> column (prompts repeat their words)."""
+
+    def __init__(self, bits: int = 18) -> None:
+        if not 1 <= bits <= 24:
+            raise ValueError(f"bits must be in [1, 24], got {bits}")
+        self.bits = bits
+        self.n_features = 2**bits
+        self._cache: dict[str, int] = {}
+
+    def _column(self, gram: str) -> int:
+        col = self._cache.get(gram)
+        if col is None:
+            h = int(murmurhash3_32(gram, seed=0))
+            n = self.n_features
+            col = (2147483647 - (n - 1)) % n if h == -2147483648 else abs(h) % n
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[gram] = col
+        return col
+
+    def features(self, text: str) -> tuple[IntArray, FloatArray]:
+        """Sorted non-zero columns and their L2-normalised counts."""
+        tokens = _TOKEN.findall(text.lower())
+        counts: dict[int, int] = {}
+        column = self._column
+        for t in tokens:
+            c = column(t)
+            counts[c] = counts.get(c, 0) + 1
+        for a, b in itertools.pairwise(tokens):
+            c = column(f"{a} {b}")
+            counts[c] = counts.get(c, 0) + 1
+        if not counts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        val = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        order = np.argsort(idx)
+        idx, val = idx[order], val[order]
+        return idx, val / math.sqrt(float(val @ val))
+
+
+# --------------------------------------------------------------------------- members
+
+HeadLink = Literal["logistic", "identity", "constant", "never"]
+
+
+@dataclass(frozen=True, eq=False)
+class Head:
+    """One candidate's utility in a linear member: ``sigmoid(w.x + b)`` (``logistic``),
+    ``w.x + b`` (``identity``), ``value`` (``constant``) or ``-inf`` (``never``)."""
+
+    link: HeadLink
+    weights: FloatArray = field(default_factory=lambda: np.zeros(0))
+    intercept: float = 0.0
+    value: float = 0.0
+
+    def utility(self, idx: IntArray, val: FloatArray) -> float:
+        if self.link == "never":
+            return -math.inf
+        if self.link == "constant":
+            return self.value
+        z = float(self.weights[idx] @ val) + self.intercept if idx.size else self.intercept
+        if self.link == "identity":
+            return z
+        return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+
+@dataclass(frozen=True, eq=False)
+class LinearMember:
+    """A good-enough or quality router: one :class:`Head` per candidate."""
+
+    heads: tuple[Head, ...]
+
+    def utility(self, idx: IntArray, val: FloatArray, text: str) -> FloatArray:
+        return np.array([h.utility(idx, val) for h in self.heads], dtype=np.float64)
+
+
+@dataclass(frozen=True, eq=False)
+class ClusterMember:
+    """UniRoute: ``components`` (dims x features, or empty: no projection), ``centers``
+    (clusters x dims), ``table`` (candidates x clusters)."""
+
+    components: FloatArray
+    centers: FloatArray
+    table: FloatArray
+
+    def cluster(self, idx: IntArray, val: FloatArray) -> int:
+        if self.components.size:
+            z = self.components[:, idx] @ val if idx.size else np.zeros(self.components.shape[0])
+        else:
+            z = np.zeros(self.centers.shape[1])
+            z[idx] = val
+        norm = float(np.linalg.norm(z))
+        if norm > 0:
+            z = z / norm
+        d = ((self.centers - z[None, :]) ** 2).sum(axis=1)
+        return int(np.argmin(d))
+
+    def utility(self, idx: IntArray, val: FloatArray, text: str) -> FloatArray:
+        return np.asarray(self.table[:, self.cluster(idx, val)], dtype=np.float64)
+
+
+@dataclass(frozen=True, eq=False)
+class RandomMember:
+    """The random baseline: ``U[reference] = u(prompt)`` uniform in [0, 1), 0 elsewhere."""
+
+    reference: int
+    candidates: int
+
+    def utility(self, idx: IntArray, val: FloatArray, text: str) -> FloatArray:
+        u = np.zeros(self.candidates, dtype=np.float64)
+        digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+        u[self.reference] = int.from_bytes(digest, "big") / 2.0**64
+        return u
+
+
+Member: TypeAlias = LinearMember | ClusterMember | RandomMember
+
+
+def _head(p: _Predictor, features: int) -> Head:
+    model: Any = p._model
+    if model is None:
+        return Head("constant", value=p._constant)
+    coef = np.asarray(model.coef_, dtype=np.float64).reshape(-1)
+    intercept = float(np.asarray(model.intercept_, dtype=np.float64).reshape(-1)[0])
+    if coef.size != features:
+        raise ValueError(f"a head has {coef.size} weights, the featuriser {features} columns")
+    return Head("logistic" if p._binary else "identity", coef, intercept)
+
+
+def compile_members(routers: Sequence[Router], features: int) -> tuple[Member, ...]:
+    """Fitted routers (a cross-fit's fold routers) as members, on ``features`` columns."""
+    out: list[Member] = []
+    for r in routers:
+        if isinstance(r, QualityRouter):
+            out.append(LinearMember(tuple(_head(p, features) for p in r._predictors)))
+        elif isinstance(r, GoodEnoughRouter):
+            if r._clf is None:
+                raise ValueError("fit the router first")
+            small, large = r._pair
+            heads = [Head("never")] * r._models
+            heads[small] = _head(r._clf, features)
+            heads[large] = Head("constant", value=1.0)
+            out.append(LinearMember(tuple(heads)))
+        elif isinstance(r, ClusterRouter):
+            if r._kmeans is None:
+                raise ValueError("fit the router first")
+            comps = (
+                np.asarray(r._svd.components_, dtype=np.float64)
+                if r._svd is not None
+                else np.zeros((0, 0))
+            )
+            out.append(ClusterMember(comps, np.asarray(r._kmeans.cluster_centers_), r.table))
+        elif isinstance(r, RandomRouter):
+            out.append(RandomMember(r._reference, r._models))
+        else:
+            raise ValueError(f"cannot compile router {type(r).__name__}")
+    return tuple(out)
+
+
+def members_to_arrays(members: Sequence[Member]) -> dict[str, FloatArray]:
+    """The members as named arrays (an ``.npz`` artefact's content)."""
+    out: dict[str, FloatArray] = {"members": np.array([len(members)], dtype=np.float64)}
+    links = {"logistic": 0.0, "identity": 1.0, "constant": 2.0, "never": 3.0}
+    for i, m in enumerate(members):
+        p = f"m{i}."
+        if isinstance(m, LinearMember):
+            out[p + "kind"] = np.array([0.0])
+            out[p + "links"] = np.array([links[h.link] for h in m.heads])
+            out[p + "scalars"] = np.array([[h.intercept, h.value] for h in m.heads])
+            for j, h in enumerate(m.heads):
+                if h.weights.size:
+                    out[f"{p}w{j}"] = h.weights
+        elif isinstance(m, ClusterMember):
+            out[p + "kind"] = np.array([1.0])
+            out[p + "components"], out[p + "centers"] = m.components, m.centers
+            out[p + "table"] = m.table
+        else:
+            out[p + "kind"] = np.array([2.0])
+            out[p + "random"] = np.array([m.reference, m.candidates], dtype=np.float64)
+    return out
+
+
+def members_from_arrays(arrays: Mapping[str, Any]) -> tuple[Member, ...]:
+    """The inverse of :func:`members_to_arrays`; raises :class:`ConfigError` on a bad one."""
+    names: tuple[HeadLink, ...] = ("logistic", "identity", "constant", "never")
+    try:
+        out: list[Member] = []
+        for i in range(int(np.asarray(arrays["members"])[0])):
+            p = f"m{i}."
+            kind = int(np.asarray(arrays[p + "kind"])[0])
+            if kind == 0:
+                links = np.asarray(arrays[p + "links"])
+                scalars = np.asarray(arrays[p + "scalars"], dtype=np.float64)
+                heads = []
+                for j, code in enumerate(links):
+                    w = np.asarray(arrays.get(f"{p}w{j}", np.zeros(0)), dtype=np.float64)
+                    heads.append(
+                        Head(names[int(code)], w, float(scalars[j, 0]), float(scalars[j, 1]))
+                    )
+                out.append(LinearMember(tuple(heads)))
+            elif kind == 1:
+                out.append(ClusterMember(
+                    np.asarray(arrays[p + "components"], dtype=np.float64),
+                    np.asarray(arrays[p + "centers"], dtype=np.float64),
+                    np.asarray(arrays[p + "table"], dtype=np.float64),
+                ))  # fmt: skip
+            elif kind == 2:
+                ref, n = (int(v) for v in np.asarray(arrays[p + "random"]))
+                out.append(RandomMember(ref, n))
+            else:
+                raise ConfigError(f"member {i}: unknown kind code {kind}")
+        return tuple(out)
+    except (KeyError, IndexError, TypeError, ValueError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"router artefact: missing or malformed array ({err})") from None
+
+
+# --------------------------------------------------------------------------- the decision
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A model a tier may route to: LLMModel name, served name (the header value and the
+    body's ``model``), and its cost estimate ``intercept + per_char * len(prompt)``."""
+
+    model: str
+    served_name: str
+    cost_intercept: float
+    cost_per_char: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Which candidate answers, and why (``reason``: ``routed``, ``reference`` when no
+    knob is calibrated, ``only-reference`` when the tenant may use nothing cheaper)."""
+
+    candidate: Candidate
+    index: int
+    reason: str
+    utility: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class TierRouter:
+    """One tier's router: candidates, members, knob (module docstring)."""
+
+    tier: str
+    kind: str
+    candidates: tuple[Candidate, ...]
+    reference: int
+    lam: float | None
+    scale: float | None
+    bits: int
+    members: tuple[Member, ...]
+    tenants: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Tenant id -> the candidates' model names it may use (a tenant not listed: all)."""
+    aliases: frozenset[str] = frozenset()
+    """Body ``model`` values that ask for routing besides the reference's served name."""
+
+    def __post_init__(self) -> None:
+        n = len(self.candidates)
+        if n < 2 or not 0 <= self.reference < n:
+            raise ConfigError(f"tier {self.tier}: needs >= 2 candidates and a reference among them")
+        if self.lam is not None and not self.members:
+            raise ConfigError(f"tier {self.tier}: a threshold needs a fitted router (members)")
+
+    def routes(self, model: str | None) -> bool:
+        """Whether a request naming ``model`` (None: none) is routed."""
+        return (
+            model is None
+            or model in self.aliases
+            or (model == self.candidates[self.reference].served_name)
+        )
+
+    def utility(self, text: str, featuriser: FastHashing) -> FloatArray:
+        idx, val = featuriser.features(text)
+        us = [m.utility(idx, val, text) for m in self.members]
+        return np.asarray(us[0] if len(us) == 1 else np.mean(us, axis=0), dtype=np.float64)
+
+    def decide(self, text: str, featuriser: FastHashing, tenant: str | None = None) -> Decision:
+        """The candidate for a prompt of ``tenant`` (module docstring)."""
+        ref = self.candidates[self.reference]
+        allowed = self.tenants.get(tenant) if tenant is not None else None
+        mask = [allowed is None or c.model in allowed or i == self.reference
+                for i, c in enumerate(self.candidates)]  # fmt: skip
+        if self.lam is None:
+            return Decision(ref, self.reference, "reference")
+        if sum(mask) == 1:
+            return Decision(ref, self.reference, "only-reference")
+        u = self.utility(text, featuriser)
+        chars = float(len(text))
+        cost = np.array(
+            [max(c.cost_intercept + c.cost_per_char * chars, 1e-12) for c in self.candidates]
+        )
+        rel = cost / self.scale if self.scale is not None else cost / cost.max()
+        score = u - (self.lam + _TIE) * rel
+        score[~np.asarray(mask)] = -np.inf
+        best = int(np.argmax(score))
+        return Decision(self.candidates[best], best, "routed", tuple(float(x) for x in u))
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+@dataclass(frozen=True, eq=False)
+class FittedTier:
+    """A tier's router fitted and calibrated on a routing set: members, cost model, knob,
+    and what calibration measured (drops in points)."""
+
+    kind: str
+    bits: int
+    members: tuple[Member, ...]
+    models: tuple[str, ...]
+    reference: int
+    cost: LengthCost
+    lam: float | None
+    scale: float | None
+    target_drop_points: float
+    drop_points: float
+    ucb_drop_points: float
+    saving: float
+    confidence: float
+
+
+def make_serving_router(kind: str, seed: int = 0) -> Router:
+    """The core router of an API router kind (``good-enough`` is Hybrid LLM's)."""
+    if kind == "random":
+        return RandomRouter(seed)
+    if kind == "good-enough":
+        return GoodEnoughRouter()
+    if kind == "quality":
+        return QualityRouter()
+    if kind == "cluster":
+        return ClusterRouter(seed=seed)
+    raise ValueError(f"unknown router kind {kind!r} ({', '.join(KINDS)})")
+
+
+def fit_tier(
+    data: RoutingSet,
+    kind: str,
+    target_drop_points: float,
+    confidence: float = 0.9,
+    bits: int = 16,
+    folds: int = 5,
+    seed: int = 0,
+    reference: int | None = None,
+) -> FittedTier:
+    """Cross-fit ``kind`` on hashed features of ``data``, calibrate ``lambda`` for the
+    target drop on the out-of-fold utilities with prompt-length cost estimates (as
+    ``llmfleet bench routing`` does), and compile the fold routers."""
+    featuriser = HashingFeaturiser(bits)
+    x = featuriser.transform(data.prompts)
+    lengths = np.array([len(p) for p in data.prompts], dtype=np.float64)
+    cost = LengthCost.fit(lengths, data.cost)
+    seen = cost.predict(lengths)
+    ref = data.reference if reference is None else reference
+
+    def make() -> Router:
+        return make_serving_router(kind, seed)
+
+    cf = cross_fit(make, x, data.quality, data.cost, folds, seed)
+    cal = calibrate(
+        cf.oof, data.quality, data.cost, target_drop_points / 100, confidence,
+        reference=ref, seed=seed, absolute=kind != "random",
+        decision_cost=seen,
+    )  # fmt: skip
+    return FittedTier(
+        kind=kind,
+        bits=bits,
+        members=compile_members(cf.routers, 2**bits),
+        models=data.models,
+        reference=ref,
+        cost=cost,
+        lam=cal.lam,
+        scale=cal.scale,
+        target_drop_points=target_drop_points,
+        drop_points=100 * cal.drop,
+        ucb_drop_points=100 * cal.ucb_drop,
+        saving=cal.saving,
+        confidence=confidence,
+    )
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True, eq=False)
+class RouterConfig:
+    """The router service's configuration: a :class:`TierRouter` per tier."""
+
+    tiers: Mapping[str, TierRouter]
+    tier_header: str = "x-tier"
+    tenant_header: str = "x-tenant-id"
+    model_header: str = "x-ai-eg-model"
+
+
+def _get(obj: Mapping[str, Any], key: str, where: str, kind: type | tuple[type, ...]) -> Any:
+    if key not in obj:
+        raise ConfigError(f"{where}.{key}: missing")
+    value = obj[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ConfigError(
+            f"{where}.{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}"
+        )
+    return value
+
+
+def _number(obj: Mapping[str, Any], key: str, where: str, optional: bool = False) -> float | None:
+    if optional and obj.get(key) is None:
+        return None
+    value = float(_get(obj, key, where, (int, float)))
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{where}.{key}: must be a finite number >= 0, got {value}")
+    return value
+
+
+def parse_config(
+    doc: Mapping[str, Any], members: Mapping[str, tuple[Member, ...]] | None = None
+) -> RouterConfig:
+    """The configuration from its JSON (the ConfigMap's ``router.json``). ``members``: each
+    tier's router members, keyed by the tier's ``artefact`` value (the I/O shell reads the
+    files); a tier with ``members`` inline needs none."""
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"expected a JSON object, got {type(doc).__name__}")
+    if doc.get("apiVersion") != CONFIG_API_VERSION:
+        raise ConfigError(
+            f"apiVersion: must be {CONFIG_API_VERSION}, got {doc.get('apiVersion')!r}"
+        )
+    tiers_doc = _get(doc, "tiers", "", dict)
+    tiers: dict[str, TierRouter] = {}
+    for name, t in sorted(tiers_doc.items()):
+        where = f"tiers.{name}"
+        if not isinstance(t, Mapping):
+            raise ConfigError(f"{where}: expected an object")
+        kind = _get(t, "kind", where, str)
+        if kind not in KINDS:
+            raise ConfigError(f"{where}.kind: must be one of {', '.join(KINDS)}, got {kind!r}")
+        cands = []
+        for i, c in enumerate(_get(t, "candidates", where, list)):
+            w = f"{where}.candidates[{i}]"
+            if not isinstance(c, Mapping):
+                raise ConfigError(f"{w}: expected an object")
+            cands.append(Candidate(
+                _get(c, "model", w, str), _get(c, "servedName", w, str),
+                float(_number(c, "costIntercept", w) or 0.0), float(_number(c, "costPerChar", w) or 0.0),
+            ))  # fmt: skip
+        models = [c.model for c in cands]
+        reference = _get(t, "reference", where, str)
+        if reference not in models:
+            raise ConfigError(
+                f"{where}.reference: {reference!r} is not among the candidates {models}"
+            )
+        lam = _number(t, "lambda", where, optional=True)
+        scale = _number(t, "costScale", where, optional=True)
+        if scale is not None and scale <= 0:
+            raise ConfigError(f"{where}.costScale: must be > 0, got {scale}")
+        bits = int(_get(t, "bits", where, int)) if "bits" in t else 16
+        artefact = t.get("artefact")
+        if artefact is not None:
+            if not isinstance(artefact, str) or members is None or artefact not in members:
+                raise ConfigError(f"{where}.artefact: {artefact!r} was not loaded")
+            tier_members = members[artefact]
+        elif "members" in t:
+            arrays = {
+                k: np.asarray(v, dtype=np.float64)
+                for k, v in _get(t, "members", where, dict).items()
+            }
+            tier_members = members_from_arrays(arrays)
+        else:
+            tier_members = ()
+        for m in tier_members:
+            n = m.table.shape[0] if isinstance(m, ClusterMember) else (
+                len(m.heads) if isinstance(m, LinearMember) else m.candidates)  # fmt: skip
+            if n != len(cands):
+                raise ConfigError(
+                    f"{where}: the router scores {n} models, the tier has {len(cands)} candidates"
+                )
+            if isinstance(m, LinearMember) and any(
+                h.weights.size not in (0, 2**bits) for h in m.heads
+            ):
+                raise ConfigError(
+                    f"{where}.bits: the router's weights do not have 2**{bits} columns"
+                )
+        tenants_doc = t.get("tenants") or {}
+        if not isinstance(tenants_doc, Mapping):
+            raise ConfigError(f"{where}.tenants: expected an object of tenant id -> model names")
+        tenants = {str(k): frozenset(str(m) for m in v) for k, v in tenants_doc.items()}
+        aliases = frozenset(str(a) for a in t.get("aliases") or ())
+        tiers[name] = TierRouter(
+            tier=name, kind=kind, candidates=tuple(cands), reference=models.index(reference),
+            lam=lam, scale=scale, bits=bits, members=tier_members, tenants=tenants, aliases=aliases,
+        )  # fmt: skip
+    headers = doc.get("headers") or {}
+    if not isinstance(headers, Mapping):
+        raise ConfigError("headers: expected an object")
+    return RouterConfig(
+        tiers=tiers,
+        tier_header=str(headers.get("tier", "x-tier")),
+        tenant_header=str(headers.get("tenant", "x-tenant-id")),
+        model_header=str(headers.get("model", "x-ai-eg-model")),
+    )
