@@ -303,15 +303,18 @@ def render_httproutes(
     local_regions: frozenset[str],
     match_origin: bool,
     total: int = 1000,
+    model_header: str = MODEL_HEADER,
 ) -> list[dict[str, Any]]:
-    """HTTPRoutes of one model for the origins in ``entries`` (all hosted by one cluster)."""
+    """HTTPRoutes of one model for the origins in ``entries`` (all hosted by one cluster);
+    ``model_header``: the header carrying the served name (the router service's is
+    :data:`llmfleet.kube.router_config.ROUTER_MODEL_HEADER`)."""
     served = model.spec.served_model_name
     rules: list[dict[str, Any]] = []
     by_origin: dict[str, list[RouteEntry]] = defaultdict(list)
     for e in entries:
         by_origin[e.origin].append(e)
     for origin in sorted(by_origin):
-        base = [_header(MODEL_HEADER, served)]
+        base = [_header(model_header, served)]
         if match_origin:
             base.append(_header(ORIGIN_HEADER, origin))
         mean: dict[str, float] = defaultdict(float)

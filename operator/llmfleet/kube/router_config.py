@@ -1,0 +1,261 @@
+"""The router service's ConfigMap and the HTTPRoutes that follow its decision (pure render).
+
+**ConfigMap** (:func:`router_config_document`, :func:`render_router_config_map`): one
+``data["router.json"]`` document, ``apiVersion: llmfleet.dev/router/v1`` (the schema
+:func:`llmfleet.routing.models.serving.parse_config` reads), sorted keys, so the same
+tiers and calibration give the same bytes::
+
+    {"apiVersion": "llmfleet.dev/router/v1",
+     "headers": {"tier": "x-tier", "tenant": "x-tenant-id", "model": "x-ai-eg-model"},
+     "tiers": {"<tier>": {
+        "kind": "quality", "reference": "<LLMModel>", "lambda": 0.42 | null,
+        "costScale": 1.2e-4 | null, "bits": 16, "artefact": "<tier>.npz",
+        "candidates": [{"model": "<LLMModel>", "servedName": "<served name>",
+                        "costIntercept": <USD>, "costPerChar": <USD per prompt character>}],
+        "tenants": {"<tenant id>": ["<LLMModel>", ...]},
+        "calibration": {"maxQualityDrop": 1.0, "dropPoints": .., "ucbDropPoints": ..,
+                        "saving": .., "confidence": 0.9, "threshold": "calibrated" | "fixed"
+                        | "none"}}}}
+
+Per routed SLATier: the candidates in the artefact's column order; ``lambda`` is the tier's
+fixed ``router.threshold`` when set, else the calibration's; with neither (or no fitted
+router) ``lambda`` is null and every request goes to the reference. Costs are the
+calibration's prompt-length fit when it has one (the knob was set on them), else the
+LLMModels' ``routingCost``: ``intercept = outputUsd * meanOutputTokens / 1e6``,
+``perChar = promptUsd / 1e6 / 4`` (4 characters a token). ``tenants``: each TenantQuota of
+the tier that lists ``spec.models`` may be routed only to those (the reference always).
+
+**HTTPRoutes** (:func:`router_route_entries`, :func:`render_router_httproutes`): the router
+sets ``x-ai-eg-model: <served name>`` on every request it forwards, so the routes match that
+header (plus the tier or tenant header) instead of the body-based router's, through
+:func:`llmfleet.kube.render.render_httproutes`'s ``model_header``. A routed tier's candidate
+the plan gives no route for that tier gets one: per origin, the model's mean split over its
+other tiers there, or, where the plan routes it nowhere, an even split over the regions that
+serve it; a candidate served nowhere is reported (its requests would find no backend).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from llmfleet.api.model import LLMModel
+from llmfleet.api.policy import ParentRef
+from llmfleet.api.tenant import TenantQuota
+from llmfleet.api.tier import SLATier
+from llmfleet.kube.render import render_config_map, render_httproutes
+from llmfleet.routing.models.serving import CONFIG_API_VERSION, FittedTier
+from llmfleet.routing.table import RouteEntry, RoutingTable
+from llmfleet.routing.weights import integer_weights
+
+ROUTER_MODEL_HEADER = "x-ai-eg-model"
+"""The header the router service sets to the chosen served name (Envoy AI Gateway's)."""
+ROUTER_CONFIG_KEY = "router.json"
+CHARS_PER_TOKEN = 4
+
+
+@dataclass(frozen=True)
+class TierCalibration:
+    """A tier's fitted router as the ConfigMap names it: its artefact file, the candidates
+    in the artefact's column order, its knob and cost fit, what calibration measured."""
+
+    kind: str
+    models: tuple[str, ...]
+    artefact: str
+    bits: int
+    lam: float | None
+    scale: float | None
+    cost: Mapping[str, tuple[float, float]] | None = None
+    """LLMModel -> (intercept, per prompt character) the knob was calibrated on."""
+    drop_points: float = 0.0
+    ucb_drop_points: float = 0.0
+    saving: float = 0.0
+
+    @staticmethod
+    def of(fitted: FittedTier, artefact: str) -> TierCalibration:
+        """The calibration of a fitted tier, whose arrays are written to ``artefact``."""
+        cost = {
+            m: (float(fitted.cost.intercept[j]), float(fitted.cost.slope[j]))
+            for j, m in enumerate(fitted.models)
+        }
+        return TierCalibration(
+            fitted.kind, fitted.models, artefact, fitted.bits, fitted.lam, fitted.scale, cost,
+            fitted.drop_points, fitted.ucb_drop_points, fitted.saving,
+        )  # fmt: skip
+
+
+def _api_cost(model: LLMModel) -> tuple[float, float]:
+    rc = model.spec.routing_cost
+    if rc is None:
+        raise ValueError(f"LLMModel {model.name}: spec.routingCost is required of a candidate")
+    return (
+        rc.output_usd_per_million_tokens * rc.mean_output_tokens / 1e6,
+        rc.prompt_usd_per_million_tokens / 1e6 / CHARS_PER_TOKEN,
+    )
+
+
+def _tier_document(
+    tier: SLATier, models: Mapping[str, LLMModel], tenants: Sequence[TenantQuota],
+    cal: TierCalibration | None,
+) -> dict[str, Any]:  # fmt: skip
+    routing = tier.spec.routing
+    assert routing is not None
+    where = f"SLATier {tier.name}: spec.routing"
+    missing = [c for c in routing.candidates if c not in models]
+    if missing:
+        raise ValueError(f"{where}.candidates: no LLMModel {', '.join(missing)}")
+    order = list(routing.candidates)
+    if cal is not None:
+        if cal.kind != routing.router.kind:
+            raise ValueError(
+                f"{where}.router.kind is {routing.router.kind!r}, the calibration's router "
+                f"{cal.kind!r}: refit it"
+            )
+        if sorted(cal.models) != sorted(order):
+            raise ValueError(
+                f"{where}.candidates {sorted(order)} differ from the calibrated models "
+                f"{sorted(cal.models)}: refit it"
+            )
+        order = list(cal.models)
+    fixed = routing.router.threshold
+    lam = fixed if fixed is not None and cal is not None else (cal.lam if cal else None)
+    source = "fixed" if fixed is not None and cal is not None else (
+        "calibrated" if cal is not None and cal.lam is not None else "none")  # fmt: skip
+    candidates = []
+    for name in order:
+        a, b = cal.cost[name] if cal is not None and cal.cost else _api_cost(models[name])
+        candidates.append({
+            "model": name, "servedName": models[name].spec.served_model_name,
+            "costIntercept": a, "costPerChar": b,
+        })  # fmt: skip
+    allowed = {}
+    for t in sorted(tenants, key=lambda t: t.spec.tenant_id):
+        if t.spec.tier == tier.name and t.namespace == tier.namespace and t.spec.models:
+            allowed[t.spec.tenant_id] = sorted(set(t.spec.models) & set(order))
+    doc: dict[str, Any] = {
+        "kind": routing.router.kind,
+        "reference": routing.reference_model,
+        "lambda": lam,
+        "costScale": cal.scale if cal is not None else None,
+        "candidates": candidates,
+        "tenants": allowed,
+        "calibration": {
+            "maxQualityDrop": routing.max_quality_drop,
+            "metric": routing.metric,
+            "confidence": routing.router.confidence,
+            "threshold": source,
+            "dropPoints": cal.drop_points if cal else None,
+            "ucbDropPoints": cal.ucb_drop_points if cal else None,
+            "saving": cal.saving if cal else None,
+        },
+    }
+    if cal is not None:
+        doc["bits"] = cal.bits
+        doc["artefact"] = cal.artefact
+    return doc
+
+
+def router_config_document(
+    tiers: Sequence[SLATier],
+    models: Sequence[LLMModel],
+    tenants: Sequence[TenantQuota],
+    calibrations: Mapping[str, TierCalibration],
+    *,
+    tier_header: str = "x-tier",
+    tenant_header: str = "x-tenant-id",
+) -> dict[str, Any]:
+    """The router service's configuration for every tier with ``spec.routing`` (module
+    docstring). Raises ``ValueError`` naming the tier and field when a tier and its
+    calibration disagree."""
+    out: dict[str, Any] = {}
+    for tier in sorted(tiers, key=lambda t: t.name):
+        if tier.spec.routing is None:
+            continue
+        by_name = {m.name: m for m in models if m.namespace == tier.namespace}
+        out[tier.name] = _tier_document(tier, by_name, tenants, calibrations.get(tier.name))
+    return {
+        "apiVersion": CONFIG_API_VERSION,
+        "headers": {"tier": tier_header, "tenant": tenant_header, "model": ROUTER_MODEL_HEADER},
+        "tiers": out,
+    }
+
+
+def render_router_config_map(doc: Mapping[str, Any], name: str, namespace: str) -> dict[str, Any]:
+    """The ConfigMap the router service mounts: ``data["router.json"]``, sorted keys."""
+    text = json.dumps(doc, sort_keys=True, indent=1, allow_nan=False)
+    return render_config_map(name, namespace, {ROUTER_CONFIG_KEY: text}, component="model-router")
+
+
+def router_route_entries(
+    table: RoutingTable,
+    tiers: Sequence[SLATier],
+    serving_regions: Mapping[str, Sequence[str]],
+    total: int = 1000,
+) -> tuple[list[RouteEntry], list[str]]:
+    """The plan's route entries plus one per (routed tier, candidate, origin) the plan has
+    none for (module docstring); and the problems (a candidate served nowhere)."""
+    entries = list(table.entries)
+    have = {(e.model, e.tier, e.origin) for e in entries}
+    problems: list[str] = []
+    for tier in sorted(tiers, key=lambda t: t.name):
+        routing = tier.spec.routing
+        if routing is None:
+            continue
+        origins = sorted({e.origin for e in table.entries if e.tier == tier.name}) or sorted(
+            {e.origin for e in table.entries}
+        )
+        for model in routing.candidates:
+            own = [e for e in table.entries if e.model == model]
+            regions = sorted(serving_regions.get(model, ()))
+            if not own and not regions:
+                problems.append(
+                    f"SLATier {tier.name}: spec.routing.candidates: LLMModel {model} is served "
+                    "in no region; the router's requests to it find no backend"
+                )
+                continue
+            for origin in origins:
+                if (model, tier.name, origin) in have:
+                    continue
+                here = [e for e in own if e.origin == origin]
+                split: dict[str, float] = defaultdict(float)
+                if here:
+                    for e in here:
+                        for r, f in e.fractions:
+                            split[r] += f / len(here)
+                else:
+                    for r in regions or sorted({r for e in own for r in e.regions}):
+                        split[r] = 1.0
+                    norm = sum(split.values())
+                    split = defaultdict(float, {r: f / norm for r, f in split.items()})
+                weights = integer_weights(split, total)
+                entries.append(RouteEntry(
+                    model, tier.name, origin, tuple(sorted(weights.items())),
+                    tuple(sorted(split.items())),
+                ))  # fmt: skip
+                have.add((model, tier.name, origin))
+    return sorted(entries, key=lambda e: (e.model, e.origin, e.tier)), problems
+
+
+def render_router_httproutes(
+    model: LLMModel,
+    entries: Sequence[RouteEntry],
+    *,
+    namespace: str,
+    parent_refs: Sequence[ParentRef],
+    policy_namespace: str,
+    tier_header: str,
+    tenant_header: str,
+    local_regions: frozenset[str],
+    match_origin: bool,
+    total: int = 1000,
+) -> list[dict[str, Any]]:
+    """One model's HTTPRoutes matching the router's ``x-ai-eg-model`` header."""
+    return render_httproutes(
+        model, [e for e in entries if e.model == model.name], namespace=namespace,
+        parent_refs=parent_refs, policy_namespace=policy_namespace, tier_header=tier_header,
+        tenant_header=tenant_header, local_regions=local_regions, match_origin=match_origin,
+        total=total, model_header=ROUTER_MODEL_HEADER,
+    )  # fmt: skip
