@@ -27,6 +27,24 @@ At saturation the time per request is ``L_in/P + L_out/D``: the planner's ``mu(p
 ``C``), spot replicas only for tiers that allow spot (unless nothing else is ready), pools
 dedicated to the other lane excluded. No ready replica there: the nearest region with one; none anywhere: the request
 waits in a pending list until one is ready (interactive: up to a timeout).
+A request served outside its origin region pays the round trip ``rtt(origin, region)`` on
+its TTFT and end-to-end latency (the Regions' ``latencies``).
+
+**Spill** (a policy's ``FleetTarget.spill``: llmfleet's ingress). A replica's wait for a
+new interactive prompt is the interactive prompt tokens queued ahead of it over ``P`` plus
+what remains of the current prefill (``inf`` with no free slot). When the replica the route
+picked would miss the tier's TTFT target,
+
+    wait + L_in / P + k tau0 + rtt(origin, region) > ttft_target,
+
+the request goes to the least-waiting replica of the nearest other region that meets it
+(round trip included), if any; else it stays. The plan sizes each region for its routed
+load; the spill absorbs what a burst adds inside a step, before the correction's replicas
+are up (model load time).
+
+**Prefill order.** Interactive prompts are prefilled before deadline ones (a deadline
+prompt being prefilled is not preempted): batch work yields the prefill, SageServe's
+non-interactive queue.
 
 **Deadline tiers** go to a deadline queue per model (earliest deadline first) and are
 released to replicas whose slot use is at or below ``batch_release_utilization``.
@@ -110,6 +128,8 @@ class Request:
     """First admission to a replica (the recorder's backlog test)."""
     ttft: float = math.nan
     """Seconds from arrival to the first token (of the last attempt)."""
+    net: float = 0.0
+    """Round trip from the origin's ingress to the serving region, seconds (0 at home)."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +172,11 @@ class Replica:
     epoch: int = 0
     waiting: list[Request] = field(default_factory=list)
     prefill_q: deque[Request] = field(default_factory=deque)
+    """Admitted interactive prompts waiting for the prefill, FIFO."""
+    prefill_bq: deque[Request] = field(default_factory=deque)
+    """Admitted deadline prompts: prefilled only when no interactive one waits."""
+    queued_prompt: float = 0.0
+    """Interactive prompt tokens waiting (``waiting``, ``prefill_q``) to be prefilled."""
     prefilling: Request | None = None
     prefill_end: float = 0.0
     decode: list[tuple[float, int, Request]] = field(default_factory=list)
@@ -161,13 +186,27 @@ class Replica:
 
     @property
     def slots(self) -> int:
-        return len(self.prefill_q) + (self.prefilling is not None) + len(self.decode)
+        return (len(self.prefill_q) + len(self.prefill_bq) + (self.prefilling is not None)
+                + len(self.decode))
 
     @property
     def load(self) -> float:
         # slots inlined: this is the router's key, evaluated for every candidate replica
-        held = len(self.prefill_q) + len(self.decode) + len(self.waiting)
+        held = len(self.prefill_q) + len(self.prefill_bq) + len(self.decode) + len(self.waiting)
         return (held + (self.prefilling is not None)) / self.profile.max_seqs
+
+    def wait(self, now: float) -> float:
+        """Seconds an interactive prompt arriving now waits before its prefill starts: the
+        interactive prompts ahead of it at ``P`` and what remains of the one being
+        prefilled (deadline prompts yield); ``inf`` when no slot is free (the wait is then a
+        completion away, which the replica cannot tell)."""
+        p = self.profile
+        if self.slots + len(self.waiting) >= p.max_seqs:
+            return math.inf
+        ahead = self.queued_prompt
+        if self.prefilling is not None:
+            ahead += max(self.prefill_end - now, 0.0) * p.prefill
+        return ahead / p.prefill
 
     def rate(self) -> float:
         p = self.profile
@@ -214,6 +253,11 @@ class Engine:
             for r in snap.regions
         }
         self.tiers = {t.metadata.name: t for t in snap.tiers}
+        self._ttft_target = {
+            t.metadata.name: t.spec.interactive.ttft_p95_seconds
+            for t in snap.tiers if t.spec.interactive is not None
+            and t.spec.interactive.ttft_p95_seconds is not None
+        }
         self.weights = {t.spec.tenant_id: t.spec.weight for t in snap.tenants}
         self.profiles: dict[ReplicaKey, Profile] = {}
         for m in snap.models:
@@ -402,12 +446,7 @@ class Engine:
         region = self._region_for(req)
         cands = self._eligible(req, self.ready.get((req.model, region), []))
         if not cands:
-            rtt = self.rtt.get(req.origin, {})
-            others = sorted(
-                (rtt.get(r, 1e9), r) for (m, r), reps in self.ready.items()
-                if m == req.model and reps and r != region
-            )
-            for _, r in others:
+            for r in self._others(req, region):
                 cands = self._eligible(req, self.ready[(req.model, r)])
                 if cands:
                     break
@@ -415,7 +454,48 @@ class Engine:
             self.pending.setdefault(req.model, deque()).append(req)
             return
         rep = min(cands, key=lambda r: r.load)
+        target = self._ttft_target.get(req.tier)
+        if self.target.spill and target is not None and req.lane == "interactive":
+            rep = self._spill(req, rep, target)
+        rtt = self.rtt.get(req.origin, {}).get(rep.key[1], 0.0) if rep.key[1] != req.origin else 0.0
+        req.net = rtt / 1000.0
         self._enqueue(rep, req)
+
+    def _others(self, req: Request, region: str) -> list[str]:
+        """The regions other than ``region`` with a ready replica of the request's model,
+        nearest to its origin first."""
+        rtt = self.rtt.get(req.origin, {})
+        return [r for _, r in sorted(
+            (rtt.get(r, 1e9) if r != req.origin else 0.0, r)
+            for (m, r), reps in self.ready.items() if m == req.model and reps and r != region
+        )]
+
+    def _spill(self, req: Request, rep: Replica, target: float) -> Replica:
+        """``rep`` unless it would miss the tier's TTFT ``target`` and a replica of another
+        region would meet it, round trip included (the nearest such region's least-waiting
+        replica)."""
+        now = self.now
+
+        def ttft(r: Replica, net: float) -> float:
+            p = r.profile
+            return r.wait(now) + req.prompt_tokens / p.prefill + p.first_token_delay + net
+
+        home = self.rtt.get(req.origin, {})
+        if ttft(rep, home.get(rep.key[1], 0.0) / 1000.0 if rep.key[1] != req.origin else 0.0) \
+                <= target:
+            return rep
+        for region in self._others(req, rep.key[1]):
+            net = home.get(region, 1e9) / 1000.0 if region != req.origin else 0.0
+            if net >= target:
+                break
+            cands = self._eligible(req, self.ready[(req.model, region)])
+            if not cands:
+                continue
+            best = min(cands, key=lambda r: r.wait(now))
+            if ttft(best, net) <= target:
+                self.rec.spilled(req)
+                return best
+        return rep
 
     def _enqueue(self, rep: Replica, req: Request) -> None:
         if len(rep.waiting) > self.cfg.queue_limit_factor * rep.profile.max_seqs:
@@ -426,6 +506,8 @@ class Engine:
             self.rec.rejected(req, reason, self.now)
             return
         rep.waiting.append(req)
+        if req.lane == "interactive":
+            rep.queued_prompt += req.prompt_tokens
         self._admit(rep)
 
     # ------------------------------------------------------------------ replica dynamics
@@ -441,7 +523,7 @@ class Engine:
             assert isinstance(req, Request)
             rep.waiting.remove(req)
             self.rec.admitted(req, self.now)
-            rep.prefill_q.append(req)
+            (rep.prefill_q if req.lane == "interactive" else rep.prefill_bq).append(req)
             changed = True
         if changed and rep.prefilling is None:
             rep.advance(self.now)
@@ -451,8 +533,13 @@ class Engine:
     def _start_prefill(self, rep: Replica) -> None:
         if rep.prefill_q:
             req = rep.prefill_q.popleft()
-            rep.prefilling = req
-            rep.prefill_end = self.now + req.prompt_tokens / rep.profile.prefill
+            rep.queued_prompt -= req.prompt_tokens
+        elif rep.prefill_bq:
+            req = rep.prefill_bq.popleft()
+        else:
+            return
+        rep.prefilling = req
+        rep.prefill_end = self.now + req.prompt_tokens / rep.profile.prefill
 
     def _schedule(self, rep: Replica) -> None:
         rep.epoch += 1
@@ -470,7 +557,7 @@ class Engine:
         if rep.prefilling is not None and rep.prefill_end <= now + 1e-9:
             req = rep.prefilling
             rep.prefilling = None
-            self.rec.first_token(req, now + rep.profile.first_token_delay)
+            self.rec.first_token(req, now + rep.profile.first_token_delay + req.net)
             rep.scheduler.on_service(req, float(req.prompt_tokens), 0.0, now)
             rep.served_tokens += req.prompt_tokens
             heapq.heappush(rep.decode, (rep.v + req.output_tokens, req.id, req))
@@ -482,7 +569,7 @@ class Engine:
             rep.scheduler.on_service(req, 0.0, float(req.output_tokens), now)
             rep.scheduler.on_finish(req, now)
             rep.served_tokens += req.output_tokens
-            self.rec.completed(req, now)
+            self.rec.completed(req, now + req.net)
             done = True
         if done:
             if rep.state == "draining" and rep.slots == 0 and not rep.waiting:
@@ -492,7 +579,7 @@ class Engine:
             lane = self.target.pool_lanes.get((rep.key[1], rep.key[2]), "deadline")
             if lane == "deadline" and rep.load <= self.cfg.batch_release_utilization:
                 self._release_batch(rep.key[0])
-        if rep.prefilling is None and rep.prefill_q:
+        if rep.prefilling is None and (rep.prefill_q or rep.prefill_bq):
             self._start_prefill(rep)
         self._schedule(rep)
 
@@ -539,12 +626,14 @@ class Engine:
                 lst.remove(rep)
         held += rep.waiting
         held += list(rep.prefill_q)
+        held += list(rep.prefill_bq)
         if rep.prefilling is not None:
             held.append(rep.prefilling)
         held += [r for _, _, r in rep.decode]
         for r in held:
             rep.scheduler.on_finish(r, self.now)
         rep.waiting, rep.prefill_q, rep.prefilling, rep.decode = [], deque(), None, []
+        rep.prefill_bq, rep.queued_prompt = deque(), 0.0
         rep.state = "dead"
         rep.epoch += 1
         self.replicas[rep.key].remove(rep)
@@ -614,6 +703,7 @@ class Engine:
                         if r in lst:
                             lst.remove(r)
                         moved, r.waiting = r.waiting, []
+                        r.queued_prompt = float(sum(q.prompt_tokens for q in r.prefill_q))
                         for q in moved:
                             r.scheduler.on_finish(q, self.now)
                             self._route(q)
@@ -792,6 +882,7 @@ class Engine:
             for r in reps:
                 yield from r.waiting
                 yield from r.prefill_q
+                yield from r.prefill_bq
                 if r.prefilling is not None:
                     yield r.prefilling
                 yield from (q for _, _, q in r.decode)

@@ -205,6 +205,7 @@ class Recorder:
         self.done_n = 0
         self.rejected_n = 0
         self.retried_n = 0
+        self.spilled_n = 0
         if self.keep_requests:
             n = len(self.wl)
             self.status = np.zeros(n, dtype=np.int8)
@@ -297,6 +298,11 @@ class Recorder:
         if req.retries == 1:
             self.retried_n += 1
         self.retry_reasons[why] += 1
+
+    def spilled(self, req: Any) -> None:
+        """The ingress sent ``req`` to another region than its route picked (a burst)."""
+        del req
+        self.spilled_n += 1
 
     def _window(self, now: float) -> int:
         w = int(now // JAIN_WINDOW)
@@ -399,6 +405,7 @@ class Recorder:
             "in_flight_end": len(self.flying),
             "reject_reasons": dict(self.reasons),
             "retried": self.retried_n,
+            "spilled": self.spilled_n,
             "retry_reasons": dict(self.retry_reasons),
             "gpu_hours": gpu_h, "usd": usd,
             "gpu_hours_total": sum(gpu_h.values()), "usd_total": sum(usd.values()),

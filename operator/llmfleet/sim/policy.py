@@ -87,6 +87,10 @@ class FleetTarget:
     pool_lanes: Mapping[PoolKey, str] = field(default_factory=dict)
     """(region, pool) -> ``interactive`` or ``deadline``: a pool listed here serves only that
     lane (the siloed baseline); unlisted pools serve both."""
+    spill: bool = False
+    """The ingress spills an interactive request to another region when the replica its
+    route picked would miss the tier's TTFT target and one that would meet it (its
+    estimated prefill wait plus the round trip) is ready there (engine module doc)."""
 
 
 class Policy(Protocol):

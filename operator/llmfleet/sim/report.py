@@ -205,7 +205,8 @@ def summary_table(cmp: Comparison) -> str:
         s = r.summary
         rej = ", ".join(f"{k}={v}" for k, v in sorted(s["reject_reasons"].items())) or "none"
         ret = ", ".join(f"{k}={v}" for k, v in sorted(s["retry_reasons"].items())) or "none"
-        lines.append(f"{name}: rejected {rej}; retried {ret}; in flight at end "
+        lines.append(f"{name}: rejected {rej}; retried {ret}; spilled "
+                     f"{s.get('spilled', 0):,}; in flight at end "
                      f"{s['in_flight_end']}; run {r.wall_seconds:.1f}s")
     b = cmp.bound
     lines.append(f"fluid lower bound: {b['usd']:,.0f} USD, {b['gpu_hours']:,.0f} GPU-h "

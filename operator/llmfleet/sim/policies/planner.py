@@ -196,16 +196,18 @@ class TrueFuture:
         }
 
 
-def spec_target(spec: FleetPlanSpec, note: str) -> FleetTarget:
+def spec_target(spec: FleetPlanSpec, note: str, *, spill: bool = False) -> FleetTarget:
     """A FleetPlan's executed step as the twin's target: what the controller actuates
-    (replicas per (model, region, pool) and the routing weights)."""
+    (replicas per (model, region, pool) and the routing weights); ``spill``: the ingress
+    spills bursts (:attr:`FleetTarget.spill`)."""
     replicas = {(r.model, r.region, r.pool): r.replicas for r in spec.replicas if r.replicas > 0}
     routes: dict[RouteKey, dict[str, float]] = {}
     for rule in spec.routing:
         for w in rule.weights:
             if w.fraction > 0:
                 routes.setdefault((rule.model, rule.tier, rule.origin), {})[w.region] = w.fraction
-    return FleetTarget(replicas=replicas, routes=routes, note=note, throttles=list(spec.throttles))
+    return FleetTarget(replicas=replicas, routes=routes, note=note,
+                       throttles=list(spec.throttles), spill=spill)
 
 
 class Llmfleet:
@@ -216,6 +218,9 @@ class Llmfleet:
     react_seconds = 60.0
     correction_utilisation = 0.9
     """Mean slot use (plus queue) above which the correction adds replicas."""
+    spill = True
+    """Between plans the ingress spills a burst to a region that meets the tier's TTFT
+    (:attr:`~llmfleet.sim.policy.FleetTarget.spill`)."""
 
     def __init__(
         self,
@@ -275,14 +280,17 @@ class Llmfleet:
         self.previous, self.last_spec, self.last_name = result.plan, result.spec, result.name
         gap = result.spec.solver.gap
         self.target = spec_target(
-            result.spec, f"{result.plan.solver.method}, gap {f'{gap:.2%}' if gap is not None else 'n/a'}"
+            result.spec,
+            f"{result.plan.solver.method}, gap {f'{gap:.2%}' if gap is not None else 'n/a'}",
+            spill=self.spill,
         )
         self.planned = dict(self.target.replicas)
         return self.target
     def _keep(self, why: str) -> FleetTarget:
         """A failed solve keeps the last good plan."""
         t = self.target
-        return FleetTarget(replicas=t.replicas, routes=t.routes, note=f"kept last plan: {why}")
+        return FleetTarget(replicas=t.replicas, routes=t.routes, note=f"kept last plan: {why}",
+                           spill=t.spill)
 
     def react(self, obs: Observation) -> FleetTarget | None:
         """Add replicas where the planned ones are overloaded; None when nothing changes."""
@@ -302,7 +310,7 @@ class Llmfleet:
                 changed = want[key] != cur or changed
         if not changed:
             return None
-        self.target = FleetTarget(replicas=want, routes=self.target.routes, note=self.target.note)
+        self.target = dataclasses.replace(self.target, replicas=want, throttles=None)
         return self.target
 
 
