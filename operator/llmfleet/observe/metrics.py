@@ -1,7 +1,13 @@
 """Names of the metrics the dashboards and rules read, in one place.
 
-vLLM exports the ``vllm:*`` series (labels ``model_name``, ``region``, ``tenant``, ``tier``);
-the controller exports the ``llmfleet_*`` series. A dashboard or rule that names a metric
+vLLM exports the ``vllm:*`` series with the labels ``model_name`` and ``engine`` only; the
+PodMonitor adds ``region`` (and the LLMModel's ``model_name``). None carries ``tenant`` or
+``tier``: those are the gateway's (README, "Demand from the gateway"), so the panels and SLO
+rules that group vLLM's histograms by ``tier`` see data only where a tier label is added at
+scrape time (one tier per model deployment); reading them from the gateway's histograms is
+open work. The names here are vLLM's current ones (not the deprecated
+``vllm:gpu_cache_usage_perc`` and ``vllm:time_per_output_token_seconds``). The controller
+exports the ``llmfleet_*`` series. A dashboard or rule that names a metric
 not listed here fails the unit tests, so the list is the contract with the exporters.
 """
 
