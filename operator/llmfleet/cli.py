@@ -9,8 +9,9 @@ llmfleet explain [PATH...] [--model M]    plan a fleet for its quota demand; why
 llmfleet dashboards [--check]             generate the chart's dashboards, rules, CRD copy
 llmfleet actuate PLAN [--dry-run]         apply a recorded FleetPlan (an older one reverts)
 llmfleet simulate [SCENARIO]              replay the traces on the digital twin, every policy
+llmfleet router serve --config F --upstream URL [--port N]   the model router service (proxy)
 llmfleet bench TARGET [...]               a benchmark from llmfleet_bench: planner, controller,
-                                          forecast, sim, fairness, calibrate, routing; prints its targets
+                                          forecast, sim, fairness, calibrate, routing, router; prints its targets
 
 A mistake in the input (a file, a flag, a name) is one line on stderr naming it and what is
 wrong, exit 1 (2 for a malformed command line); ``llmfleet --debug CMD ...`` shows the
@@ -329,7 +330,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return simulate_run(args)
 
 
-BENCH_TARGETS = ("forecast", "planner", "fairness", "sim", "controller", "calibrate", "soak", "routing")
+BENCH_TARGETS = ("forecast", "planner", "fairness", "sim", "controller", "calibrate", "soak", "routing", "router")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -350,9 +351,27 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from llmfleet_bench.routing import main as bench
     elif args.target == "soak":
         from llmfleet_bench.soak import main as bench
+    elif args.target == "router":
+        from llmfleet_bench.router import main as bench
     else:
         from llmfleet_bench.planner import main as bench
     return int(bench(list(args.rest)) or 0)
+
+
+def _cmd_router(args: argparse.Namespace) -> int:
+    import logging
+
+    from llmfleet.gateway.proxy import ProxySettings, serve
+
+    if not args.upstream.startswith(("http://", "https://")):
+        raise UserError(f"--upstream {args.upstream}: give a base URL (http://HOST:PORT)")
+    if not Path(args.config).is_file():
+        raise UserError(f"--config {args.config}: no such file (the router's ConfigMap or router.json)")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = ProxySettings(args.upstream, connect_seconds=args.connect_timeout,
+                             read_seconds=args.read_timeout, reload_seconds=args.reload_seconds)  # fmt: skip
+    serve(Path(args.config), settings, args.host, args.port, logging.getLogger("llmfleet.router"))
+    return 0
 
 
 def _add_cluster_args(p: argparse.ArgumentParser) -> None:
@@ -519,6 +538,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_simulate_arguments(p)
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("router", help="the quality-aware model router service")
+    router = p.add_subparsers(dest="router_command", required=True)
+    p = router.add_parser("serve", help="an OpenAI-compatible proxy that picks each request's model")
+    p.add_argument("--config", required=True, help="the router's ConfigMap (or its router.json), watched")
+    p.add_argument("--upstream", required=True, help="base URL requests are forwarded to")
+    p.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="address (default: %(default)s; 0.0.0.0 in a pod)")
+    p.add_argument("--reload-seconds", type=float, default=2.0, help="config poll period (default: %(default)s)")
+    p.add_argument("--connect-timeout", type=float, default=5.0, help="upstream connect timeout, s")
+    p.add_argument("--read-timeout", type=float, default=600.0, help="upstream read timeout between bytes, s")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.set_defaults(func=_cmd_router)
 
     p = sub.add_parser(
         "bench", help="benchmarks that print figures (see `llmfleet bench X --help`)"

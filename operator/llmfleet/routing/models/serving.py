@@ -393,6 +393,8 @@ class FittedTier:
     ucb_drop_points: float
     saving: float
     confidence: float
+    routers: tuple[Router, ...] = ()
+    """The fitted scikit-learn fold routers the members were compiled from."""
 
 
 def make_serving_router(kind: str, seed: int = 0) -> Router:
@@ -451,6 +453,7 @@ def fit_tier(
         ucb_drop_points=100 * cal.ucb_drop,
         saving=cal.saving,
         confidence=confidence,
+        routers=cf.routers,
     )
 
 
