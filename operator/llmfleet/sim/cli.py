@@ -32,6 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--traces", help="traces directory (default ../shared/traces)")
     p.add_argument("--scheduler", default="fcfs", type=scheduler_name,
                    help="per-replica scheduler: fcfs, rpm, vtc, fairserve (default fcfs)")
+    p.add_argument("--sweep", action="store_true",
+                   help="also run each policy's knob at its other values (reactive target "
+                   "utilisation, static-peak headroom, SageServe thresholds, llmfleet tier "
+                   "utilisation) for the frontier plot and the cost at equal SLO")
 
 
 def policy_names(text: str) -> list[str]:
@@ -106,7 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     # imported here: the CLI builds its parser from add_arguments without loading the twin
     from llmfleet.fairness.schedulers import make_scheduler
-    from llmfleet.sim.report import run_policies, summary_table, write_report
+    from llmfleet.sim.policies import policy_factories
+    from llmfleet.sim.report import run_policies, shipped, summary_table, write_report
+    from llmfleet.sim.sweep import equal_slo, equal_slo_table, points, sweep_factories
     from llmfleet.sim.workload import stream_workload
 
     scenario, snap = load(args.scenario)
@@ -114,7 +120,11 @@ def run(args: argparse.Namespace) -> int:
     wl = stream_workload(scenario, snap, traces=args.traces, days=args.days, seed=args.seed)
     sys.stderr.write(f"workload: {len(wl):,} requests from {len(wl.tenants)} tenants over "
                      f"{wl.duration / 86400:g} days ({time.perf_counter() - t0:.1f}s)\n")
-    policies = args.policies or None
+    policies = args.policies or list(policy_factories())
+    factories = None
+    if getattr(args, "sweep", False):
+        factories = sweep_factories(policy_factories(), policies)
+        policies = list(factories)
     name = getattr(args, "scheduler", "fcfs")
     tenants = list(snap.tenants)
 
@@ -122,8 +132,9 @@ def run(args: argparse.Namespace) -> int:
         return make_scheduler(name, tenants)
 
     cmp = run_policies(scenario, policies, seed=args.seed, progress=_Bar(), workload=wl,
-                       scheduler_factory=scheduler)
-    print(summary_table(cmp))
+                       scheduler_factory=scheduler, factories=factories)
+    print(summary_table(shipped(cmp)))
+    print(equal_slo_table(equal_slo(points(cmp))))
     files = write_report(cmp, args.out)
     print(f"report: {len(files)} files in {args.out}/ (report.md, metrics.json, summary.txt, plots)")
     return 0

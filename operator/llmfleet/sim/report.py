@@ -7,6 +7,7 @@ fluid lower bound (:mod:`llmfleet.sim.bound`) is printed under the table.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import multiprocessing as mp
@@ -26,6 +27,7 @@ from llmfleet.sim.engine import Engine, SchedulerFactory
 from llmfleet.sim.metrics import MIN_TENANT_REQUESTS, Recorder
 from llmfleet.sim.policies import PolicyFactory, policy_factories
 from llmfleet.sim.scenario import Scenario
+from llmfleet.sim.sweep import KNOBS, Point, equal_slo, equal_slo_table, points
 from llmfleet.sim.workload import AnyWorkload, stream_workload
 
 BASELINE = "reactive"
@@ -130,8 +132,12 @@ def _in_processes(
     the parent's scenario and workload without pickling them; only results come back)."""
     ctx = mp.get_context("fork")
     q = ctx.Queue()
-    todo = sorted(names, key=lambda n: (n not in _SLOW_FIRST, _SLOW_FIRST.index(n)
-                                        if n in _SLOW_FIRST else 0))
+    def slow_first(n: str) -> tuple[bool, int]:
+        policy = n.partition("@")[0]  # a sweep's run takes as long as its policy
+        return (policy not in _SLOW_FIRST,
+                _SLOW_FIRST.index(policy) if policy in _SLOW_FIRST else 0)
+
+    todo = sorted(names, key=slow_first)
     running: dict[str, Any] = {}
     out: dict[str, RunResult] = {}
     try:
@@ -260,19 +266,36 @@ def slo_table(cmp: Comparison) -> str:
 
 
 # ---------------------------------------------------------------- files
+def shipped(cmp: Comparison) -> Comparison:
+    """``cmp`` without the sweep's runs (``policy@knob=value``): each policy as it ships."""
+    return dataclasses.replace(cmp, runs={n: r for n, r in cmp.runs.items() if "@" not in n})
+
+
 def write_report(cmp: Comparison, out: Path | str) -> list[Path]:
     """Write report.md, metrics.json, summary.txt, per-tenant CSVs and PNG plots into
-    ``out``."""
+    ``out``. Runs of the equal-SLO sweep (:mod:`llmfleet.sim.sweep`) appear in the frontier
+    plot, the equal-SLO table and metrics.json; the other tables and plots show each policy
+    as it ships."""
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
     files = []
+    pts = points(cmp)
+    ratios = equal_slo(pts)
     data = {n: {**r.summary, "wall_seconds": r.wall_seconds} for n, r in cmp.runs.items()}
     p = d / "metrics.json"
-    p.write_text(json.dumps({"policies": data, "fluid_bound": cmp.bound}, indent=2,
-                            default=float))
+    p.write_text(json.dumps({
+        "policies": data, "fluid_bound": cmp.bound,
+        "equal_slo": [{"baseline": r.baseline, "against": r.against.run,
+                       "reaches_llmfleet_slo": r.match is not None, "usd_ratio": r.usd_ratio,
+                       "gpu_hours_ratio": r.gpu_ratio, "llmfleet_slo": r.lead.slo,
+                       "baseline_slo": r.against.slo} for r in ratios],
+    }, indent=2, default=float))
     files.append(p)
+    sweep_plot = _frontier(pts, d)
+    cmp = shipped(cmp)
     p = d / "summary.txt"
-    p.write_text(summary_table(cmp) + "\n\n" + slo_table(cmp) + "\n")
+    p.write_text(summary_table(cmp) + "\n\n" + slo_table(cmp) + "\n\n"
+                 + equal_slo_table(ratios) + "\n")
     files.append(p)
     for name, r in cmp.runs.items():
         p = d / f"tenants-{name}.csv"
@@ -282,10 +305,10 @@ def write_report(cmp: Comparison, out: Path | str) -> list[Path]:
             w.writeheader()
             w.writerows(rows)
         files.append(p)
-    plots = _plots(cmp, d)
+    plots = [sweep_plot, *_plots(cmp, d)]
     files += plots
     p = d / "report.md"
-    p.write_text(markdown_report(cmp, [q.name for q in plots]))
+    p.write_text(markdown_report(cmp, [q.name for q in plots], equal_slo_table(ratios)))
     files.insert(0, p)
     return files
 
@@ -293,9 +316,10 @@ def write_report(cmp: Comparison, out: Path | str) -> list[Path]:
 LEAD = "llmfleet"
 
 
-def markdown_report(cmp: Comparison, plots: Sequence[str] = ()) -> str:
-    """The report: llmfleet against each baseline (ratios, SLOs beside), the full table, the
-    fluid bound and the plots."""
+def markdown_report(cmp: Comparison, plots: Sequence[str] = (), equal: str = "") -> str:
+    """The report: llmfleet against each baseline (ratios, SLOs beside), the cost at equal
+    SLO (``equal``: :func:`~llmfleet.sim.sweep.equal_slo_table`), the full table, the fluid
+    bound and the plots."""
     runs = cmp.runs
     wl = cmp.workload
     tiers = sorted({t for r in runs.values() for t in r.summary["tiers"]})
@@ -335,6 +359,12 @@ def markdown_report(cmp: Comparison, plots: Sequence[str] = ()) -> str:
             ]
             out.append("| " + " | ".join(cells) + " |")
         out += ["", f"A ratio below 1.00x means {LEAD} uses less than that policy.", ""]
+    if equal:
+        out += ["## Cost at equal SLO", "",
+                "Each baseline's knob swept on the same arrivals (`llmfleet simulate --sweep`);"
+                " the ratio is against the baseline's cheapest run that holds at least "
+                f"{LEAD}'s SLO level (the worst interactive tier's share of hours in SLO). "
+                "See frontier.png.", "", "```", equal, "```", ""]
     out += ["## All policies (ratios against the reactive baseline)", "", "```",
             summary_table(cmp), "```", ""]
     out += ["## SLOs per tier, as an SRE reads them", "",
@@ -400,6 +430,40 @@ def _plots(cmp: Comparison, d: Path) -> list[Path]:
         axes[1].legend(fontsize=8)
         out.append(_save(fig, plt, d / f"latency_cdf-{tier}.png"))
     return out
+
+
+def _frontier(pts: Sequence[Point], d: Path) -> Path:
+    """Cost against SLO level for every run, a marker and colour per policy, each
+    policy's runs joined in knob order and labelled with the knob's value; USD left, GPU-h
+    right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    policies = list(dict.fromkeys(p.policy for p in pts))
+    markers = "os^DvP*X"
+    for i, policy in enumerate(policies):
+        mine = sorted((p for p in pts if p.policy == policy),
+                      key=lambda p: -math.inf if p.value is None else p.value)
+        knob = KNOBS.get(policy)
+        for ax, cost in ((axes[0], "usd"), (axes[1], "gpu_hours")):
+            xs = [100 * p.slo for p in mine]
+            ys = [getattr(p, cost) for p in mine]
+            ax.plot(xs, ys, marker=markers[i % len(markers)], color=f"C{i}", label=policy,
+                    lw=2.5 if policy == LEAD else 1.0, ms=7)
+            if knob is not None:
+                for p, x, y in zip(mine, xs, ys, strict=True):
+                    ax.annotate(f"{knob.name}={p.value:g}", (x, y), fontsize=6,
+                                textcoords="offset points", xytext=(4, 4), color=f"C{i}")
+    for ax, label in ((axes[0], "USD"), (axes[1], "GPU-hours")):
+        ax.set_xlabel("SLO level: worst interactive tier, % of hours in SLO")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} against SLO (lower right is better)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return _save(fig, plt, d / "frontier.png")
 
 
 def _policy_bars(cmp: Comparison, d: Path, plt: Any) -> list[Path]:

@@ -331,9 +331,17 @@ class SageServe:
     scale_in_below = 0.25
 
     def __init__(
-        self, scenario: Scenario, workload: AnyWorkload | None = None, time_limit: float = 10.0
+        self, scenario: Scenario, workload: AnyWorkload | None = None, time_limit: float = 10.0,
+        scale_out_above: float | None = None,
     ) -> None:
+        """``scale_out_above``: the reactive rule's threshold (0.5 as published; the
+        scale-in threshold follows at half of it, 0.25 as published)."""
         del workload  # a live policy never sees the future
+        if scale_out_above is not None:
+            if not 0 < scale_out_above <= 1:
+                raise ValueError(f"sageserve scale_out_above must be in (0, 1], got "
+                                 f"{scale_out_above}")
+            self.scale_out_above, self.scale_in_below = scale_out_above, scale_out_above / 2
         self.snap = scenario.snapshot()
         self.fleet_policy = self.snap.policies[0]
         spec = self.fleet_policy.spec

@@ -1,7 +1,8 @@
 """Static peak provisioning: per (model, region), enough replicas for the peak token rate
 seen in the history so far (the pre-start history a live operator would size from), by
-the planner's capacity model at the strictest tier of that flow; never scales in (it
-ratchets up if a higher peak is observed)."""
+the planner's capacity model at the strictest tier of that flow, times ``headroom`` (the
+knob the equal-SLO sweep turns; 1 by default); never scales in (it ratchets up if a higher
+peak is observed)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,12 @@ class StaticPeak:
     name = "static-peak"
     interval_seconds = 3600.0
 
-    def __init__(self, scenario: Scenario, workload: object = None) -> None:
+    def __init__(self, scenario: Scenario, workload: object = None,
+                 headroom: float = 1.0) -> None:
         del workload  # a live policy never sees the future
+        if headroom <= 0:
+            raise ValueError(f"static-peak headroom must be > 0, got {headroom}")
+        self.headroom = headroom
         self.snap = scenario.snapshot()
         self.replicas: dict[ReplicaKey, int] = {}
 
@@ -43,7 +48,7 @@ class StaticPeak:
             if cap <= 0:
                 continue
             key = (fk.model, fk.origin, found[0])
-            need[key] = need.get(key, 0.0) + tok[i] / cap
+            need[key] = need.get(key, 0.0) + self.headroom * tok[i] / cap
         for m in self.snap.models:
             for reg in self.snap.regions:
                 found = best_pool(self.snap, m, reg.metadata.name, spot=False)
