@@ -59,9 +59,10 @@ class LogHistogram:
     LO = 1e-3
     PER_DECADE = 100
     DECADES = 8
+    SIZE = PER_DECADE * DECADES + 2
 
     def __init__(self) -> None:
-        self._counts = np.zeros(self.PER_DECADE * self.DECADES + 2, dtype=np.int64)
+        self._counts = np.zeros(self.SIZE, dtype=np.int64)
         self._buf: list[float] = []  # binned in batches (one vectorised log per 4096 adds)
         self.n = 0
         self.total = 0.0
@@ -73,15 +74,19 @@ class LogHistogram:
         if len(self._buf) >= 4096:
             self._flush()
 
+    def add_binned(self, counts: np.ndarray, n: int, total: float) -> None:
+        """Add ``n`` values summing to ``total`` whose bins (:func:`bin_index`) count
+        ``counts``."""
+        self._counts += counts
+        self.n += n
+        self.total += total
+
     def _flush(self) -> None:
         if not self._buf:
             return
         x = np.asarray(self._buf)
         self._buf.clear()
-        i = np.zeros(x.size, dtype=np.int64)
-        big = x >= self.LO
-        i[big] = 1 + (np.log10(x[big] / self.LO) * self.PER_DECADE).astype(np.int64)
-        np.add.at(self._counts, np.minimum(i, self._counts.size - 1), 1)
+        self._counts += np.bincount(bin_index(x), minlength=self.SIZE)
 
     @property
     def counts(self) -> np.ndarray:
@@ -114,6 +119,16 @@ class LogHistogram:
         keep = self.counts > 0
         cum = np.cumsum(self.counts) / max(self.n, 1)
         return self.edges()[keep], cum[keep]
+
+
+def bin_index(x: np.ndarray) -> np.ndarray:
+    """The :class:`LogHistogram` bin of each value of ``x``: 0 below ``LO``, then
+    ``PER_DECADE`` a decade, the last one for everything above the range."""
+    h = LogHistogram
+    i = np.zeros(x.size, dtype=np.int64)
+    big = x >= h.LO
+    i[big] = 1 + (np.log10(x[big] / h.LO) * h.PER_DECADE).astype(np.int64)
+    return np.minimum(i, h.SIZE - 1)
 
 
 @dataclass
@@ -194,12 +209,27 @@ class Recorder:
 
     def __post_init__(self) -> None:
         self.tiers = {t.metadata.name: t.spec for t in self.snap.tiers}
-        self.tier_stats: dict[str, TierStats] = {}
-        self.tenant_stats = {name: TenantStats() for name in self.wl.tenants}
+        self._tier_stats: dict[str, TierStats] = {}
+        self._tenant_stats = {name: TenantStats() for name in self.wl.tenants}
         self.weights = {t.spec.tenant_id: t.spec.weight for t in self.snap.tenants}
         self._tenant_ix = {name: i for i, name in enumerate(self.wl.tenants)}
-        self.window_served: list[np.ndarray] = []
-        self.window_backlogged: list[np.ndarray] = []
+        self._tier_ix = {name: i for i, name in enumerate(self.wl.tiers)}
+        # per tier: (deadline tier, TTFT target, e2e target); interactive targets None: any
+        self._targets: dict[str, tuple[bool, float | None, float | None]] = {}
+        for name, spec in self.tiers.items():
+            it = spec.interactive
+            self._targets[name] = (
+                spec.deadline is not None,
+                None if it is None else it.ttft_p95_seconds,
+                None if it is None else it.e2e_p95_seconds,
+            )
+        # completions not yet in the latency histograms (binned a batch at a time)
+        self._d_tier: list[int] = []
+        self._d_tenant: list[int] = []
+        self._d_ttft: list[float] = []
+        self._d_e2e: list[float] = []
+        self.window_served: list[list[float]] = []
+        self.window_backlogged: list[list[bool]] = []
         self.flying: dict[int, Any] = {}
         self.arrived_n = 0
         self.done_n = 0
@@ -219,13 +249,52 @@ class Recorder:
         }
         self._last_sample = -math.inf
 
+    @property
+    def tier_stats(self) -> dict[str, TierStats]:
+        """Per tier: counts and latency histograms (every completion so far included)."""
+        self._flush_done()
+        return self._tier_stats
+
+    @property
+    def tenant_stats(self) -> dict[str, TenantStats]:
+        """Per tenant: counts, tokens and latency histograms."""
+        self._flush_done()
+        return self._tenant_stats
+
+    def _flush_done(self) -> None:
+        """Bin the buffered completions' TTFT and e2e into their tier's and tenant's
+        histograms (one vectorised log and one bincount per batch)."""
+        if not self._d_ttft:
+            return
+        ttft, e2e = np.asarray(self._d_ttft), np.asarray(self._d_e2e)
+        size = LogHistogram.SIZE
+        bins = ((bin_index(ttft), ttft, "ttft"), (bin_index(e2e), e2e, "e2e"))
+        groups: tuple[tuple[list[int], tuple[str, ...], Mapping[str, Any]], ...] = (
+            (self._d_tier, self.wl.tiers, self._tier_stats),
+            (self._d_tenant, self.wl.tenants, self._tenant_stats),
+        )
+        for ixs, names, stats in groups:
+            ix = np.asarray(ixs, dtype=np.int64)
+            k = len(names)
+            n = np.bincount(ix, minlength=k)
+            for b, x, attr in bins:
+                counts = np.bincount(ix * size + b, minlength=k * size).reshape(k, size)
+                sums = np.bincount(ix, weights=x, minlength=k)
+                for j in np.nonzero(n)[0].tolist():
+                    h: LogHistogram = getattr(stats[names[j]], attr)
+                    h.add_binned(counts[j], int(n[j]), float(sums[j]))
+        for buf in (self._d_tier, self._d_tenant, self._d_ttft, self._d_e2e):
+            buf.clear()
+
     # ---------------------------------------------------------------- request events
     def arrived(self, req: Any) -> None:
         self.arrived_n += 1
         self.flying[req.id] = req
-        st = self.tier_stats.setdefault(req.tier, TierStats())
+        st = self._tier_stats.get(req.tier)
+        if st is None:
+            st = self._tier_stats[req.tier] = TierStats()
         st.requests += 1
-        ts = self.tenant_stats[req.tenant]
+        ts = self._tenant_stats[req.tenant]
         ts.requests += 1
         ts.asked_tokens += req.prompt_tokens + req.output_tokens
         if self.keep_requests:
@@ -245,34 +314,41 @@ class Recorder:
     def completed(self, req: Any, now: float) -> None:
         self.flying.pop(req.id, None)
         self.done_n += 1
-        e2e = now - req.arrival
-        st = self.tier_stats[req.tier]
+        arrival, ttft, tier, tenant = req.arrival, req.ttft, req.tier, req.tenant
+        e2e = now - arrival
+        st = self._tier_stats[tier]
         st.completed += 1
-        st.ttft.add(req.ttft)
-        st.e2e.add(e2e)
-        spec = self.tiers[req.tier]
-        if spec.deadline is not None:
+        deadline, ttft_max, e2e_max = self._targets[tier]
+        if deadline:
             ok = now <= req.deadline
             st.late += not ok
         else:
-            it = spec.interactive
-            ok = it is None or (
-                (it.ttft_p95_seconds is None or req.ttft <= it.ttft_p95_seconds)
-                and (it.e2e_p95_seconds is None or e2e <= it.e2e_p95_seconds)
-            )
+            ok = (ttft_max is None or ttft <= ttft_max) and (e2e_max is None or e2e <= e2e_max)
         st.ok += ok
-        st.decide(req.arrival, ok)
-        ts = self.tenant_stats[req.tenant]
+        h = int(arrival // 3600)  # TierStats.decide, inlined
+        hd = st.hour_decided
+        while len(hd) <= h:
+            hd.append(0)
+            st.hour_ok.append(0)
+        hd[h] += 1
+        st.hour_ok[h] += ok
+        ts = self._tenant_stats[tenant]
         ts.completed += 1
         ts.ok += ok
         tokens = req.prompt_tokens + req.output_tokens
         ts.served_tokens += tokens
-        ts.ttft.add(req.ttft)
-        ts.e2e.add(e2e)
-        u = self._tenant_ix[req.tenant]
-        w = self._window(now)
+        u = self._tenant_ix[tenant]
+        self._d_tier.append(self._tier_ix[tier])
+        self._d_tenant.append(u)
+        self._d_ttft.append(ttft)
+        self._d_e2e.append(e2e)
+        if len(self._d_ttft) >= 8192:
+            self._flush_done()
+        w = int(now // JAIN_WINDOW)
+        if w >= len(self.window_served):
+            self._window(now)
         self.window_served[w][u] += tokens
-        if req.admitted_at - req.arrival > 1.0:
+        if req.admitted_at - arrival > 1.0:
             self.window_backlogged[w][u] = True
         if self.keep_requests:
             self.status[req.id] = DONE
@@ -283,11 +359,11 @@ class Recorder:
         self.flying.pop(req.id, None)
         self.rejected_n += 1
         self.reasons[reason] += 1
-        st = self.tier_stats[req.tier]
+        st = self._tier_stats[req.tier]
         st.rejected += 1
         st.late += now > req.deadline
         st.decide(req.arrival, False)
-        ts = self.tenant_stats[req.tenant]
+        ts = self._tenant_stats[req.tenant]
         ts.rejected += 1
         ts.rejected_by[reason] += 1
         if self.keep_requests:
@@ -307,8 +383,8 @@ class Recorder:
     def _window(self, now: float) -> int:
         w = int(now // JAIN_WINDOW)
         while len(self.window_served) <= w:
-            self.window_served.append(np.zeros(len(self.wl.tenants)))
-            self.window_backlogged.append(np.zeros(len(self.wl.tenants), dtype=bool))
+            self.window_served.append([0.0] * len(self.wl.tenants))
+            self.window_backlogged.append([False] * len(self.wl.tenants))
         return w
 
     # ---------------------------------------------------------------- fleet events
@@ -444,7 +520,8 @@ class Recorder:
             return float("nan")
         w = np.array([self.weights.get(n, 1.0) for n in self.wl.tenants])
         vals = []
-        for served, back in zip(self.window_served, self.window_backlogged, strict=True):
+        for served_l, back_l in zip(self.window_served, self.window_backlogged, strict=True):
+            served, back = np.asarray(served_l), np.asarray(back_l, dtype=bool)
             x = served[back] / w[back]
             if x.size >= 2 and (x**2).sum() > 0:
                 vals.append(x.sum() ** 2 / (x.size * (x**2).sum()))
