@@ -4,6 +4,13 @@ Capacity per (model, region, tier) is what the plan's executed step provides
 (:func:`capacity_from_step`); each tenant's usage, read per origin region like demand, is
 moved to the regions serving it along the plan's routes (:func:`served_usage`); the limits
 are weighted max-min shares of that capacity (:func:`llmfleet.fairness.limits.compute_limits`).
+
+A pool of the plan is overloaded (FairServe's trigger for the fair-share limits) only when
+the fleet cannot grow there: every pool of the region that can run the model is at its
+``maxNodes`` in the executed step (:func:`room_to_grow`). Where it can grow, the next plan
+and the short-term correction add replicas for the demand instead, and nobody is throttled
+for it: the ingress rejects no request while pools have room. Budgets (``tokensPerMinute``)
+hold either way.
 """
 
 from __future__ import annotations
@@ -39,6 +46,21 @@ def capacity_from_step(step: StepPlan) -> list[PoolCapacity]:
         u = max(us) if us else 1.0
         # plain floats: the plan's figures are numpy scalars, which JSON cannot write
         out.append(PoolCapacity(model, region, tier, float(tps / min(max(u, 1e-6), 1.0))))
+    return out
+
+
+def room_to_grow(step: StepPlan, snapshot: FleetSnapshot) -> set[tuple[str, str]]:
+    """(model, region) cells where some pool that can run the model (a profile for its GPU
+    type, the model allowed in the region) has fewer nodes than its ``maxNodes``."""
+    gpus = {m.metadata.name: {p.gpu_type for p in m.spec.profiles} for m in snapshot.models}
+    allowed = {m.metadata.name: set(m.spec.allowed_regions or ()) for m in snapshot.models}
+    out = set()
+    for pool in step.pools:
+        if pool.nodes + 1e-9 >= pool.max_nodes:
+            continue
+        for model, types in gpus.items():
+            if pool.gpu_type in types and (not allowed[model] or pool.region in allowed[model]):
+                out.add((model, pool.region))
     return out
 
 
@@ -91,12 +113,15 @@ def tenant_limits(plan: Plan, snapshot: FleetSnapshot, usage: Sequence[Usage]) -
     A deadline (batch) tier's pools are never overloaded at the ingress: its work is queued
     and done by its deadline, so arriving faster than the plan's mean rate is what deferral
     means, not overload; fairness among its tenants is the schedulers' (budgets still
-    apply)."""
+    apply). Nor is a pool whose region has room to grow for its model
+    (:func:`room_to_grow`, module doc)."""
     capacity = plan_capacity(plan)
     deadline = {t.name for t in snapshot.tiers if t.spec.type == "deadline"}
+    room = room_to_grow(plan.first(), snapshot)
     return compute_limits(
         snapshot.tenants,
         capacity,
         served_usage(plan, snapshot, usage),
-        overloaded={c.key: False for c in capacity if c.tier in deadline},
+        overloaded={c.key: False for c in capacity
+                    if c.tier in deadline or (c.model, c.region) in room},
     )

@@ -5,7 +5,9 @@ failing publication is a condition, not an exception."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from typing import Any
 
 import pytest
@@ -19,7 +21,13 @@ from llmfleet.controller.metrics import FleetMetrics
 from llmfleet.controller.planning import PlanningLoop, PlanningSettings, _Conditions, _Tick
 from llmfleet.cycle import CycleResult, policy_snapshot
 from llmfleet.cycle.demand import tenant_usage
-from llmfleet.cycle.limits import capacity_from_step, plan_capacity, served_usage, tenant_limits
+from llmfleet.cycle.limits import (
+    capacity_from_step,
+    plan_capacity,
+    room_to_grow,
+    served_usage,
+    tenant_limits,
+)
 from llmfleet.fairness.limits import LimitTable, Usage, compute_limits, to_throttles
 from llmfleet.kube.client import KubeError
 from llmfleet.kube.prometheus import BadQuery, PrometheusUnreachable, usage_from_results
@@ -72,7 +80,15 @@ def test_every_plan_carries_its_step0_limits_for_every_tenant(idle):
     assert all(t.tokens_per_second > 0 for t in r.spec.throttles)
 
 
-def test_a_tenant_far_above_its_share_is_throttled_on_the_planned_capacity(idle):
+def _full(plan: Plan) -> Plan:
+    """``plan`` with every pool of its executed step at its maxNodes: no room to grow."""
+    first = plan.first()
+    pools = tuple(dataclasses.replace(p, max_nodes=math.ceil(p.nodes)) for p in first.pools)
+    return dataclasses.replace(plan, steps=(dataclasses.replace(first, pools=pools),
+                                            *plan.steps[1:]))
+
+
+def test_a_tenant_far_above_its_share_is_throttled_where_the_fleet_cannot_grow(idle):
     _pol, snap, r0, plan = idle
     assert r0.limits is not None
     # the tenant of the first pool asks for ten times the pool's capacity
@@ -82,10 +98,17 @@ def test_a_tenant_far_above_its_share_is_throttled_on_the_planned_capacity(idle)
     _pol, _snap, r, plan2 = _cycle((abuser,))
     assert r.limits is not None and r.spec is not None
     assert r.limits == tenant_limits(plan2, snap, (abuser,))
-    t = r.limits.tenant(p.tenant)
-    assert t is not None and t.throttled and t.usage_tokens_per_second > 0
-    assert (p.model, p.region, p.tier) in r.limits.overloaded
     assert r.spec.throttles == to_throttles(r.limits)
+    # the region has room: the fleet grows for the demand, nobody is throttled for it
+    assert (p.model, p.region) in room_to_grow(plan2.first(), snap)
+    t = r.limits.tenant(p.tenant)
+    assert t is not None and not t.throttled
+    assert (p.model, p.region, p.tier) not in r.limits.overloaded
+    # every pool at its maxNodes: the fair-share limits hold the tenant to its share
+    full = tenant_limits(_full(plan2), snap, (abuser,))
+    t = full.tenant(p.tenant)
+    assert t is not None and t.throttled and t.usage_tokens_per_second > 0
+    assert (p.model, p.region, p.tier) in full.overloaded
 
 
 def _Usage(out: tuple[Usage, ...] | Exception) -> FakeSource:
