@@ -27,6 +27,16 @@ and compiles a tier's router from a :class:`~llmfleet.routing.models.data.Routin
 :func:`members_to_arrays` / :func:`members_from_arrays` are the artefact's array form (an
 ``.npz`` written and read by the I/O shell); :func:`parse_config` reads the router service's
 configuration (the ConfigMap's JSON, :data:`CONFIG_API_VERSION`) with errors naming the key.
+
+**The planner's shares.** :class:`RouterShares` is what the planner needs of the routers: per
+routed tier (:class:`TierShares`), the calibrated fraction of the tier's requests, prompt
+tokens and output tokens each option (:class:`RouteShare`: a model, and ``n`` samples for
+best-of-n) answers. :func:`calibrated_shares` counts them from a fitted tier's out-of-fold
+decisions at its calibrated knob (:func:`fit_tier_shares` fits and counts: the share of MMLU
+prompts the router sends to the small model at a 1-point drop), :func:`router_shares` from a
+served router's decisions on sample prompts; :func:`shares_document` / :func:`parse_shares`
+are their JSON (:data:`SHARES_API_VERSION`). ``llmfleet.cycle.routing`` applies them to
+the forecasts.
 """
 
 from __future__ import annotations
@@ -395,6 +405,10 @@ class FittedTier:
     confidence: float
     routers: tuple[Router, ...] = ()
     """The fitted scikit-learn fold routers the members were compiled from."""
+    oof_choice: IntArray | None = None
+    """Each fitting prompt's option (column of ``models``) at the calibrated knob, decided on
+    its out-of-fold utility: the decisions ``drop_points`` and ``saving`` were measured on
+    (:func:`calibrated_shares` turns them into the planner's shares)."""
 
 
 def make_serving_router(kind: str, seed: int = 0) -> Router:
@@ -454,6 +468,7 @@ def fit_tier(
         saving=cal.saving,
         confidence=confidence,
         routers=cf.routers,
+        oof_choice=cal.choose(cf.oof, seen),
     )
 
 
@@ -575,3 +590,315 @@ def parse_config(
         tenant_header=str(headers.get("tenant", "x-tenant-id")),
         model_header=str(headers.get("model", "x-ai-eg-model")),
     )
+
+
+# --------------------------------------------------------------------------- the planner's shares
+
+#: How far the request and prompt shares of a tier may sum from 1 (rounding in a ConfigMap).
+SHARE_TOLERANCE = 1e-6
+SHARES_API_VERSION = "llmfleet.dev/router-shares/v1"
+
+
+@dataclass(frozen=True)
+class RouteShare:
+    """What one option of a routed tier answers, as fractions of the tier's traffic to its
+    reference model (what the gateway counts before routing).
+
+    ``requests``: share of the requests; ``prompt_tokens``: share of their prompt tokens
+    (the queries a cheaper model gets may be shorter or longer than the mean);
+    ``output_tokens``: the option's output tokens *per sample* over the reference's output
+    tokens for all the requests (the options' values sum to 1 when every model answers at
+    the reference's length; a model that answers its queries 20% longer makes them sum
+    above 1); ``samples``: ``n`` of best-of-n (BEST-Route's ``<model>@<n>``; 1 otherwise)."""
+
+    model: str
+    requests: float
+    prompt_tokens: float
+    output_tokens: float
+    samples: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("requests", "prompt_tokens", "output_tokens"):
+            v = getattr(self, name)
+            if not math.isfinite(v) or v < 0:
+                raise ValueError(f"{self.model}: {name} must be a finite number >= 0, got {v}")
+        if self.requests > 1 + SHARE_TOLERANCE or self.prompt_tokens > 1 + SHARE_TOLERANCE:
+            raise ValueError(f"{self.model}: a request or prompt share is at most 1")
+        if self.samples < 1:
+            raise ValueError(f"{self.model}: samples must be >= 1, got {self.samples}")
+
+
+@dataclass(frozen=True)
+class TierShares:
+    """A routed tier's calibrated split: which options answer how much of its traffic.
+
+    Requests and prompt tokens are partitioned (each sums to 1 over ``options``); output
+    tokens are per sample. **Prefill of best-of-n:** an option with ``n`` samples costs its
+    prompt once (``prefill_per_sample=False``, the default: BEST-Route's cost model, and what
+    vLLM does for one request with ``n`` -- the samples fork the prompt's KV blocks -- or for
+    ``n`` requests of one prompt with automatic prefix caching, on by default in vLLM V1);
+    ``True`` counts ``n`` prefills (a router that fans out separate requests to replicas
+    without prefix caching). Requests are client requests, counted once whatever ``n``."""
+
+    tier: str
+    reference: str
+    """The tier's reference LLMModel: the flows these shares split."""
+    options: tuple[RouteShare, ...]
+    prefill_per_sample: bool = False
+    note: str = ""
+    """Where the shares come from (a calibration's figures), for people."""
+
+    def __post_init__(self) -> None:
+        if not self.options:
+            raise ValueError(f"tier {self.tier}: no options")
+        keys = [(o.model, o.samples) for o in self.options]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"tier {self.tier}: an option (model, samples) appears twice")
+        for name in ("requests", "prompt_tokens"):
+            total = sum(getattr(o, name) for o in self.options)
+            if abs(total - 1.0) > SHARE_TOLERANCE:
+                raise ValueError(f"tier {self.tier}: {name} shares sum to {total:.6g}, not 1")
+
+    def multipliers(self) -> dict[str, tuple[float, float, float]]:
+        """Model -> factors of a reference flow's (requests, prompt, output) rates it gets:
+        ``requests``, ``prompt_tokens`` (x ``n`` with ``prefill_per_sample``) and
+        ``output_tokens x n``, summed over the model's options (reference first)."""
+        out: dict[str, tuple[float, float, float]] = {self.reference: (0.0, 0.0, 0.0)}
+        for o in self.options:
+            rq, pr, ou = out.get(o.model, (0.0, 0.0, 0.0))
+            prefills = o.samples if self.prefill_per_sample else 1
+            out[o.model] = (
+                rq + o.requests,
+                pr + o.prompt_tokens * prefills,
+                ou + o.output_tokens * o.samples,
+            )
+        return out
+
+    def share(self, model: str) -> float:
+        """Share of the tier's requests ``model`` answers (over its options)."""
+        return sum(o.requests for o in self.options if o.model == model)
+
+
+@dataclass(frozen=True)
+class RouterShares:
+    """The planner's input from the router: the calibrated split of every routed tier."""
+
+    tiers: tuple[TierShares, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [t.tier for t in self.tiers]
+        if len(set(names)) != len(names):
+            raise ValueError("a tier appears twice in the router shares")
+
+    def get(self, tier: str) -> TierShares | None:
+        return next((t for t in self.tiers if t.tier == tier), None)
+
+
+def split_option(name: str) -> tuple[str, int]:
+    """``"<model>@<n>"`` (a BEST-Route option column) -> ``(model, n)``; else ``(name, 1)``."""
+    base, sep, n = name.rpartition("@")
+    if sep and base and n.isdigit() and int(n) >= 1:
+        return base, int(n)
+    return name, 1
+
+
+def prompt_token_estimate(prompts: Sequence[str], chars_per_token: int = 4) -> FloatArray:
+    """``ceil(chars / 4)`` per prompt (the benchmarks' estimate of English text)."""
+    return np.array([math.ceil(len(p) / chars_per_token) for p in prompts], dtype=np.float64)
+
+
+def shares_of_choices(
+    tier: str,
+    options: Sequence[str],
+    reference: int,
+    choice: IntArray,
+    prompt_tokens: FloatArray,
+    output_tokens: FloatArray | None = None,
+    names: Mapping[str, str] | None = None,
+    prefill_per_sample: bool = False,
+    note: str = "",
+) -> TierShares:
+    """The shares of per-prompt decisions: ``choice[i]`` is the option (column of
+    ``options``, names ``<model>`` or ``<model>@<n>``) prompt ``i`` goes to, ``reference``
+    the reference's column; ``prompt_tokens`` (n,) the prompts' tokens; ``output_tokens``
+    (n, options) each option's output tokens per sample on each prompt (None: the same for
+    every option: output shares equal request shares); ``names`` maps a data set's model
+    names to LLMModel names (unlisted: unchanged)."""
+    choice = np.asarray(choice, dtype=np.int64)
+    n, k = choice.shape[0], len(options)
+    if n == 0:
+        raise ValueError("no decisions to count")
+    if not 0 <= reference < k or choice.min() < 0 or choice.max() >= k:
+        raise ValueError(f"choices and the reference must be columns of the {k} options")
+    prompt = np.asarray(prompt_tokens, dtype=np.float64)
+    if prompt.shape != (n,):
+        raise ValueError(f"prompt_tokens must have shape ({n},), got {prompt.shape}")
+    counts = np.bincount(choice, minlength=k).astype(np.float64)
+    p_tot = float(prompt.sum())
+    p_share = np.bincount(choice, weights=prompt, minlength=k) / p_tot if p_tot > 0 else counts / n
+    if output_tokens is None:
+        o_share = counts / n
+    else:
+        out = np.asarray(output_tokens, dtype=np.float64)
+        if out.shape != (n, k):
+            raise ValueError(f"output_tokens must have shape ({n}, {k}), got {out.shape}")
+        ref_total = float(out[:, reference].sum())
+        rows = out[np.arange(n), choice]
+        o_share = (
+            np.bincount(choice, weights=rows, minlength=k) / ref_total
+            if ref_total > 0
+            else counts / n
+        )
+    names = names or {}
+    ref_model = names.get(split_option(options[reference])[0], split_option(options[reference])[0])
+    merged: dict[tuple[str, int], list[float]] = {}
+    for j, opt in enumerate(options):
+        base, samples = split_option(opt)
+        key = (names.get(base, base), samples)
+        acc = merged.setdefault(key, [0.0, 0.0, 0.0])
+        acc[0] += counts[j] / n
+        acc[1] += float(p_share[j])
+        acc[2] += float(o_share[j])
+    shares = tuple(
+        RouteShare(m, rq, pr, ou, s)
+        for (m, s), (rq, pr, ou) in sorted(merged.items())
+        if rq > 0 or (m == ref_model and s == 1)
+    )
+    return TierShares(tier, ref_model, shares, prefill_per_sample, note)
+
+
+def calibrated_shares(
+    fitted: FittedTier,
+    data: RoutingSet,
+    tier: str,
+    names: Mapping[str, str] | None = None,
+    prompt_tokens: FloatArray | None = None,
+    output_tokens: FloatArray | None = None,
+    prefill_per_sample: bool = False,
+) -> TierShares:
+    """The shares a fitted tier's calibrated router gives on the prompts it was fitted on
+    (``data``, as passed to :func:`fit_tier`), from their out-of-fold decisions: the same
+    decisions its quality drop was calibrated on, so held-out figures, not the fit's.
+    ``prompt_tokens`` default :func:`prompt_token_estimate`; see :func:`shares_of_choices`."""
+    if fitted.oof_choice is None or fitted.oof_choice.shape[0] != data.n:
+        raise ValueError("the fitted tier has no out-of-fold decisions for these prompts")
+    if tuple(data.models) != tuple(fitted.models):
+        raise ValueError(f"the data's models {data.models} are not the fit's {fitted.models}")
+    tokens = prompt_token_estimate(data.prompts) if prompt_tokens is None else prompt_tokens
+    small = ", ".join(
+        f"{float(np.mean(fitted.oof_choice == j)):.1%} to {m}"
+        for j, m in enumerate(fitted.models)
+        if j != fitted.reference
+    )
+    note = (
+        f"{fitted.kind} router calibrated for a {fitted.target_drop_points:g}-point drop on "
+        f"{data.n} prompts: {small}; drop {fitted.drop_points:.2f} points "
+        f"(bound {fitted.ucb_drop_points:.2f} at {fitted.confidence:.0%}), "
+        f"saving {fitted.saving:.1%}"
+    )
+    return shares_of_choices(
+        tier, fitted.models, fitted.reference, fitted.oof_choice, tokens, output_tokens,
+        names, prefill_per_sample, note,
+    )  # fmt: skip
+
+
+def fit_tier_shares(
+    data: RoutingSet,
+    tier: str,
+    target_drop_points: float,
+    kind: str = "quality",
+    names: Mapping[str, str] | None = None,
+    confidence: float = 0.9,
+    bits: int = 16,
+    folds: int = 5,
+    seed: int = 0,
+    output_tokens: FloatArray | None = None,
+) -> tuple[FittedTier, TierShares]:
+    """Fit and calibrate ``kind`` for ``target_drop_points`` on ``data`` (:func:`fit_tier`)
+    and the shares it gives (:func:`calibrated_shares`): e.g. the share of MMLU prompts the
+    quality router sends to the small model at a 1-point drop."""
+    fitted = fit_tier(data, kind, target_drop_points, confidence, bits, folds, seed)
+    return fitted, calibrated_shares(fitted, data, tier, names, output_tokens=output_tokens)
+
+
+def router_shares(
+    router: TierRouter,
+    prompts: Sequence[str],
+    featuriser: FastHashing | None = None,
+    tenant: str | None = None,
+    prompt_tokens: FloatArray | None = None,
+) -> TierShares:
+    """The shares a served tier router gives on ``prompts`` (e.g. a held-out sample of the
+    tier's traffic), decided one by one as the router service does; output shares equal
+    request shares (answers unknown)."""
+    feat = featuriser or FastHashing(router.bits)
+    choice = np.array([router.decide(p, feat, tenant).index for p in prompts], dtype=np.int64)
+    tokens = prompt_token_estimate(prompts) if prompt_tokens is None else prompt_tokens
+    models = [c.model for c in router.candidates]
+    return shares_of_choices(
+        router.tier, models, router.reference, choice, tokens,
+        note=f"{router.kind} router's decisions on {len(prompts)} prompts",
+    )  # fmt: skip
+
+
+def shares_document(shares: RouterShares) -> dict[str, Any]:
+    """The shares as JSON (:data:`SHARES_API_VERSION`; a ConfigMap key beside ``router.json``)."""
+    return {
+        "apiVersion": SHARES_API_VERSION,
+        "tiers": {
+            t.tier: {
+                "reference": t.reference,
+                "prefillPerSample": t.prefill_per_sample,
+                "note": t.note,
+                "options": [
+                    {
+                        "model": o.model,
+                        "samples": o.samples,
+                        "requests": o.requests,
+                        "promptTokens": o.prompt_tokens,
+                        "outputTokens": o.output_tokens,
+                    }
+                    for o in t.options
+                ],
+            }
+            for t in shares.tiers
+        },
+    }
+
+
+def parse_shares(doc: Mapping[str, Any]) -> RouterShares:
+    """The inverse of :func:`shares_document`; :class:`ConfigError` naming the key."""
+    if not isinstance(doc, Mapping) or doc.get("apiVersion") != SHARES_API_VERSION:
+        got = doc.get("apiVersion") if isinstance(doc, Mapping) else type(doc).__name__
+        raise ConfigError(f"apiVersion: must be {SHARES_API_VERSION}, got {got!r}")
+    tiers = []
+    for name, t in sorted(_get(doc, "tiers", "", dict).items()):
+        where = f"tiers.{name}"
+        if not isinstance(t, Mapping):
+            raise ConfigError(f"{where}: expected an object")
+        options = []
+        for i, o in enumerate(_get(t, "options", where, list)):
+            w = f"{where}.options[{i}]"
+            if not isinstance(o, Mapping):
+                raise ConfigError(f"{w}: expected an object")
+            try:
+                options.append(RouteShare(
+                    _get(o, "model", w, str), float(_number(o, "requests", w) or 0.0),
+                    float(_number(o, "promptTokens", w) or 0.0),
+                    float(_number(o, "outputTokens", w) or 0.0),
+                    int(_get(o, "samples", w, int)) if "samples" in o else 1,
+                ))  # fmt: skip
+            except ValueError as err:
+                if isinstance(err, ConfigError):
+                    raise
+                raise ConfigError(f"{w}: {err}") from None
+        try:
+            tiers.append(TierShares(
+                str(name), _get(t, "reference", where, str), tuple(options),
+                bool(t.get("prefillPerSample", False)), str(t.get("note", "")),
+            ))  # fmt: skip
+        except ValueError as err:
+            if isinstance(err, ConfigError):
+                raise
+            raise ConfigError(f"{where}: {err}") from None
+    return RouterShares(tuple(tiers))
