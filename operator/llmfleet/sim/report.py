@@ -24,7 +24,7 @@ import numpy as np
 from llmfleet.fairness.scheduling import FCFS
 from llmfleet.sim.bound import fluid_bound
 from llmfleet.sim.engine import Engine, SchedulerFactory
-from llmfleet.sim.metrics import MIN_TENANT_REQUESTS, Recorder
+from llmfleet.sim.metrics import MIN_TENANT_REQUESTS, SLO_PERCENTILE, Recorder
 from llmfleet.sim.policies import PolicyFactory, policy_factories
 from llmfleet.sim.scenario import Scenario
 from llmfleet.sim.sweep import KNOBS, Point, equal_slo, equal_slo_table, points
@@ -265,6 +265,43 @@ def slo_table(cmp: Comparison) -> str:
     return "\n".join(lines)
 
 
+def hourly_shares(rec: Recorder, tier: str) -> list[float]:
+    """Per hour of arrival, the share of the tier's decided requests that met every target
+    (nan for an hour without any)."""
+    st = rec.tier_stats.get(tier)
+    if st is None:
+        return []
+    return [ok / n if n else math.nan for ok, n in zip(st.hour_ok, st.hour_decided,
+                                                        strict=True)]
+
+
+def hourly_table(cmp: Comparison) -> str:
+    """The per-hour SLO table: per interactive tier, a row per policy and a column per hour
+    of arrival; an hour that holds the tier's percentile target is ``.``, one that misses it
+    shows its share of requests within target (%)."""
+    tiers = [t.metadata.name for t in cmp.scenario.snapshot().tiers
+             if t.spec.type == "interactive"]
+    out = []
+    for tier in tiers:
+        shares = {n: hourly_shares(r.recorder, tier) for n, r in cmp.runs.items()}
+        hours = max((len(v) for v in shares.values()), default=0)
+        if not hours:
+            continue
+        out.append(f"{tier}: per hour of arrival, '.' = at least {100 * SLO_PERCENTILE:g}% of "
+                   "requests within target, else the % that were")
+        rows = [["hour", *[str(h) for h in range(hours)]]]
+        for name, v in shares.items():
+            cells = []
+            for h in range(hours):
+                x = v[h] if h < len(v) else math.nan
+                cells.append("-" if math.isnan(x) else "." if x >= SLO_PERCENTILE
+                             else f"{math.floor(100 * x):d}")
+            rows.append([name, *cells])
+        lines = _aligned(rows)
+        out += [lines[0], *lines[2:], ""]
+    return "\n".join(out).rstrip()
+
+
 # ---------------------------------------------------------------- files
 def shipped(cmp: Comparison) -> Comparison:
     """``cmp`` without the sweep's runs (``policy@knob=value``): each policy as it ships."""
@@ -281,7 +318,9 @@ def write_report(cmp: Comparison, out: Path | str) -> list[Path]:
     files = []
     pts = points(cmp)
     ratios = equal_slo(pts)
-    data = {n: {**r.summary, "wall_seconds": r.wall_seconds} for n, r in cmp.runs.items()}
+    data = {n: {**r.summary, "wall_seconds": r.wall_seconds,
+                "hourly_in_slo": {t: hourly_shares(r.recorder, t) for t in r.summary["tiers"]}}
+            for n, r in cmp.runs.items()}
     p = d / "metrics.json"
     p.write_text(json.dumps({
         "policies": data, "fluid_bound": cmp.bound,
@@ -294,8 +333,8 @@ def write_report(cmp: Comparison, out: Path | str) -> list[Path]:
     sweep_plot = _frontier(pts, d)
     cmp = shipped(cmp)
     p = d / "summary.txt"
-    p.write_text(summary_table(cmp) + "\n\n" + slo_table(cmp) + "\n\n"
-                 + equal_slo_table(ratios) + "\n")
+    p.write_text(summary_table(cmp) + "\n\n" + slo_table(cmp) + "\n\n" + hourly_table(cmp)
+                 + "\n\n" + equal_slo_table(ratios) + "\n")
     files.append(p)
     for name, r in cmp.runs.items():
         p = d / f"tenants-{name}.csv"
@@ -371,7 +410,8 @@ def markdown_report(cmp: Comparison, plots: Sequence[str] = (), equal: str = "")
             "An hour is within SLO when at least 95% of the requests that arrived in it met "
             "every target of their tier (rejected requests are misses). The worst tenant is "
             f"the tenant of the tier with the lowest share of requests in SLO (at least "
-            f"{MIN_TENANT_REQUESTS} requests).", "", "```", slo_table(cmp), "```", ""]
+            f"{MIN_TENANT_REQUESTS} requests).", "", "```", slo_table(cmp), "```", "",
+            "Hour by hour:", "", "```", hourly_table(cmp), "```", ""]
     if plots:
         out += ["## Plots", ""] + [f"![{q}]({q})" for q in plots] + [""]
     return "\n".join(out)

@@ -85,6 +85,11 @@ def test_simulate_sweep_writes_the_frontier_and_the_equal_slo_ratios(tmp_path, c
     data = json.loads((tmp_path / "metrics.json").read_text())
     assert {"reactive", "reactive@target=0.3", "static-peak@headroom=1.5"} <= set(
         data["policies"])
+    # the per-hour SLO table: a column per hour, a row per run
+    summary = (tmp_path / "summary.txt").read_text()
+    assert "interactive-fast: per hour of arrival" in summary
+    hourly = data["policies"]["reactive"]["hourly_in_slo"]["interactive-fast"]
+    assert len(hourly) == 2 and all(0 <= x <= 1 for x in hourly)  # 0.05 days: hours 0, 1
     # the per-policy tables and plots show each policy as it ships
     assert not any("@" in p.name for p in tmp_path.iterdir())
     assert "@" not in (tmp_path / "summary.txt").read_text().split("equal SLO")[0]
