@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from llmfleet.api.conditions import Reason
 from llmfleet.api.policy import FleetPolicy
@@ -34,6 +34,9 @@ from llmfleet.fairness.limits import Usage
 from llmfleet.forecast.synthetic import quota_demand
 from llmfleet.forecast.types import DemandForecast, FlowKey
 
+if TYPE_CHECKING:
+    from llmfleet.cycle.routing import RoutingApplied
+
 DemandSourceKind = Literal["history", "quota"]
 
 
@@ -47,6 +50,9 @@ class Demand:
     age_seconds: float | None = None
     why: str = ""
     """For the quotas' fallback: why there was no data (the start of ``message``)."""
+    routing: RoutingApplied | None = None
+    """What the router's shares did to the forecasts (None: no shares;
+    :func:`llmfleet.cycle.routing.route_demand`)."""
 
 
 @dataclass(frozen=True)

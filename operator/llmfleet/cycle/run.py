@@ -8,7 +8,9 @@ controller (every FleetPolicy interval) and the digital twin's llmfleet policy.
              (:mod:`llmfleet.cycle.demand`). Unreachable source, stale data or a rejected
              query -> no plan, the last one stays. No data (or none for a known flow) -> the
              last plan stays when there is one; before the first plan, the demand the
-             TenantQuotas' budgets imply is planned for with nothing scaled down;
+             TenantQuotas' budgets imply is planned for with nothing scaled down; with
+             ``inputs.router_shares`` each routed tier's reference flows are split among
+             its candidates (:mod:`llmfleet.cycle.routing`);
     floors   a region the caller could not reach is held at the last plan's figures; without
              demand data nothing goes under what runs now (:mod:`llmfleet.cycle.floors`).
              Both enter the planning instance as bounds;
@@ -59,11 +61,14 @@ from llmfleet.cycle.ports import (
     solve_with_policy_limits,
 )
 from llmfleet.cycle.records import plan_name
+from llmfleet.cycle.routing import route_demand
 from llmfleet.cycle.screen import Excluded, screen
 from llmfleet.fairness.limits import LimitTable, Usage, to_throttles
 from llmfleet.plan.convert import to_fleet_plan_spec
+from llmfleet.plan.explain import RoutedCell, routed_replicas, routing_summary
 from llmfleet.plan.instance import CurrentState, InstanceError, from_snapshot
 from llmfleet.plan.types import Infeasible, Plan
+from llmfleet.routing.models.serving import RouterShares
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +120,10 @@ class CycleInputs:
     """The previous plan this process made (a warm start for the solver)."""
     observe_note: str = ""
     """What the caller could not read of the fleet (said in the ``Planned`` message)."""
+    router_shares: RouterShares | None = None
+    """The routers' calibrated shares per routed tier: the demand of each tier's reference
+    model is split among its candidates before planning (:mod:`llmfleet.cycle.routing`).
+    None: no routing, demand as read."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +156,9 @@ class CycleResult:
     solve_seconds: float = 0.0
     excluded: tuple[Excluded, ...] = ()
     """Objects left out of this cycle (they cannot be planned); the rest was planned."""
+    routing: tuple[RoutedCell, ...] = ()
+    """Per (model, region): the replicas of the plan that exist because of routing
+    (:func:`llmfleet.plan.explain.routed_replicas`; empty without router shares)."""
 
     @property
     def planned(self) -> bool:
@@ -165,7 +177,7 @@ def run_cycle(inputs: CycleInputs, ports: CyclePorts) -> CycleResult:
     if isinstance(got, DemandFailure):
         r = _no_demand(name, got)
         return replace(r, conditions=(isolation, *r.conditions), excluded=excluded)
-    demand = got
+    demand = route_demand(got, snapshot, inputs.router_shares)
     if demand.source == "quota" and inputs.last_plan_name:
         # no demand data: keep the plan made from data, never scale down on a guess
         msg = f"{demand.why}; the last plan {inputs.last_plan_name} stays"
@@ -325,6 +337,14 @@ def _plan(
     notes = [f"demand: {demand.message}"]
     if floors:
         notes.append(f"floors: {floors.why}")
+    routed: tuple[RoutedCell, ...] = ()
+    if demand.routing is not None and demand.routing.shares:
+        try:
+            routed = routed_replicas(outcome, inst, demand.routing.shares)
+            notes.append(f"routing: {routing_summary(routed)}")
+        except Exception as err:  # an explanation must not lose the plan
+            log.exception("attributing replicas to routing")
+            notes.append(f"routing: not attributed ({type(err).__name__}: {err})")
     solver = spec.solver
     spec = spec.model_copy(
         update={
@@ -360,6 +380,7 @@ def _plan(
         limits_error=limits_error,
         solver_status=spec.solver.status,
         solve_seconds=spec.solver.solve_seconds,
+        routing=routed,
     )
 
 

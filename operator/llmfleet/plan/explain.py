@@ -14,12 +14,35 @@ For a (model, region) cell at step 0 the replicas exist because of the tightest 
 
 A pool's reason is the reason of most of its GPUs; ``packing`` when a sizeable part of its
 nodes is idle because replicas need whole GPUs and nodes come whole.
+
+**Routing.** When a quality-aware router splits a tier's requests between its reference
+model and cheaper candidates, the planner plans for the split demand
+(``llmfleet.cycle.routing``), and :func:`routed_replicas` says per (model, region) how many
+replicas of step 0 exist because of routing. Re-solving without the split would say it
+exactly but costs a second solve; instead the replicas are attributed in proportion to the
+load: a cell's load (capacity units, ``phi`` x tokens/s, of the routes -- interactive and
+deadline work per origin -- and the reserves placed there) is split into what routing sent
+there and the rest, and
+
+    routed replicas = replicas x routed load / load   (at most replicas - minReplicasPerRegion)
+    saved replicas  = replicas x removed load / load  (at the reference: the load routing took
+                                                       away from the flows served here)
+
+Both assume a replica carries routed and other load alike (the same utilisation), so the
+rounding to whole replicas is shared in proportion too (a cell of only routed load counts
+all its replicas), and that the removed load would have been served where the rest of its
+flow is; a flow routed away entirely has nothing left to say where (its removed load is
+counted in ``RoutedShare.removed_load``, not attributed to a cell).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import numpy as np
 
+from llmfleet.forecast.types import FlowKey
 from llmfleet.plan.heuristic import EPS, cell_loads, requirements
 from llmfleet.plan.indexed import UNIT, Compiled
 from llmfleet.plan.solution import Solution
@@ -155,10 +178,149 @@ def pool_explanations(
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class RoutedShare:
+    """What routing did to one demand flow (model, origin, tier) at step 0."""
+
+    added: float = 0.0
+    """Share (0..1) of the flow's load that routing sent to this model from the tier's
+    reference model (1: all of it; the rest is requests naming this model)."""
+    removed: float = 0.0
+    """Load routing took from this flow to other candidates, as a multiple of the load the
+    flow keeps (the reference's flows; 0 when it keeps none: see ``removed_load``)."""
+    load: float = 0.0
+    """The flow's load after routing, tokens/s (prompt + output; upper quantile for
+    interactive tiers, point for deadline ones)."""
+    removed_load: float = 0.0
+    """The load routing took away, tokens/s."""
+
+
+@dataclass(frozen=True)
+class RoutedCell:
+    """Replicas of one (model, region) at step 0, and how many of them routing accounts for
+    (module docstring: proportional attribution)."""
+
+    model: str
+    region: str
+    replicas: float
+    routed_replicas: float
+    """Replicas here because of the load routing sent to this model."""
+    saved_replicas: float
+    """Replicas the load routing took away from this model would need here."""
+    routed_share: float
+    """Share of the cell's load that routing sent here."""
+    tiers: tuple[str, ...]
+    """The routed tiers whose load moved here or away."""
+
+
+def routed_replicas(
+    plan: Plan, instance: object, routing: Mapping[FlowKey, RoutedShare]
+) -> tuple[RoutedCell, ...]:
+    """Per (model, region) with replicas at step 0 or routed load: the replicas routing
+    accounts for (module docstring)."""
+    from llmfleet.plan.indexed import compile_instance  # local: avoid a cycle at import
+    from llmfleet.plan.instance import PlanningInstance
+
+    if not isinstance(instance, PlanningInstance):
+        raise TypeError("routed_replicas needs the PlanningInstance the plan was made from")
+    if not routing:
+        return ()
+    c = compile_instance(instance)
+    mix = {m: i for i, m in enumerate(c.models)}
+    kix = {k: i for i, k in enumerate(c.tiers)}
+    step = plan.first()
+
+    def phi(model: str, tier: str) -> float:
+        v = float(c.phi[mix[model], kix[tier]]) if model in mix and tier in kix else 1.0
+        return v if np.isfinite(v) else 1.0
+
+    load: dict[tuple[str, str], list[float]] = {}
+    tiers: dict[tuple[str, str], set[str]] = {}
+
+    def add(model: str, region: str, tier: str, tok: float, added: float, removed: float) -> None:
+        ph = phi(model, tier) * tok
+        acc = load.setdefault((model, region), [0.0, 0.0, 0.0])
+        acc[0] += ph
+        acc[1] += ph * added
+        acc[2] += ph * removed
+        if added > 0 or removed > 0:
+            tiers.setdefault((model, region), set()).add(tier)
+
+    for r in step.routes:  # interactive and deadline work, per origin
+        got = routing.get(FlowKey(model=r.model, origin=r.origin, tier=r.tier))
+        add(r.model, r.region, r.tier, r.tokens_per_s,
+            got.added if got else 0.0, got.removed if got else 0.0)  # fmt: skip
+    for res in step.reserves:
+        add(res.model, res.region, res.tier, res.tokens_per_s, 0.0, 0.0)
+    replicas: dict[tuple[str, str], float] = {}
+    for rep in step.replicas:
+        replicas[(rep.model, rep.region)] = (
+            replicas.get((rep.model, rep.region), 0.0) + rep.replicas
+        )
+    floor = {m.name: m.min_replicas_per_region for m in instance.models}
+    out = []
+    for cell in sorted(set(tiers)):
+        total, added, removed = load.get(cell, [0.0, 0.0, 0.0])
+        x = replicas.get(cell, 0.0)
+        if total <= EPS:
+            continue
+        routed = min(x * added / total, max(0.0, x - floor.get(cell[0], 0)))
+        out.append(
+            RoutedCell(
+                cell[0], cell[1], float(x), float(max(routed, 0.0)), float(x * removed / total),
+                float(added / total), tuple(sorted(tiers[cell])),
+            )
+        )  # fmt: skip
+    return tuple(out)
+
+
+def routing_summary(cells: tuple[RoutedCell, ...]) -> str:
+    """One line: replicas that exist because of routing, and those it saved."""
+    if not cells:
+        return "no replicas because of routing"
+    routed: dict[str, float] = {}
+    saved: dict[str, float] = {}
+    for cell in cells:
+        routed[cell.model] = routed.get(cell.model, 0.0) + cell.routed_replicas
+        saved[cell.model] = saved.get(cell.model, 0.0) + cell.saved_replicas
+    parts = [f"{v:.1f} replica(s) of {m}" for m, v in sorted(routed.items()) if v > 0.05]
+    spared = [f"{v:.1f} of {m}" for m, v in sorted(saved.items()) if v > 0.05]
+    text = ("; ".join(parts) or "no replicas") + " exist because of routing"
+    if spared:
+        text += f"; it spares about {', '.join(spared)} (proportional to the load moved)"
+    return text
+
+
+def _routing_lines(cells: tuple[RoutedCell, ...], model: str, region: str) -> list[str]:
+    out = []
+    for cell in cells:
+        if cell.model != model or cell.region != region:
+            continue
+        tiers = ", ".join(cell.tiers)
+        if cell.routed_replicas > 0.05:
+            out.append(
+                f"    routing: {cell.routed_replicas:.1f} of these replicas exist because of "
+                f"routing ({cell.routed_share:.0%} of the load is tier {tiers}'s requests the "
+                "router sends here)"
+            )
+        if cell.saved_replicas > 0.05:
+            out.append(
+                f"    routing: about {cell.saved_replicas:.1f} more replica(s) would be needed here "
+                f"without routing (tier {tiers}'s requests the router sends to cheaper models)"
+            )
+    return out
+
+
 def explain(
-    plan: Plan, instance: object = None, model: str | None = None, region: str | None = None
+    plan: Plan,
+    instance: object = None,
+    model: str | None = None,
+    region: str | None = None,
+    routing: Mapping[FlowKey, RoutedShare] | None = None,
 ) -> str:
-    """Text saying why each replica of step 0 exists (filter by model and/or region)."""
+    """Text saying why each replica of step 0 exists (filter by model and/or region);
+    ``routing``: what the router's shares did to the demand (``llmfleet.cycle.routing``),
+    to say how many replicas exist because of routing."""
     from llmfleet.plan.indexed import compile_instance  # local: avoid a cycle at import
     from llmfleet.plan.instance import PlanningInstance
     from llmfleet.plan.model import build
@@ -173,6 +335,7 @@ def explain(
         f"objective {plan.objective:,.2f} USD over {len(plan.steps)} steps"
         + (f", gap {plan.solver.gap:.2%} to the LP bound" if plan.solver.gap is not None else "")
     ]
+    routed = routed_replicas(plan, instance, routing) if routing else ()
     R = len(c.regions)
     for cell in range(len(cl.keys)):
         m, r = int(cl.keys[cell] // R), int(cl.keys[cell] % R)
@@ -197,6 +360,7 @@ def explain(
                     lines.append(
                         f"    serves {UNIT * sol.served[i, 0]:,.0f} tok/s of tier {c.tiers[c.fg_k[g]]} from {origins}"
                     )
+        lines.extend(_routing_lines(routed, c.models[m], c.regions[r]))
     for e in plan.explanations:
         if region and e.region != region:
             continue
@@ -204,4 +368,11 @@ def explain(
             lines.append(f"pool {e.region}/{e.pool}: {e.reason} — {e.message}")
     if len(lines) == 1:
         lines.append("no replicas match the filter at step 0")
+    if routing:
+        shown = tuple(
+            x
+            for x in routed
+            if (not model or x.model == model) and (not region or x.region == region)
+        )
+        lines.append(f"routing: {routing_summary(shown)}")
     return "\n".join(lines)
