@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# A fleet in a box: the local control plane plus what a real cluster would add so that the
+# operator's model Deployments get Running pods that answer requests, all on 127.0.0.1.
+#
+#   hack/fleet.sh build        hack/bin/kube-scheduler (the hack/controlplane module, same
+#                              k8s.io/kubernetes release), hack/bin/kwok (hack/kwok module,
+#                              sigs.k8s.io/kwok) and kwok's stage config (cached)
+#   hack/fleet.sh up [DIR]     start everything (default DIR .tmp/fleet), print the URLs
+#   hack/fleet.sh down [DIR]   stop everything started by `up DIR`
+#   hack/fleet.sh status [DIR] what is running
+#
+# What runs (each a child of nothing but this script's `up`, pid files in DIR/pids):
+#   llmfleet-controlplane  etcd + kube-apiserver + kube-controller-manager, the Service
+#                          range on loopback ($FLEET_SERVICE_CIDR, default 127.0.100.0/24)
+#   kube-scheduler         binds the pods to nodes (no leader election, admin kubeconfig)
+#   kwok                   manages every Node (fake kubelet): Nodes Ready, their pods
+#                          Running with fake pod IPs (--cidr; never sent any traffic)
+#   harness                python -m llmfleet.box.harness: an emulator per Running model pod
+#                          in $FLEET_NAMESPACE, a listener on each Service's ClusterIP:port
+#                          (kube-proxy's part), Prometheus file_sd of the emulators
+#   prometheus             (if installed: hack/tools.sh prometheus) scraping that file_sd
+#
+# TODO(issue 14): Traefik as the Gateway API data plane (HTTPRoutes -> the Services'
+# ClusterIPs) is not started yet; clients talk to the Services' ClusterIPs directly.
+#
+# Environment: FLEET_PORT (apiserver port, default 6443; the control plane takes it..+3),
+# FLEET_SERVICE_CIDR, FLEET_NAMESPACE (default llmfleet), FLEET_PROMETHEUS (1; 0 = off),
+# FLEET_PROMETHEUS_PORT (9090), FLEET_SCRAPE_INTERVAL (5s), FLEET_POD_CIDR (kwok's fake pod
+# IPs, 10.244.0.0/16), LLMFLEET_VENV (.venv), FLEET_TIMEOUT (seconds per wait, 120).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN_DIR="$ROOT/hack/bin"
+CP_MOD="$ROOT/hack/controlplane"
+KWOK_MOD="$ROOT/hack/kwok"
+SCHED_BIN="$BIN_DIR/kube-scheduler"
+KWOK_BIN="$BIN_DIR/kwok"
+STAGES="$BIN_DIR/thirdparty/kwok/stages.yaml"
+# kwok's own lifecycle stages, as kwokctl uses them (paths inside the kwok module)
+KWOK_STAGES=(
+  kustomize/stage/node/fast/node-initialize.yaml
+  kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml
+  kustomize/stage/pod/fast/pod-ready.yaml
+  kustomize/stage/pod/fast/pod-complete.yaml
+  kustomize/stage/pod/fast/pod-delete.yaml
+)
+
+FLEET_PORT="${FLEET_PORT:-6443}"
+FLEET_SERVICE_CIDR="${FLEET_SERVICE_CIDR:-127.0.100.0/24}"
+FLEET_NAMESPACE="${FLEET_NAMESPACE:-llmfleet}"
+FLEET_PROMETHEUS="${FLEET_PROMETHEUS:-1}"
+FLEET_PROMETHEUS_PORT="${FLEET_PROMETHEUS_PORT:-9090}"
+FLEET_SCRAPE_INTERVAL="${FLEET_SCRAPE_INTERVAL:-5s}"
+FLEET_POD_CIDR="${FLEET_POD_CIDR:-10.244.0.0/16}"
+FLEET_TIMEOUT="${FLEET_TIMEOUT:-120}"
+VENV="${LLMFLEET_VENV:-$ROOT/.venv}"
+
+log() { printf '[fleet.sh] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ------------------------------------------------------------------------------ build
+
+gobuild_env() { export GOTOOLCHAIN=local GOWORK=off GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly"; }
+
+# newer_than BIN FILE...: true if BIN exists and is newer than every FILE
+newer_than() {
+  local bin="$1" f
+  shift
+  [[ -x "$bin" ]] || return 1
+  for f in "$@"; do
+    [[ "$bin" -nt "$f" ]] || return 1
+  done
+}
+
+# The version ldflags hack/controlplane.sh sets, so /version and the logs name the release.
+k8s_ldflags() {
+  local v major minor flags="-s -w" pkg
+  v="$(bash "$ROOT/hack/controlplane.sh" version)"
+  major="${v#v}"; major="${major%%.*}"
+  minor="${v#v*.}"; minor="${minor%%.*}"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X '$pkg.gitVersion=$v' -X '$pkg.gitMajor=$major' -X '$pkg.gitMinor=$minor'"
+    flags+=" -X '$pkg.gitTreeState=clean'"
+  done
+  printf '%s' "$flags"
+}
+
+build_scheduler() {
+  if newer_than "$SCHED_BIN" "$CP_MOD/go.mod" "$CP_MOD/go.sum"; then
+    return 0
+  fi
+  local start=$SECONDS
+  log "building kube-scheduler ($(bash "$ROOT/hack/controlplane.sh" version), hack/controlplane module) -> $SCHED_BIN"
+  mkdir -p "$BIN_DIR"
+  (gobuild_env && cd "$CP_MOD" && go build -ldflags "$(k8s_ldflags)" -o "$SCHED_BIN.tmp" k8s.io/kubernetes/cmd/kube-scheduler)
+  mv -f "$SCHED_BIN.tmp" "$SCHED_BIN"
+  log "built kube-scheduler in $((SECONDS - start))s"
+}
+
+kwok_version() { awk '$1 == "sigs.k8s.io/kwok" { print $2; exit }' "$KWOK_MOD/go.mod"; }
+
+build_kwok() {
+  if ! newer_than "$KWOK_BIN" "$KWOK_MOD/go.mod" "$KWOK_MOD/go.sum"; then
+    local start=$SECONDS
+    log "building kwok $(kwok_version) (hack/kwok module) -> $KWOK_BIN"
+    mkdir -p "$BIN_DIR"
+    (gobuild_env && cd "$KWOK_MOD" && go build -ldflags "-s -w" -o "$KWOK_BIN.tmp" sigs.k8s.io/kwok/cmd/kwok)
+    mv -f "$KWOK_BIN.tmp" "$KWOK_BIN"
+    log "built kwok in $((SECONDS - start))s"
+  fi
+  if newer_than "$STAGES" "$KWOK_MOD/go.mod" "${BASH_SOURCE[0]}"; then
+    return 0
+  fi
+  local dir f
+  dir="$(gobuild_env && cd "$KWOK_MOD" && go mod download -json sigs.k8s.io/kwok |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+  mkdir -p "$(dirname "$STAGES")"
+  {
+    echo "# kwok $(kwok_version) stages (from its module: ${KWOK_STAGES[*]}); written by hack/fleet.sh"
+    for f in "${KWOK_STAGES[@]}"; do
+      echo "---"
+      cat "$dir/$f"
+    done
+  } >"$STAGES.tmp"
+  mv -f "$STAGES.tmp" "$STAGES"
+  log "kwok stages -> $STAGES"
+}
+
+cmd_build() {
+  command -v go >/dev/null || die "go not found on PATH"
+  build_scheduler
+  build_kwok
+}
+
+# ------------------------------------------------------------------------------ up/down
+
+pidfile() { echo "$DIR/pids/$1.pid"; }
+
+# alive NAME: print the pid of NAME if it runs (and is what we started: cmdline matches)
+alive() {
+  local f pid want
+  f="$(pidfile "$1")"
+  [[ -f "$f" ]] || return 1
+  read -r pid want <"$f" || return 1
+  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$want" || return 1
+  echo "$pid"
+}
+
+# start NAME MARKER CMD...: start CMD in the background, log DIR/NAME.log; MARKER is a
+# string of its command line that `alive` checks against pid reuse
+start() {
+  local name="$1" marker="$2"
+  shift 2
+  if alive "$name" >/dev/null; then
+    die "$name is already running ($(pidfile "$name")); run: $0 down $DIR"
+  fi
+  nohup "$@" >"$DIR/$name.log" 2>&1 </dev/null &
+  echo "$! $marker" >"$(pidfile "$name")"
+  log "started $name (pid $!), log $DIR/$name.log"
+}
+
+# stop NAME: SIGTERM, SIGKILL after 20s
+stop() {
+  local name="$1" pid i
+  if pid="$(alive "$name")"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 200; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "$name still running after 20s; SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    log "stopped $name"
+  fi
+  rm -f "$(pidfile "$name")"
+}
+
+# wait_until WHAT CMD...: poll CMD until it succeeds (FLEET_TIMEOUT)
+wait_until() {
+  local what="$1" start=$SECONDS
+  shift
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS - start > FLEET_TIMEOUT)); then
+      log "$what not ready after ${FLEET_TIMEOUT}s"
+      return 1
+    fi
+    sleep 0.3
+  done
+}
+
+running_or_die() {
+  alive "$1" >/dev/null && return 0
+  log "$1 exited; last lines of $DIR/$1.log:"
+  tail -30 "$DIR/$1.log" >&2 || true
+  return 1
+}
+
+cmd_up() {
+  DIR="${1:-$ROOT/.tmp/fleet}"
+  mkdir -p "$DIR/pids" "$DIR/harness" "$DIR/prometheus"
+  DIR="$(cd "$DIR" && pwd)"
+  [[ -x "$VENV/bin/python" ]] || die "no venv at $VENV (run hack/setup.sh --python)"
+  cmd_build
+  UP_OK=0
+  trap '[[ $UP_OK == 1 ]] || { log "up failed; stopping what was started"; cmd_down "$DIR"; }' EXIT
+
+  local kubeconfig
+  kubeconfig="$(bash "$ROOT/hack/controlplane.sh" up "$DIR/cp" "$FLEET_PORT" \
+    "--service-cluster-ip-range=$FLEET_SERVICE_CIDR")"
+
+  start kube-scheduler "$SCHED_BIN" "$SCHED_BIN" --kubeconfig="$kubeconfig" \
+    --leader-elect=false --bind-address=127.0.0.1 --secure-port=$((FLEET_PORT + 4))
+  start kwok "$KWOK_BIN" "$KWOK_BIN" --kubeconfig="$kubeconfig" --config="$STAGES" \
+    --manage-all-nodes=true --node-lease-duration-seconds=40 --cidr="$FLEET_POD_CIDR"
+
+  local targets="$DIR/prometheus/targets.json"
+  PYTHONUNBUFFERED=1 start harness "llmfleet.box.harness" "$VENV/bin/python" -m llmfleet.box.harness \
+    --kubeconfig "$kubeconfig" --namespace "$FLEET_NAMESPACE" --workdir "$DIR/harness" \
+    --file-sd "$targets" --python "$VENV/bin/python"
+  wait_until "harness" test -f "$DIR/harness/ready" || { running_or_die harness; false; }
+
+  local prom_url=""
+  if [[ "$FLEET_PROMETHEUS" == 1 ]] && command -v prometheus >/dev/null; then
+    cat >"$DIR/prometheus/prometheus.yml" <<EOF
+# written by hack/fleet.sh: the harness's emulators, as a PodMonitor would find vLLM pods
+global:
+  scrape_interval: $FLEET_SCRAPE_INTERVAL
+  evaluation_interval: $FLEET_SCRAPE_INTERVAL
+scrape_configs:
+  - job_name: vllm
+    file_sd_configs:
+      - files: ["$targets"]
+        refresh_interval: $FLEET_SCRAPE_INTERVAL
+EOF
+    start prometheus prometheus "$(command -v prometheus)" \
+      --config.file="$DIR/prometheus/prometheus.yml" --storage.tsdb.path="$DIR/prometheus/data" \
+      --web.listen-address="127.0.0.1:$FLEET_PROMETHEUS_PORT"
+    prom_url="http://127.0.0.1:$FLEET_PROMETHEUS_PORT"
+    wait_until "prometheus" curl -fsS --max-time 2 "$prom_url/-/ready" || { running_or_die prometheus; false; }
+  elif [[ "$FLEET_PROMETHEUS" == 1 ]]; then
+    log "prometheus not installed (bash hack/tools.sh prometheus); not started"
+  fi
+  for name in kube-scheduler kwok harness; do running_or_die "$name"; done
+  UP_OK=1
+
+  cat <<EOF
+fleet up in $DIR
+  apiserver:   $(cat "$DIR/cp/ready")
+  kubeconfig:  export KUBECONFIG=$kubeconfig
+  services:    ClusterIPs in $FLEET_SERVICE_CIDR (namespace $FLEET_NAMESPACE), answered by the harness
+  harness:     $DIR/harness/state.json (emulators, listeners), log $DIR/harness.log
+  file_sd:     $targets
+  prometheus:  ${prom_url:-(not running)}
+  gateway:     TODO (Traefik not started)
+  stop:        bash hack/fleet.sh down $DIR
+EOF
+}
+
+cmd_down() {
+  DIR="${1:-$ROOT/.tmp/fleet}"
+  [[ -d "$DIR" ]] || { log "nothing in $DIR"; return 0; }
+  DIR="$(cd "$DIR" && pwd)"
+  local name
+  for name in prometheus harness kwok kube-scheduler; do stop "$name"; done
+  bash "$ROOT/hack/controlplane.sh" down "$DIR/cp"
+}
+
+cmd_status() {
+  DIR="${1:-$ROOT/.tmp/fleet}"
+  local name pid rc=0
+  for name in kube-scheduler kwok harness prometheus; do
+    if pid="$(alive "$name")"; then echo "$name: running (pid $pid)"; else echo "$name: not running"; fi
+  done
+  bash "$ROOT/hack/controlplane.sh" status "$DIR/cp" || rc=$?
+  return "$rc"
+}
+
+main() {
+  local sub="${1:-}"
+  [[ $# -gt 0 ]] && shift
+  case "$sub" in
+    build) cmd_build ;;
+    up) cmd_up "$@" ;;
+    down) cmd_down "$@" ;;
+    status) cmd_status "$@" ;;
+    *) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+  esac
+}
+
+main "$@"
