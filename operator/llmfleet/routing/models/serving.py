@@ -756,7 +756,7 @@ def shares_of_choices(
         base, samples = split_option(opt)
         key = (names.get(base, base), samples)
         acc = merged.setdefault(key, [0.0, 0.0, 0.0])
-        acc[0] += counts[j] / n
+        acc[0] += float(counts[j]) / n
         acc[1] += float(p_share[j])
         acc[2] += float(o_share[j])
     shares = tuple(
