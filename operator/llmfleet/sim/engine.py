@@ -77,10 +77,12 @@ from __future__ import annotations
 
 import heapq
 import math
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
@@ -105,6 +107,11 @@ SchedulerFactory = Callable[[], Scheduler]
 
 # event kinds (ordered: at equal times replicas settle before arrivals, control last)
 _REPLICA, _NODE_READY, _REPLICA_READY, _SPOT, _ARRIVAL, _TICK, _DECIDE, _REACT = range(8)
+_UNIFORM_BATCH = 1024
+"""Routing uniforms drawn from the engine's generator at once (:meth:`Engine._uniform`)."""
+_Row = tuple[float, int, str, str, str, str, int, int, int, int, int,
+             "tuple[int, int, int] | None"]
+"""A request as :meth:`Engine._columns` hands it to :meth:`Engine._arrive`."""
 
 
 @dataclass(slots=True, eq=False)
@@ -183,17 +190,29 @@ class Replica:
     v: float = 0.0
     v_time: float = 0.0
     served_tokens: float = 0.0
+    held: int = 0
+    """Requests held: ``waiting`` + ``prefill_q`` + ``prefill_bq`` + the one prefilling +
+    ``decode`` (kept by the engine where requests come and go: the router's key)."""
+    cap: int = field(init=False)
+    """``profile.max_seqs``."""
+    floor: float = field(init=False)
+    """``max(s C, 1e-9)``: the batch size from which decode is saturated (:meth:`rate`)."""
+    fcfs: bool = field(init=False)
+    """The scheduler is plain :class:`FCFS`: its calls are no-ops the engine skips."""
+
+    def __post_init__(self) -> None:
+        p = self.profile
+        self.cap = p.max_seqs
+        self.floor = max(p.saturation * p.max_seqs, 1e-9)
+        self.fcfs = type(self.scheduler) is FCFS
 
     @property
     def slots(self) -> int:
-        return (len(self.prefill_q) + len(self.prefill_bq) + (self.prefilling is not None)
-                + len(self.decode))
+        return self.held - len(self.waiting)
 
     @property
     def load(self) -> float:
-        # slots inlined: this is the router's key, evaluated for every candidate replica
-        held = len(self.prefill_q) + len(self.prefill_bq) + len(self.decode) + len(self.waiting)
-        return (held + (self.prefilling is not None)) / self.profile.max_seqs
+        return self.held / self.cap
 
     def wait(self, now: float) -> float:
         """Seconds an interactive prompt arriving now waits before its prefill starts: the
@@ -201,7 +220,7 @@ class Replica:
         prefilled (deadline prompts yield); ``inf`` when no slot is free (the wait is then a
         completion away, which the replica cannot tell)."""
         p = self.profile
-        if self.slots + len(self.waiting) >= p.max_seqs:
+        if self.held >= p.max_seqs:
             return math.inf
         ahead = self.queued_prompt
         if self.prefilling is not None:
@@ -209,8 +228,7 @@ class Replica:
         return ahead / p.prefill
 
     def rate(self) -> float:
-        p = self.profile
-        return p.decode / max(len(self.decode), p.saturation * p.max_seqs, 1e-9)
+        return self.profile.decode / max(len(self.decode), self.floor)
 
     def advance(self, now: float) -> None:
         if self.prefilling is None and self.decode:
@@ -287,6 +305,9 @@ class Engine:
         self.step = step
         n_steps = math.ceil(workload.duration / step) + 1
         self._flow_idx: dict[tuple[int, int, int], int] = {}
+        """(model, origin, tier) -> its row of ``_hist``, for the flows that have arrived."""
+        self._flow_row: dict[tuple[int, int, int], int] = {}
+        """The same for every flow of the chunks seen so far (in first-arrival order)."""
         self._hist = np.zeros((0, n_steps, 3))
         self._tick_busy: dict[ReplicaKey, list[float]] = {}
         self._tick_tokens: dict[ReplicaKey, float] = {}
@@ -295,7 +316,32 @@ class Engine:
         self._hist_cache: tuple[int, Mapping[FlowKey, DemandHistory]] | None = None
         self.gateway = Gateway()
         self._sent: dict[tuple[str, str, str], float] = {}
-        """(tenant, model, origin) -> tokens sent so far (throttled included)."""
+        """(tenant, model, origin) -> tokens sent so far (throttled included), as of the
+        last :meth:`_usage` (tallied a chunk slice at a time, :meth:`_fold_sent`)."""
+        self._use_ix: dict[tuple[str, str, str], int] = {}
+        self._use_keys: list[tuple[str, str, str]] = []
+        self._use_first: list[int] = []
+        """Per (tenant, model, origin), in first-arrival order: the first request's id."""
+        self._sent_total = np.zeros(0)
+        self._sent_code = np.zeros(0, dtype=np.int64)
+        self._sent_tokens = np.zeros(0)
+        self._sent_off = 0
+        self._sent_upto = 0
+        # routing, derived from the target and the ready set (dropped when they change)
+        self._route_cache: dict[tuple[str, str, str], tuple[list[str], list[float]] | None] = {}
+        self._cands: dict[tuple[str, str, bool, str], list[Replica]] = {}
+        self._others_cache: dict[tuple[str, str, str], list[str]] = {}
+        self._batch_cands: dict[str, list[Replica]] = {}
+        self._spot_ok = {t.metadata.name: t.spec.spot_allowed for t in snap.tiers}
+        self._tier_deadline: list[float | None] = []
+        for name in workload.tiers:
+            spec = self.tiers[name].spec
+            batch = spec.type == "deadline" and spec.deadline is not None
+            self._tier_deadline.append(
+                spec.deadline.completion_seconds if batch and spec.deadline else None)
+        self._u_buf: list[float] = []
+        self._u_pos = 0
+        self._u_state: Mapping[str, Any] | None = None
         self._sent_at: deque[tuple[float, dict[tuple[str, str, str], float]]] = deque()
 
     # ------------------------------------------------------------------ events
@@ -304,42 +350,57 @@ class Engine:
         heapq.heappush(self._heap, (t, kind, self._seq, a, obj))
 
     def run(self) -> Recorder:
-        wl = self.wl
-        chunks = iter(wl.chunks())
-        chunk: Workload | None = next(chunks, None)
-        arrivals = chunk.arrival if chunk is not None else np.zeros(0)
-        n = arrivals.size
-        i = 0
         self._push(0.0, _DECIDE, 0, None)
         react = getattr(self.policy, "react_seconds", None)
         if react is not None and hasattr(self.policy, "react"):
             self._push(float(react), _REACT, 0, None)
         self._push(self.cfg.tick_seconds, _TICK, 0, None)
-        end = wl.duration
+        end = self.wl.duration
+        heap = self._heap
+        pop = heapq.heappop
+        dispatch, replica_event, arrive = self._dispatch, self._replica_event, self._arrive
+        live = ("ready", "draining")
+        progress = self.progress
         last_report = 0.0
-        while True:
-            while i >= n and chunk is not None:  # next hour of the stream
-                chunk = next(chunks, None)
-                arrivals = chunk.arrival if chunk is not None else np.zeros(0)
-                n, i = arrivals.size, 0
-            next_arr = arrivals[i] if i < n else math.inf
-            if self._heap and self._heap[0][0] <= next_arr:
-                t, kind, _, a, obj = heapq.heappop(self._heap)
-                if t > end:
+        over = False  # past the end
+        for chunk in self.wl.chunks():  # an hour of the stream at a time
+            rows = self._columns(chunk, end)
+            for row in rows:
+                ta = row[0]
+                while heap and heap[0][0] <= ta:  # at equal times events come first
+                    t, kind, _, a, obj = pop(heap)
+                    if t > end:
+                        over = True
+                        break
+                    self.now = t
+                    if kind == _REPLICA:
+                        rep = obj
+                        assert isinstance(rep, Replica)
+                        if a == rep.epoch and rep.state in live:
+                            replica_event(rep)
+                    else:
+                        dispatch(kind, a, obj)
+                if over or ta > end:
+                    over = True
                     break
-                self.now = t
-                self._dispatch(kind, a, obj)
-            else:
-                if next_arr > end:
-                    break
-                self.now = float(next_arr)
-                assert chunk is not None
-                self._arrive(chunk, i)
-                i += 1
-            if self.progress is not None and self.now - last_report > 3600:
-                last_report = self.now
-                self.progress(self.now / end)
+                self.now = ta
+                arrive(row)
+                if progress is not None and ta - last_report > 3600:
+                    last_report = ta
+                    progress(ta / end)
+            if over:
+                break
+        while not over and heap:  # no more arrivals: the events up to the end
+            t, kind, _, a, obj = pop(heap)
+            if t > end:
+                break
+            self.now = t
+            self._dispatch(kind, a, obj)
+            if progress is not None and t - last_report > 3600:
+                last_report = t
+                progress(t / end)
         self.now = end
+        self._fold_sent(self.rec.arrived_n)
         self.rec.finish(end, self._holders())
         return self.rec
 
@@ -380,95 +441,225 @@ class Engine:
                 self._push(self.now + float(every), _REACT, 0, None)
 
     # ------------------------------------------------------------------ arrivals
-    def _arrive(self, wl: Workload, i: int) -> None:
-        """Request ``i`` of the chunk ``wl`` arrives (its id is the chunk offset + i)."""
-        model = wl.models[wl.model[i]]
-        tier = wl.tiers[wl.tier[i]]
-        rid = wl.offset + i
-        req = Request(
-            id=rid, tenant=wl.tenants[wl.tenant[i]], tier=tier, model=model,
-            arrival=self.now, prompt_tokens=int(wl.prompt[i]),
-            output_tokens=int(wl.output[i]), origin=wl.regions[wl.origin[i]],
-            interaction=int(wl.interaction[i]) if wl.interaction is not None else rid,
-            call_index=int(wl.call_index[i]) if wl.call_index is not None else 0,
+    def _columns(self, wl: Workload, end: float) -> Iterator[_Row]:
+        """The requests of the chunk ``wl`` as rows of Python values (arrival, id, tenant,
+        tier, model, origin, prompt, output, interaction, call index, tier index, new flow
+        or None); counts them into the demand history per (flow, step) at once (a policy
+        reads only complete steps, all of them in the past, and a flow only from its first
+        arrival on) and keeps what the usage tally needs."""
+        n = len(wl)
+        off = wl.offset
+        self._fold_sent(off)  # every request of the chunks before has arrived
+        ids = range(off, off + n)
+        arrival = wl.arrival.astype(np.float64, copy=False)
+        # flows (model, origin, tier): a row of the history per flow, in first-arrival order
+        nm, no, nt = len(wl.models), len(wl.regions), len(wl.tiers)
+        code = (wl.model * no + wl.origin) * nt + wl.tier
+        uniq, first = np.unique(code, return_index=True)
+        new: dict[int, tuple[int, int, int]] = {}
+        for c, i in sorted(zip(uniq.tolist(), first.tolist(), strict=True), key=lambda x: x[1]):
+            key = (c // (no * nt), c // nt % no, c % nt)
+            if key not in self._flow_row:
+                self._flow_row[key] = len(self._flow_row)
+                new[i] = key
+        rows_needed = len(self._flow_row) - self._hist.shape[0]
+        if rows_needed:
+            self._hist = np.concatenate(
+                [self._hist, np.zeros((rows_needed, *self._hist.shape[1:]))])
+        if n:
+            inside = arrival <= end  # the run stops at the first arrival past its end
+            lut = np.full(nm * no * nt, -1, dtype=np.int64)
+            for (m, o, t), f in self._flow_row.items():
+                lut[(m * no + o) * nt + t] = f
+            cell = (lut[code[inside]] * self._hist.shape[1]
+                    + (arrival[inside] // self.step).astype(np.int64)) * 3
+            flat = self._hist.reshape(-1)  # a view: the history is contiguous
+            np.add.at(flat, cell, 1.0)
+            np.add.at(flat, cell + 1, wl.prompt[inside].astype(np.float64))
+            np.add.at(flat, cell + 2, wl.output[inside].astype(np.float64))
+        # tokens sent per (tenant, model, origin), tallied lazily (_fold_sent)
+        nu = len(wl.tenants)
+        use = (wl.tenant * nm + wl.model) * no + wl.origin
+        uniq, first = np.unique(use, return_index=True)
+        for c, i in sorted(zip(uniq.tolist(), first.tolist(), strict=True), key=lambda x: x[1]):
+            key3 = (wl.tenants[c // (nm * no)], wl.models[c // no % nm], wl.regions[c % no])
+            if key3 not in self._use_ix:
+                self._use_ix[key3] = len(self._use_ix)
+                self._use_first.append(off + i)
+                self._use_keys.append(key3)
+        lut = np.full(nu * nm * no, -1, dtype=np.int64)
+        for (tn, mn, on), j in self._use_ix.items():
+            lut[(wl.tenants.index(tn) * nm + wl.models.index(mn)) * no + wl.regions.index(on)] = j
+        self._sent_code = lut[use]
+        self._sent_tokens = (wl.prompt + wl.output).astype(np.float64)
+        self._sent_off = off
+        self._sent_upto = off
+        names = {
+            "tenant": np.asarray(wl.tenants, dtype=object),
+            "tier": np.asarray(wl.tiers, dtype=object),
+            "model": np.asarray(wl.models, dtype=object),
+            "origin": np.asarray(wl.regions, dtype=object),
+        }
+        flows: list[tuple[int, int, int] | None] = [None] * n
+        for i, key in new.items():
+            flows[i] = key
+        return zip(
+            arrival.tolist(), ids,
+            names["tenant"][wl.tenant].tolist(), names["tier"][wl.tier].tolist(),
+            names["model"][wl.model].tolist(), names["origin"][wl.origin].tolist(),
+            wl.prompt.tolist(), wl.output.tolist(),
+            wl.interaction.tolist() if wl.interaction is not None else ids,
+            wl.call_index.tolist() if wl.call_index is not None else [0] * n,
+            wl.tier.tolist(), flows, strict=True,
         )
-        key = (int(wl.model[i]), int(wl.origin[i]), int(wl.tier[i]))
-        f = self._flow_idx.get(key)
-        if f is None:
-            f = self._flow_idx[key] = len(self._flow_idx)
-            self._hist = np.concatenate([self._hist, np.zeros((1, *self._hist.shape[1:]))])
-        s = int(self.now // self.step)
-        h = self._hist[f, s]
-        h[0] += 1
-        h[1] += req.prompt_tokens
-        h[2] += req.output_tokens
-        t = self.tiers[tier]
-        batch = t.spec.type == "deadline" and t.spec.deadline is not None
-        if batch and t.spec.deadline is not None:
-            req.deadline = self.now + t.spec.deadline.completion_seconds
+
+    def _fold_sent(self, upto: int) -> None:
+        """Add the tokens of the requests with ids below ``upto`` (of the current chunk)
+        to the per-(tenant, model, origin) tally."""
+        if upto <= self._sent_upto:
+            return
+        a, b = self._sent_upto - self._sent_off, upto - self._sent_off
+        add = np.bincount(self._sent_code[a:b], weights=self._sent_tokens[a:b],
+                          minlength=len(self._use_keys))
+        if self._sent_total.size < add.size:
+            self._sent_total = np.concatenate(
+                [self._sent_total, np.zeros(add.size - self._sent_total.size)])
+        self._sent_total[: add.size] += add
+        self._sent_upto = upto
+
+    def _arrive(self, row: _Row) -> None:
+        """One request arrives (a row of :meth:`_columns`; ``self.now`` is its arrival)."""
+        now, rid, tenant, tier, model, origin, prompt, output, inter, call, t_ix, flow = row
+        req = Request(rid, tenant, tier, model, now, prompt, output, inter, call, origin)
+        if flow is not None:
+            self._flow_idx[flow] = self._flow_row[flow]
+        dl = self._tier_deadline[t_ix]
+        if dl is not None:
+            req.deadline = now + dl
             req.lane = "deadline"
         self.rec.arrived(req)
-        use = (req.tenant, model, req.origin)
-        tokens = float(req.prompt_tokens + req.output_tokens)
-        self._sent[use] = self._sent.get(use, 0.0) + tokens
-        if not self.gateway.admit(req.tenant, tokens, req.call_index, self.now):
-            self.rec.rejected(req, THROTTLED, self.now)  # a 429 at the ingress, counted
+        gw = self.gateway
+        if call == 0 and (tenant in gw.tokens or tenant in gw.requests) and not gw.admit(
+                tenant, float(prompt + output), call, now):
+            self.rec.rejected(req, THROTTLED, now)  # a 429 at the ingress, counted
             return
-        if batch:
+        if dl is not None:
             heapq.heappush(self.deadline_q.setdefault(model, []), (req.deadline, rid, req))
             self._release_batch(model)
             return
         self._route(req)
 
+    def _uniform(self) -> float:
+        """The next ``rng.random()``, from a batch drawn at once: the same numbers, in the
+        same order, as one call per request (see :meth:`_sync_rng`)."""
+        if self._u_pos >= len(self._u_buf):
+            self._u_state = self.rng.bit_generator.state
+            self._u_buf = self.rng.random(_UNIFORM_BATCH).tolist()
+            self._u_pos = 0
+        u = self._u_buf[self._u_pos]
+        self._u_pos += 1
+        return u
+
+    def _sync_rng(self) -> None:
+        """Before any other draw from ``rng``: put the generator where the uniforms used so
+        far leave it (each double of ``random`` is one 64-bit step of PCG64), dropping the
+        rest of the batch, so the random stream is exactly that of one draw at a time."""
+        if self._u_state is not None:
+            bg = self.rng.bit_generator
+            assert isinstance(bg, np.random.PCG64)  # default_rng's; advance() counts draws
+            bg.state = self._u_state  # type: ignore[assignment]
+            bg.advance(self._u_pos)
+            self._u_state, self._u_buf, self._u_pos = None, [], 0
+
     def _region_for(self, req: Request) -> str:
-        routes = self.target.routes.get((req.model, req.tier, req.origin))
-        if not routes:
+        key = (req.model, req.tier, req.origin)
+        if key in self._route_cache:
+            got = self._route_cache[key]
+        else:
+            got = self._route_cache[key] = self._route_cdf(key)
+        if got is None:
             return req.origin
+        regions, cum = got
+        return regions[bisect_left(cum, self._uniform())]  # np.searchsorted, side left
+
+    def _route_cdf(self, key: tuple[str, str, str]) -> tuple[list[str], list[float]] | None:
+        """The route's regions and cumulative fractions (None: stay at the origin)."""
+        routes = self.target.routes.get(key)
+        if not routes:
+            return None
         regions = list(routes)
         w = np.array([max(routes[r], 0.0) for r in regions])
         if w.sum() <= 0:
-            return req.origin
-        return regions[int(np.searchsorted(np.cumsum(w) / w.sum(), self.rng.random()))]
+            return None
+        return regions, (np.cumsum(w) / w.sum()).tolist()
 
-    def _eligible(self, req: Request, reps: list[Replica]) -> list[Replica]:
-        spot_ok = self.tiers[req.tier].spec.spot_allowed
+    def _eligible(self, req: Request, region: str) -> list[Replica]:
+        """The ready replicas of ``region`` that may serve ``req`` (cached until the ready
+        set or the target changes; callers must not change the list)."""
+        spot_ok = self._spot_ok[req.tier]
+        key = (req.model, region, spot_ok, req.lane)
+        got = self._cands.get(key)
+        if got is not None:
+            return got
+        reps = self.ready.get((req.model, region), [])
         lanes = self.target.pool_lanes
+        lane = req.lane
         out = [
             r for r in reps
             if (spot_ok or self.pools[(r.key[1], r.key[2])].capacity_type != "spot")
-            and lanes.get((r.key[1], r.key[2]), req.lane) == req.lane
+            and lanes.get((r.key[1], r.key[2]), lane) == lane
         ]
-        return out or [
-            r for r in reps if lanes.get((r.key[1], r.key[2]), req.lane) == req.lane
-        ]
+        out = out or [r for r in reps if lanes.get((r.key[1], r.key[2]), lane) == lane]
+        self._cands[key] = out
+        return out
+
+    def _ready_changed(self) -> None:
+        """The ready set or the target changed: drop what was derived from them."""
+        self._cands.clear()
+        self._others_cache.clear()
+        self._batch_cands.clear()
 
     def _route(self, req: Request) -> None:
-        region = self._region_for(req)
-        cands = self._eligible(req, self.ready.get((req.model, region), []))
+        region = self._region_for(req) if self.target.routes else req.origin
+        cands = self._eligible(req, region)
         if not cands:
-            for r in self._others(req, region):
-                cands = self._eligible(req, self.ready[(req.model, r)])
+            for other in self._others(req, region):
+                cands = self._eligible(req, other)
                 if cands:
                     break
         if not cands:
             self.pending.setdefault(req.model, deque()).append(req)
             return
-        rep = min(cands, key=lambda r: r.load)
-        target = self._ttft_target.get(req.tier)
-        if self.target.spill and target is not None and req.lane == "interactive":
-            rep = self._spill(req, rep, target)
-        rtt = self.rtt.get(req.origin, {}).get(rep.key[1], 0.0) if rep.key[1] != req.origin else 0.0
-        req.net = rtt / 1000.0
+        rep = cands[0]  # min(cands, key=load): the first of the least loaded
+        if len(cands) > 1:
+            best = rep.held / rep.cap
+            for c in cands:
+                x = c.held / c.cap
+                if x < best:
+                    rep, best = c, x
+        if self.target.spill and req.lane == "interactive":
+            target = self._ttft_target.get(req.tier)
+            if target is not None:
+                rep = self._spill(req, rep, target)
+        where = rep.key[1]
+        if where != req.origin:
+            req.net = self.rtt.get(req.origin, {}).get(where, 0.0) / 1000.0
+        else:
+            req.net = 0.0
         self._enqueue(rep, req)
 
     def _others(self, req: Request, region: str) -> list[str]:
         """The regions other than ``region`` with a ready replica of the request's model,
         nearest to its origin first."""
-        rtt = self.rtt.get(req.origin, {})
-        return [r for _, r in sorted(
-            (rtt.get(r, 1e9) if r != req.origin else 0.0, r)
-            for (m, r), reps in self.ready.items() if m == req.model and reps and r != region
-        )]
+        key = (req.model, req.origin, region)
+        got = self._others_cache.get(key)
+        if got is None:
+            rtt = self.rtt.get(req.origin, {})
+            got = self._others_cache[key] = [r for _, r in sorted(
+                (rtt.get(r, 1e9) if r != req.origin else 0.0, r)
+                for (m, r), reps in self.ready.items() if m == req.model and reps and r != region
+            )]
+        return got
 
     def _spill(self, req: Request, rep: Replica, target: float) -> Replica:
         """``rep`` unless it would miss the tier's TTFT ``target`` and a replica of another
@@ -488,7 +679,7 @@ class Engine:
             net = home.get(region, 1e9) / 1000.0 if region != req.origin else 0.0
             if net >= target:
                 break
-            cands = self._eligible(req, self.ready[(req.model, region)])
+            cands = self._eligible(req, region)
             if not cands:
                 continue
             best = min(cands, key=lambda r: r.wait(now))
@@ -498,14 +689,16 @@ class Engine:
         return rep
 
     def _enqueue(self, rep: Replica, req: Request) -> None:
-        if len(rep.waiting) > self.cfg.queue_limit_factor * rep.profile.max_seqs:
+        if len(rep.waiting) > self.cfg.queue_limit_factor * rep.cap:
             self.rec.rejected(req, "queue-full", self.now)
             return
-        reason = rep.scheduler.on_arrival(req, self.now)
-        if reason is not None:
-            self.rec.rejected(req, reason, self.now)
-            return
+        if not rep.fcfs:
+            reason = rep.scheduler.on_arrival(req, self.now)
+            if reason is not None:
+                self.rec.rejected(req, reason, self.now)
+                return
         rep.waiting.append(req)
+        rep.held += 1
         if req.lane == "interactive":
             rep.queued_prompt += req.prompt_tokens
         self._admit(rep)
@@ -515,18 +708,25 @@ class Engine:
         if rep.state not in ("ready", "draining"):
             return
         changed = False
-        while rep.waiting and rep.slots < rep.profile.max_seqs:
-            pick = rep.scheduler.pick(rep.waiting, self.now)
-            if pick is None:
-                break
-            req = pick  # the engine's own Request objects are what it handed over
-            assert isinstance(req, Request)
-            rep.waiting.remove(req)
-            self.rec.admitted(req, self.now)
+        waiting = rep.waiting
+        admitted = self.rec.admitted
+        now = self.now
+        while waiting and rep.held - len(waiting) < rep.cap:
+            if rep.fcfs:
+                req = waiting[0]
+                del waiting[0]
+            else:
+                pick = rep.scheduler.pick(waiting, now)
+                if pick is None:
+                    break
+                req = pick  # type: ignore[assignment]  # the engine's own Requests
+                assert isinstance(req, Request)
+                waiting.remove(req)
+            admitted(req, now)
             (rep.prefill_q if req.lane == "interactive" else rep.prefill_bq).append(req)
             changed = True
         if changed and rep.prefilling is None:
-            rep.advance(self.now)
+            rep.advance(now)
             self._start_prefill(rep)
             self._schedule(rep)
 
@@ -546,38 +746,51 @@ class Engine:
         if rep.prefilling is not None:
             t = rep.prefill_end
         elif rep.decode:
-            t = self.now + max(rep.decode[0][0] - rep.v, 0.0) / rep.rate()
+            t = self.now + max(rep.decode[0][0] - rep.v, 0.0) / (
+                rep.profile.decode / max(len(rep.decode), rep.floor))
         else:
             return
-        self._push(t, _REPLICA, rep.epoch, rep)
+        self._seq += 1
+        heapq.heappush(self._heap, (t, _REPLICA, self._seq, rep.epoch, rep))
 
     def _replica_event(self, rep: Replica) -> None:
         now = self.now
-        rep.advance(now)
+        decode = rep.decode
+        if rep.prefilling is None and decode:  # rep.advance(now), inlined
+            rep.v += (now - rep.v_time) * (rep.profile.decode / max(len(decode), rep.floor))
+        rep.v_time = now
+        fcfs = rep.fcfs
         if rep.prefilling is not None and rep.prefill_end <= now + 1e-9:
             req = rep.prefilling
             rep.prefilling = None
             self.rec.first_token(req, now + rep.profile.first_token_delay + req.net)
-            rep.scheduler.on_service(req, float(req.prompt_tokens), 0.0, now)
+            if not fcfs:
+                rep.scheduler.on_service(req, float(req.prompt_tokens), 0.0, now)
             rep.served_tokens += req.prompt_tokens
-            heapq.heappush(rep.decode, (rep.v + req.output_tokens, req.id, req))
+            heapq.heappush(decode, (rep.v + req.output_tokens, req.id, req))
             rep.v_time = now
             self._start_prefill(rep)
         done = False
-        while rep.decode and rep.decode[0][0] <= rep.v + 1e-6 and rep.prefilling is None:
-            _, _, req = heapq.heappop(rep.decode)
-            rep.scheduler.on_service(req, 0.0, float(req.output_tokens), now)
-            rep.scheduler.on_finish(req, now)
-            rep.served_tokens += req.output_tokens
-            self.rec.completed(req, now + req.net)
-            done = True
+        if decode and rep.prefilling is None:
+            completed = self.rec.completed
+            pop = heapq.heappop
+            v = rep.v + 1e-6
+            while decode and decode[0][0] <= v:
+                req = pop(decode)[2]
+                rep.held -= 1
+                if not fcfs:
+                    rep.scheduler.on_service(req, 0.0, float(req.output_tokens), now)
+                    rep.scheduler.on_finish(req, now)
+                rep.served_tokens += req.output_tokens
+                completed(req, now + req.net)
+                done = True
         if done:
-            if rep.state == "draining" and rep.slots == 0 and not rep.waiting:
+            if rep.state == "draining" and rep.held == 0:
                 self._kill(rep)
                 return
             self._admit(rep)
             lane = self.target.pool_lanes.get((rep.key[1], rep.key[2]), "deadline")
-            if lane == "deadline" and rep.load <= self.cfg.batch_release_utilization:
+            if lane == "deadline" and rep.held / rep.cap <= self.cfg.batch_release_utilization:
                 self._release_batch(rep.key[0])
         if rep.prefilling is None and (rep.prefill_q or rep.prefill_bq):
             self._start_prefill(rep)
@@ -587,15 +800,17 @@ class Engine:
         q = self.deadline_q.get(model)
         if not q:
             return
-        lanes = self.target.pool_lanes
-        cands = [
-            r for (m, _), reps in self.ready.items() if m == model for r in reps
-            if lanes.get((r.key[1], r.key[2]), "deadline") == "deadline"
-        ]
+        cands = self._batch_cands.get(model)
+        if cands is None:
+            lanes = self.target.pool_lanes
+            cands = self._batch_cands[model] = [
+                r for (m, _), reps in self.ready.items() if m == model for r in reps
+                if lanes.get((r.key[1], r.key[2]), "deadline") == "deadline"
+            ]
         lim = self.cfg.batch_release_utilization
         while q and cands:
-            rep = min(cands, key=lambda r: r.load)
-            if rep.load > lim:
+            rep = min(cands, key=lambda r: r.held / r.cap)
+            if rep.held / rep.cap > lim:
                 break
             _, _, req = heapq.heappop(q)
             self._enqueue(rep, req)
@@ -606,6 +821,7 @@ class Engine:
         rep.v_time = self.now
         self.rec.loaded(rep.profile.gpus, self.now - rep.start_load)
         self.ready.setdefault(rep.key[:2], []).append(rep)
+        self._ready_changed()
         pend = self.pending.pop(rep.key[0], None)
         while pend:
             self._route(pend.popleft())
@@ -624,6 +840,7 @@ class Engine:
             lst = self.ready.get(rep.key[:2], [])
             if rep in lst:
                 lst.remove(rep)
+                self._ready_changed()
         held += rep.waiting
         held += list(rep.prefill_q)
         held += list(rep.prefill_bq)
@@ -633,7 +850,7 @@ class Engine:
         for r in held:
             rep.scheduler.on_finish(r, self.now)
         rep.waiting, rep.prefill_q, rep.prefilling, rep.decode = [], deque(), None, []
-        rep.prefill_bq, rep.queued_prompt = deque(), 0.0
+        rep.prefill_bq, rep.queued_prompt, rep.held = deque(), 0.0, 0
         rep.state = "dead"
         rep.epoch += 1
         self.replicas[rep.key].remove(rep)
@@ -665,6 +882,8 @@ class Engine:
     # ------------------------------------------------------------------ control
     def _apply(self, target: FleetTarget) -> None:
         self.target = target
+        self._route_cache.clear()
+        self._ready_changed()
         if target.throttles is not None:
             self.gateway.update(target.throttles, self.now)
         self._reconcile()
@@ -689,6 +908,7 @@ class Engine:
                     if r.state == "draining" and len(live) < n:
                         r.state = "ready"
                         self.ready.setdefault(key[:2], []).append(r)
+                        self._ready_changed()
                         live.append(r)
                 for _ in range(n - len(live)):
                     self._start_replica(key)
@@ -702,7 +922,9 @@ class Engine:
                         lst = self.ready.get(key[:2], [])
                         if r in lst:
                             lst.remove(r)
+                            self._ready_changed()
                         moved, r.waiting = r.waiting, []
+                        r.held -= len(moved)
                         r.queued_prompt = float(sum(q.prompt_tokens for q in r.prefill_q))
                         for q in moved:
                             r.scheduler.on_finish(q, self.now)
@@ -760,6 +982,7 @@ class Engine:
         never), drawn under the pool's hazard (module doc: spot storms)."""
         base = self.pools[pool].spot_interruption_rate_per_hour or 0.0
         windows = self.storms.get(pool)
+        self._sync_rng()
         if not windows:  # the draw of before storms existed (same random stream)
             return float(self.rng.exponential(3600.0 / base))
         return spot_interruption_delay(float(self.rng.exponential(1.0)), self.now, base,
@@ -869,6 +1092,10 @@ class Engine:
         """Tokens/s each (tenant, model, origin) sent over the last planning step (a rate
         over the step, as the controller's usage query reads it; over what has passed while
         the run is younger than a step)."""
+        n = self.rec.arrived_n
+        self._fold_sent(n)
+        total = self._sent_total.tolist()
+        self._sent = {k: total[j] for j, k in enumerate(self._use_keys) if self._use_first[j] < n}
         self._sent_at.append((self.now, dict(self._sent)))
         while len(self._sent_at) > 1 and self._sent_at[1][0] <= self.now - self.step:
             self._sent_at.popleft()
