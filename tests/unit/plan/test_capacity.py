@@ -6,7 +6,10 @@ from llmfleet.plan.capacity import (
     effective_concurrency,
     mix_throughput,
     replica_throughput,
+    service_quantile,
+    slo_load,
     spot_loss,
+    wait_quantile,
 )
 from llmfleet.plan.instance import ProfileSpec, TierSpec
 
@@ -55,3 +58,32 @@ def test_spot_loss_is_rate_times_downtime() -> None:
     assert spot_loss(0.06, 600) == pytest.approx(0.01)
     assert spot_loss(10, 3600) == 1.0
     assert not math.isnan(spot_loss(0, 0))
+
+
+def test_the_mg1_wait_quantile_is_zero_at_light_load_and_grows_to_infinity() -> None:
+    assert wait_quantile(0.04, 0.1) == 0.0  # P(W > 0) = r < 5%
+    qs = [wait_quantile(r, 0.1) for r in (0.1, 0.3, 0.5, 0.7, 0.9)]
+    assert qs == sorted(qs) and qs[0] > 0
+    assert wait_quantile(1.0, 0.1) == math.inf
+    # M/M/1 (c2 = 1): W's tail is exactly r exp(-t (1 - r) / E[S])
+    r, s = 0.6, 0.2
+    t = wait_quantile(r, s, scv=1.0)
+    assert r * math.exp(-t * (1 - r) / s) == pytest.approx(0.05)
+
+
+def test_long_prompts_on_a_slow_prefill_have_a_low_slo_true_load() -> None:
+    slow = ProfileSpec("A100", 4, prefill_tokens_per_s=6500, decode_tokens_per_s=1300,
+                       max_concurrency=192)
+    fast = TierSpec("f", "interactive", ttft_s=1.0, target_utilization=0.6)
+    share = 1500 / 1900
+    cap = slo_load(slow, fast, share, 1500)
+    assert 0 < cap < 0.6 * mix_throughput(slow, share)  # (4) would bind before rho does
+    # prompts whose 95th-percentile prefill alone exceeds the target: the GPU cannot serve
+    # the tier at its percentile at any load
+    assert service_quantile(4000 / 6500) > 1.0
+    assert slo_load(slow, fast, 4000 / 4400, 4000) == 0.0
+    # short prompts: far above what the target utilisation fills
+    assert slo_load(slow, fast, 0.5, 200) > 0.6 * mix_throughput(slow, 0.5)
+    # a looser target allows more load; no TTFT target, no cap
+    assert slo_load(slow, TierSpec("n", "interactive", ttft_s=5.0), share, 1500) > cap
+    assert slo_load(slow, TierSpec("b", "deadline", deadline_s=60), share, 1500) == math.inf
