@@ -20,7 +20,7 @@ seen = {"objects": 0, "planned": 0, "failed": 0}
 
 
 @settings(
-    max_examples=25, derandomize=True, deadline=None, phases=[Phase.generate],
+    max_examples=40, derandomize=True, deadline=None, phases=[Phase.generate],
     suppress_health_check=list(HealthCheck),
 )  # fmt: skip
 @given(st.lists(manifests(), min_size=1, max_size=4))
