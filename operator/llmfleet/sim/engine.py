@@ -108,6 +108,8 @@ SchedulerFactory = Callable[[], Scheduler]
 # event kinds (ordered: at equal times replicas settle before arrivals, control last)
 _REPLICA, _NODE_READY, _REPLICA_READY, _SPOT, _ARRIVAL, _TICK, _DECIDE, _REACT = range(8)
 _UNIFORM_BATCH = 1024
+_ROW_SLICE = 8192
+"""Requests converted from a chunk's arrays to Python values at once (:meth:`Engine._rows`)."""
 """Routing uniforms drawn from the engine's generator at once (:meth:`Engine._uniform`)."""
 _Row = tuple[float, int, str, str, str, str, int, int, int, int, int,
              "tuple[int, int, int] | None"]
@@ -450,7 +452,6 @@ class Engine:
         n = len(wl)
         off = wl.offset
         self._fold_sent(off)  # every request of the chunks before has arrived
-        ids = range(off, off + n)
         arrival = wl.arrival.astype(np.float64, copy=False)
         # flows (model, origin, tier): a row of the history per flow, in first-arrival order
         nm, no, nt = len(wl.models), len(wl.regions), len(wl.tiers)
@@ -494,24 +495,32 @@ class Engine:
         self._sent_tokens = (wl.prompt + wl.output).astype(np.float64)
         self._sent_off = off
         self._sent_upto = off
-        names = {
-            "tenant": np.asarray(wl.tenants, dtype=object),
-            "tier": np.asarray(wl.tiers, dtype=object),
-            "model": np.asarray(wl.models, dtype=object),
-            "origin": np.asarray(wl.regions, dtype=object),
-        }
-        flows: list[tuple[int, int, int] | None] = [None] * n
-        for i, key in new.items():
-            flows[i] = key
-        return zip(
-            arrival.tolist(), ids,
-            names["tenant"][wl.tenant].tolist(), names["tier"][wl.tier].tolist(),
-            names["model"][wl.model].tolist(), names["origin"][wl.origin].tolist(),
-            wl.prompt.tolist(), wl.output.tolist(),
-            wl.interaction.tolist() if wl.interaction is not None else ids,
-            wl.call_index.tolist() if wl.call_index is not None else [0] * n,
-            wl.tier.tolist(), flows, strict=True,
-        )
+        return self._rows(wl, arrival, new)
+
+    def _rows(self, wl: Workload, arrival: np.ndarray,
+              new: dict[int, tuple[int, int, int]]) -> Iterator[_Row]:
+        """The rows of :meth:`_columns`, converted :data:`_ROW_SLICE` at a time (memory of a
+        slice, not of the chunk)."""
+        tenant = np.asarray(wl.tenants, dtype=object)[wl.tenant]
+        tier = np.asarray(wl.tiers, dtype=object)[wl.tier]
+        model = np.asarray(wl.models, dtype=object)[wl.model]
+        origin = np.asarray(wl.regions, dtype=object)[wl.origin]
+        n, off = len(wl), wl.offset
+        for a in range(0, n, _ROW_SLICE):
+            b = min(a + _ROW_SLICE, n)
+            ids = range(off + a, off + b)
+            flows: list[tuple[int, int, int] | None] = [None] * (b - a)
+            for i, key in new.items():
+                if a <= i < b:
+                    flows[i - a] = key
+            yield from zip(
+                arrival[a:b].tolist(), ids, tenant[a:b].tolist(), tier[a:b].tolist(),
+                model[a:b].tolist(), origin[a:b].tolist(),
+                wl.prompt[a:b].tolist(), wl.output[a:b].tolist(),
+                wl.interaction[a:b].tolist() if wl.interaction is not None else ids,
+                wl.call_index[a:b].tolist() if wl.call_index is not None else [0] * (b - a),
+                wl.tier[a:b].tolist(), flows, strict=True,
+            )
 
     def _fold_sent(self, upto: int) -> None:
         """Add the tokens of the requests with ids below ``upto`` (of the current chunk)
