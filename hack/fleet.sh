@@ -66,7 +66,7 @@ gobuild_env() { export GOTOOLCHAIN=local GOWORK=off GOFLAGS="${GOFLAGS:+$GOFLAGS
 newer_than() {
   local bin="$1" f
   shift
-  [[ -x "$bin" ]] || return 1
+  [[ -e "$bin" ]] || return 1
   for f in "$@"; do
     [[ "$bin" -nt "$f" ]] || return 1
   done

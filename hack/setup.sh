@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything llmfleet needs from a fresh clone, from the package registries only:
 # a Python venv with the project (editable) and its dev tools, and the local Kubernetes
-# control plane built from the Go module proxy. Idempotent; warm runs take seconds.
+# control plane (plus kube-scheduler and kwok for hack/fleet.sh) built from the Go module
+# proxy. Idempotent; warm runs take seconds.
 #
 #   hack/setup.sh            venv + control plane
 #   hack/setup.sh --python   venv only
@@ -27,6 +28,8 @@ fi
 
 if [[ "${1:-}" != "--python" ]]; then
   bash hack/controlplane.sh build
+  # kube-scheduler + kwok for hack/fleet.sh (a fleet in a box); ~3.5 min cold, seconds warm
+  bash hack/fleet.sh build
   bash hack/tools.sh all
 fi
 log "ready: activate with '. $VENV/bin/activate'"

@@ -1,0 +1,202 @@
+"""A fleet in a box (hack/fleet.sh): a Region-labelled kwok Node, the operator's Deployment and
+Service for a tiny model, the pod Running through kube-scheduler + kwok, and a completion
+through the Service's ClusterIP answered by the harness's emulator (never the fake pod IP).
+
+Its own control plane (hack/fleet.sh up on free ports and a random loopback Service range), not
+the session one: kwok manages every Node of the cluster it runs against. Needs the binaries
+hack/setup.sh builds (hack/fleet.sh build) and Prometheus (hack/tools.sh prometheus)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmfleet.api import KINDS
+from llmfleet.api.crdgen import crd_for
+from llmfleet.api.model import LLMModel
+from llmfleet.api.region import NodePool
+from llmfleet.kube import render
+from llmfleet.kube.client import Cluster
+from support.controlplane import find_free_port_block
+
+ROOT = Path(__file__).resolve().parents[3]
+FLEET = ROOT / "hack" / "fleet.sh"
+NAMESPACE = "llmfleet"
+API = "llmfleet.dev/v1alpha1"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+class Fleet:
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        port = find_free_port_block(10)
+        octets = (random.randrange(128, 250), random.randrange(0, 256))
+        self.env = {
+            **os.environ,
+            "FLEET_PORT": str(port),
+            "FLEET_PROMETHEUS_PORT": str(port + 9),
+            "FLEET_SERVICE_CIDR": f"127.{octets[0]}.{octets[1]}.0/24",
+            "FLEET_NAMESPACE": NAMESPACE,
+            "FLEET_SCRAPE_INTERVAL": "1s",
+            "LLMFLEET_VENV": str(Path(sys.executable).parents[1]),
+        }
+        self.prometheus = f"http://127.0.0.1:{port + 9}"
+
+    def run(self, sub: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(FLEET), sub, str(self.dir)],
+            check=False, env=self.env, cwd=ROOT, capture_output=True, text=True,
+            timeout=timeout,
+        )  # fmt: skip
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.dir / "cp" / "kubeconfig"
+
+    def state(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.dir / "harness" / "state.json").read_text())  # type: ignore[no-any-return]
+        except (OSError, ValueError):
+            return {}
+
+    def logs(self) -> str:
+        out = []
+        for name in ("harness", "kwok", "kube-scheduler"):
+            p = self.dir / f"{name}.log"
+            if p.exists():
+                out.append(f"--- {name}.log\n" + "\n".join(p.read_text().splitlines()[-20:]))
+        return "\n".join(out)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    f = Fleet(tmp_path / "fleet")
+    up = f.run("up", timeout=300)
+    try:
+        assert up.returncode == 0, f"fleet.sh up failed:\n{up.stdout}\n{up.stderr}"
+        yield f
+    finally:
+        down = f.run("down", timeout=120)
+        assert down.returncode == 0, down.stderr
+
+
+def _model() -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "LLMModel",
+        "metadata": {"name": "tiny", "namespace": NAMESPACE},
+        "spec": {
+            "servedModelName": "org/tiny",
+            "runtime": {"port": 8000},
+            "profiles": [
+                {
+                    "gpuType": "G",
+                    "gpusPerReplica": 1,
+                    "prefillTokensPerSecond": 5000,
+                    "decodeTokensPerSecond": 400,
+                    "maxConcurrentSequences": 4,
+                    "loadSeconds": 30,
+                }
+            ],
+        },
+    }
+
+
+def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())  # type: ignore[no-any-return]
+
+
+def test_completion_through_the_cluster_ip_reaches_the_emulator(fleet: Fleet) -> None:
+    cluster = Cluster.connect(fleet.kubeconfig, timeout=20)
+    try:
+        docs = [crd_for(k) for k in KINDS]
+        cluster.apply_all(docs)
+        cluster.wait_crds_established([d["metadata"]["name"] for d in docs])
+        cluster.ensure_namespace(NAMESPACE)
+        model_doc = cluster.apply(_model())
+        model = LLMModel.model_validate(_model())
+        pool = NodePool.model_validate(
+            {"name": "gpu", "gpuType": "G", "gpusPerNode": 8, "pricePerNodeHour": 8.0,
+             "maxNodes": 2, "provisioningSeconds": 60}
+        )  # fmt: skip
+        # a Region-labelled Node with 8 GPUs, as the operator writes a static pool's Nodes
+        node = render.render_static_node("r1", pool, 0)
+        cluster.apply(node)
+        cluster.apply(
+            render.render_static_node_status(node["metadata"]["name"], 8), subresource="status"
+        )
+        cluster.apply(render.render_deployment(model, "r1", pool, 1, NAMESPACE))
+        svc = cluster.apply(render.render_service(model, "r1", NAMESPACE))
+        assert model_doc["metadata"]["name"] == "tiny"
+
+        def running_pod() -> dict[str, Any] | None:
+            pods = cluster.list("v1", "Pod", NAMESPACE, label_selector=render.LABEL_MODEL)
+            ok = [p for p in pods if p["status"].get("phase") == "Running"]
+            return ok[0] if ok else None
+
+        pod = wait_for(running_pod, timeout=60, what=f"a Running pod\n{fleet.logs()}")
+        assert pod["spec"]["nodeName"] == node["metadata"]["name"]
+        pod_ip = pod["status"]["podIP"]
+
+        ip, port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["port"]
+        url = f"http://{ip}:{port}"
+
+        def backend() -> list[str]:
+            lst = [x for x in fleet.state().get("listeners", []) if x["url"] == url]
+            return lst[0]["backends"] if lst else []
+
+        backends = wait_for(backend, timeout=60, what=f"a backend behind {url}\n{fleet.logs()}")
+        assert all(b.startswith("127.0.0.1:") for b in backends)
+        assert pod_ip not in backends[0]
+
+        out = _post(
+            f"{url}/v1/completions", {"model": "org/tiny", "prompt": "a b c", "max_tokens": 5}
+        )
+        assert out["model"] == "org/tiny"
+        assert out["usage"] == {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
+        assert out["choices"][0]["finish_reason"] == "length"
+
+        # Prometheus scrapes the emulator through the file_sd, with the pod's target labels
+        def scraped() -> list[dict[str, Any]]:
+            q = urllib.parse.quote('vllm:request_success_total{model_name="tiny"}')
+            with urllib.request.urlopen(
+                f"{fleet.prometheus}/api/v1/query?query={q}", timeout=5
+            ) as r:
+                result: list[dict[str, Any]] = json.loads(r.read())["data"]["result"]
+            return [s for s in result if float(s["value"][1]) >= 1]
+
+        series = wait_for(scraped, timeout=30, what="the emulator's series in Prometheus")
+        assert {s["metric"]["region"] for s in series} == {"r1"}
+        assert {s["metric"]["pod"] for s in series} == {pod["metadata"]["name"]}
+
+        # the pod goes: its emulator stops and the Service has no backend
+        cluster.apply({**render.render_deployment(model, "r1", pool, 0, NAMESPACE)})
+        wait_for(lambda: not fleet.state().get("emulators"), timeout=30, what="emulator stopped")
+        assert backend() == []
+    finally:
+        cluster.close()
