@@ -12,7 +12,8 @@
 # What runs (each a child of nothing but this script's `up`, pid files in DIR/pids):
 #   llmfleet-controlplane  etcd + kube-apiserver + kube-controller-manager, the Service
 #                          range on loopback ($FLEET_SERVICE_CIDR, default 127.0.100.0/24)
-#   kube-scheduler         binds the pods to nodes (no leader election, admin kubeconfig)
+#   kube-scheduler         binds the pods to nodes (no leader election, admin kubeconfig,
+#                          HTTPS on 127.0.0.1:FLEET_PORT+4)
 #   kwok                   manages every Node (fake kubelet): Nodes Ready, their pods
 #                          Running with fake pod IPs (--cidr; never sent any traffic)
 #   harness                python -m llmfleet.box.harness: an emulator per Running model pod
@@ -99,8 +100,19 @@ build_scheduler() {
 
 kwok_version() { awk '$1 == "sigs.k8s.io/kwok" { print $2; exit }' "$KWOK_MOD/go.mod"; }
 
+# go_at_least GOMOD: the local Go is at least the go.mod's go line (GOTOOLCHAIN=local: an
+# older Go would fail with a less clear message)
+go_at_least() {
+  local want have
+  want="$(awk '$1 == "go" { print $2; exit }' "$1")"
+  have="$(go env GOVERSION)"; have="${have#go}"
+  [[ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -1)" == "$want" ]] ||
+    die "$1 needs Go >= $want (local: go$have)"
+}
+
 build_kwok() {
   if ! newer_than "$KWOK_BIN" "$KWOK_MOD/go.mod" "$KWOK_MOD/go.sum"; then
+    go_at_least "$KWOK_MOD/go.mod"
     local start=$SECONDS
     log "building kwok $(kwok_version) (hack/kwok module) -> $KWOK_BIN"
     mkdir -p "$BIN_DIR"
@@ -203,6 +215,13 @@ cmd_up() {
   mkdir -p "$DIR/pids" "$DIR/harness" "$DIR/prometheus"
   DIR="$(cd "$DIR" && pwd)"
   [[ -x "$VENV/bin/python" ]] || die "no venv at $VENV (run hack/setup.sh --python)"
+  local name
+  for name in kube-scheduler kwok harness prometheus; do
+    if alive "$name" >/dev/null; then die "$name is already running in $DIR; run: $0 down $DIR"; fi
+  done
+  if bash "$ROOT/hack/controlplane.sh" status "$DIR/cp" >/dev/null 2>&1; then
+    die "the control plane is already running in $DIR/cp; run: $0 down $DIR"
+  fi
   cmd_build
   UP_OK=0
   trap '[[ $UP_OK == 1 ]] || { log "up failed; stopping what was started"; cmd_down "$DIR"; }' EXIT
