@@ -64,6 +64,11 @@ class Observation:
     tenant_usage: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
     """(tenant, model, origin region) -> tokens/s it sent over the last planning step (what
     the controller's ``tenantUsage`` query reads), throttled requests included."""
+    recent: Mapping[FlowKey, tuple[float, float, float]] = field(default_factory=dict)
+    """Per flow (model, origin, tier): (requests, prompt tokens, output tokens) per second
+    that arrived over the last :attr:`recent_seconds` (the gateway's ``rate(...[1m])``)."""
+    recent_seconds: float = 0.0
+    """The window of :attr:`recent` (0: not observed)."""
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,17 @@ the same known-flow filter, quota fallback, floors, tenant limits and warm start
 FleetPlanSpec it returns is what the twin executes (replicas per (model, region, pool) and
 the routing weights per (model, tier, origin)); the tenants' limits of the plan are enforced
 at the twin's ingress (:mod:`llmfleet.sim.gateway`), from the usage the twin saw per tenant.
-Between plans a short-term correction runs every ``react_seconds``: where a
-(model, region, pool)'s replicas are busier than their tier allows, or requests queue, it
-adds replicas on top of the plan (never fewer than the plan); the next plan resets them.
+Between plans a short-term correction runs every ``react_seconds`` and adds replicas on top
+of the plan (never fewer than the plan; the next plan resets them) where
+
+* a (model, region, pool)'s replicas are busier than their tier allows, or requests queue
+  (slot use plus queue over ``correction_utilisation``), or
+* the demand of the last minute (:attr:`~llmfleet.sim.policy.Observation.recent`, the
+  gateway's per-flow rate) routed along the plan's fractions needs more replicas of a
+  (model, region), at the planner's own capacity per replica for each tier
+  (:func:`llmfleet.plan.capacity.replica_throughput`), than it has ready or loading, by more
+  than ``recent_margin``: a burst inside a planning step is met at once, without waiting
+  for the slots to fill (at real size a replica's TTFT goes long while its slots are not).
 
 ``oracle`` is the same cycle with the true future as its forecaster (:class:`TrueFuture`:
 point = the realised mean of each coming step, upper = its busiest 5 minutes), without the
@@ -49,10 +57,17 @@ from llmfleet.cycle.ports import Forecaster, forecast_histories
 from llmfleet.fairness.limits import Usage
 from llmfleet.forecast.forecaster import forecast_all
 from llmfleet.forecast.types import DemandForecast, DemandHistory, DemandRates, FlowKey
-from llmfleet.plan.instance import CurrentState, InstanceError, PlanningInstance, from_snapshot
+from llmfleet.plan.capacity import replica_throughput
+from llmfleet.plan.instance import (
+    CurrentState,
+    InstanceError,
+    PlanningInstance,
+    ProfileSpec,
+    from_snapshot,
+)
 from llmfleet.plan.sageserve import solve_sageserve
 from llmfleet.plan.types import Plan
-from llmfleet.sim.policies.sizing import best_pool
+from llmfleet.sim.policies.sizing import best_pool, profile_spec, tier_spec
 from llmfleet.sim.policy import FleetTarget, Observation, ReplicaKey, RouteKey
 from llmfleet.sim.scenario import Scenario
 from llmfleet.sim.workload import AnyWorkload
@@ -78,6 +93,21 @@ def slot_counts(snap: FleetSnapshot) -> dict[ReplicaKey, int]:
                         out[(m.metadata.name, r.metadata.name, p.name)] = (
                             prof.max_concurrent_sequences
                         )
+    return out
+
+
+def replica_profiles(snap: FleetSnapshot) -> dict[ReplicaKey, ProfileSpec]:
+    """The planner's profile of one replica per (model, region, pool) it can run on."""
+    out: dict[ReplicaKey, ProfileSpec] = {}
+    for r in snap.regions:
+        for p in r.spec.pools:
+            for m in snap.models:
+                allowed = m.spec.allowed_regions
+                if allowed and r.metadata.name not in allowed:
+                    continue
+                for prof in m.spec.profiles:
+                    if prof.gpu_type == p.gpu_type and prof.gpus_per_replica <= p.gpus_per_node:
+                        out[(m.metadata.name, r.metadata.name, p.name)] = profile_spec(prof)
     return out
 
 
@@ -221,6 +251,9 @@ class Llmfleet:
     spill = True
     """Between plans the ingress spills a burst to a region that meets the tier's TTFT
     (:attr:`~llmfleet.sim.policy.FleetTarget.spill`)."""
+    recent_margin = 0.1
+    """The last minute's demand must need this much more than the replicas ready or loading
+    before the correction adds any (Poisson noise of a minute's counts)."""
 
     def __init__(
         self,
@@ -249,6 +282,10 @@ class Llmfleet:
         self.max_seqs = slot_counts(self.snap)
         self.failures = 0
         self.last_result: CycleResult | None = None
+        self.tier_specs = {t.metadata.name: tier_spec(t) for t in self.snap.tiers}
+        self.profiles = replica_profiles(self.snap)
+        self.spot_pools = {(r.metadata.name, p.name) for r in self.snap.regions
+                           for p in r.spec.pools if p.capacity_type == "spot"}
 
     def cycle_inputs(self, obs: Observation) -> CycleInputs:
         """What the controller's cycle would be given at ``obs.now``."""
@@ -293,11 +330,12 @@ class Llmfleet:
                            spill=t.spill)
 
     def react(self, obs: Observation) -> FleetTarget | None:
-        """Add replicas where the planned ones are overloaded; None when nothing changes."""
+        """Add replicas where the planned ones are overloaded or the last minute's demand
+        needs more (module doc); None when nothing changes."""
         if self.truth is not None:
             return None
         want = dict(self.target.replicas)
-        changed = False
+        changed = self._for_recent_demand(obs, want)
         for key, st in obs.replicas.items():
             planned = self.planned.get(key, 0)
             cur = want.get(key, 0)
@@ -312,6 +350,47 @@ class Llmfleet:
             return None
         self.target = dataclasses.replace(self.target, replicas=want, throttles=None)
         return self.target
+
+    def _for_recent_demand(self, obs: Observation, want: dict[ReplicaKey, int]) -> bool:
+        """The demand rule of the correction (module doc): raise ``want`` in place where the
+        last minute's routed interactive demand needs more replicas than are ready or
+        loading; True when it did."""
+        need: dict[tuple[str, str], float] = {}
+        pool_of: dict[tuple[str, str], ReplicaKey] = {}
+        for fk, (rps, prompt, output) in obs.recent.items():
+            tps = prompt + output
+            tier = self.tier_specs.get(fk.tier)
+            if tps <= 0 or rps <= 0 or tier is None or tier.kind == "deadline":
+                continue  # deadline work queues; the plan sizes it for its deadline
+            routes = self.target.routes.get((fk.model, fk.tier, fk.origin)) or {fk.origin: 1.0}
+            total = sum(routes.values())
+            for region, f in routes.items():
+                key = self._serving_pool(want, fk.model, region, tier.spot_allowed)
+                if key is None or total <= 0:
+                    continue
+                cap = replica_throughput(self.profiles[key], tier, prompt / tps, tps / rps)
+                if cap > 0:
+                    cell = (fk.model, region)
+                    need[cell] = need.get(cell, 0.0) + (f / total) * tps / cap
+                    pool_of.setdefault(cell, key)
+        changed = False
+        for cell, n in sorted(need.items()):
+            have = sum(s.ready + s.loading for k, s in obs.replicas.items() if k[:2] == cell)
+            have = max(have, sum(v for k, v in want.items() if k[:2] == cell))
+            if n > have * (1.0 + self.recent_margin):
+                key = pool_of[cell]
+                want[key] = want.get(key, 0) + math.ceil(n - have)
+                changed = True
+        return changed
+
+    def _serving_pool(
+        self, want: Mapping[ReplicaKey, int], model: str, region: str, spot_ok: bool
+    ) -> ReplicaKey | None:
+        """The pool of ``region`` with the most replicas of ``model`` wanted now (spot pools
+        only for a tier that allows spot); None where the plan runs none there."""
+        keys = [k for k, v in want.items() if k[:2] == (model, region) and v > 0
+                and k in self.profiles and (spot_ok or k[1:] not in self.spot_pools)]
+        return max(keys, key=lambda k: (want[k], k)) if keys else None
 
 
 class Oracle(Llmfleet):
