@@ -345,6 +345,8 @@ class Engine:
         self._u_pos = 0
         self._u_state: Mapping[str, Any] | None = None
         self._sent_at: deque[tuple[float, dict[tuple[str, str, str], float]]] = deque()
+        self._recent_chunks: list[Workload] = []
+        """The stream's current and previous chunks (the last minute's arrivals)."""
 
     # ------------------------------------------------------------------ events
     def _push(self, t: float, kind: int, a: int, obj: object) -> None:
@@ -366,6 +368,7 @@ class Engine:
         last_report = 0.0
         over = False  # past the end
         for chunk in self.wl.chunks():  # an hour of the stream at a time
+            self._recent_chunks = [*self._recent_chunks[-1:], chunk]
             rows = self._columns(chunk, end)
             for row in rows:
                 ta = row[0]
@@ -1091,11 +1094,46 @@ class Engine:
             for _, _, r in q:
                 k = (model, r.tier)
                 backlog[k] = backlog.get(k, 0.0) + r.prompt_tokens + r.output_tokens
+        window = float(getattr(self.policy, "react_seconds", 0.0) or 0.0)
         return Observation(
             now=self.now, start_unix=wl.start_unix, step_seconds=self.step, history=hist,
             nodes={k: len(v) for k, v in self.nodes.items()}, replicas=stats,
             backlog_tokens=backlog, tenant_usage=self._usage(),
+            recent=self._recent(window), recent_seconds=window,
         )
+
+    def _recent(self, window: float) -> dict[FlowKey, tuple[float, float, float]]:
+        """Per flow, the requests, prompt and output tokens per second that arrived in
+        ``[now - window, now)`` (throttled ones included: what the gateway counts), from the
+        stream's current and previous chunks (arrivals sorted); nothing later."""
+        out: dict[FlowKey, tuple[float, float, float]] = {}
+        if window <= 0:
+            return out
+        lo, hi = self.now - window, self.now
+        acc: dict[tuple[int, int, int], list[float]] = {}
+        names: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = None
+        for c in self._recent_chunks:
+            a, b = np.searchsorted(c.arrival, [lo, hi], side="left")
+            if b <= a:
+                continue
+            names = (c.models, c.regions, c.tiers)
+            flows = np.stack([c.model[a:b], c.origin[a:b], c.tier[a:b]], axis=1)
+            keys, inv = np.unique(flows, axis=0, return_inverse=True)
+            inv = inv.reshape(-1)
+            n = np.bincount(inv, minlength=len(keys))
+            pt = np.bincount(inv, weights=c.prompt[a:b].astype(float), minlength=len(keys))
+            ot = np.bincount(inv, weights=c.output[a:b].astype(float), minlength=len(keys))
+            for j, k in enumerate(keys):
+                cell = acc.setdefault((int(k[0]), int(k[1]), int(k[2])), [0.0, 0.0, 0.0])
+                cell[0] += float(n[j])
+                cell[1] += float(pt[j])
+                cell[2] += float(ot[j])
+        if names is None:
+            return out
+        for (m, o, t), (n_, p_, o_) in acc.items():
+            fk = FlowKey(model=names[0][m], origin=names[1][o], tier=names[2][t])
+            out[fk] = (n_ / window, p_ / window, o_ / window)
+        return out
 
     def _usage(self) -> dict[tuple[str, str, str], float]:
         """Tokens/s each (tenant, model, origin) sent over the last planning step (a rate

@@ -54,3 +54,37 @@ def test_deadline_work_never_triggers_the_demand_rule():
     pol = _policy()
     batch = FlowKey(model="m", origin="r1", tier="batch")
     assert pol.react(_obs({batch: (100.0, 1e6, 1e5)})) is None
+
+
+class _Recorder:
+    """One replica; records what each correction sees of the last minute's demand."""
+
+    name = "recorder"
+    interval_seconds = 3600.0
+    react_seconds = 60.0
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, dict]] = []
+
+    def decide(self, obs: Observation) -> FleetTarget:
+        del obs
+        return FleetTarget(replicas={KEY: 1}, routes={})
+
+    def react(self, obs: Observation) -> None:
+        self.seen.append((obs.now, dict(obs.recent)))
+
+
+def test_the_engine_reports_the_last_minutes_arrivals_per_flow_and_nothing_later():
+    from conftest import hand_workload
+    from llmfleet.sim.engine import Engine
+
+    sc = tiny_scenario()
+    # 30 fast requests in [0, 60) of 100 prompt / 10 output tokens, 6 more in [60, 120)
+    arr = [2.0 * i for i in range(30)] + [60.0 + 10.0 * i for i in range(6)]
+    wl = hand_workload(arr, [100] * 36, [10] * 36, duration=200.0)
+    pol = _Recorder()
+    Engine(sc.snapshot(), wl, pol, sc.engine).run()
+    seen = dict(pol.seen)
+    assert seen[60.0][FAST] == (30 / 60, 3000 / 60, 300 / 60)
+    assert seen[120.0][FAST] == (6 / 60, 600 / 60, 60 / 60)
+    assert FAST not in seen[180.0]
