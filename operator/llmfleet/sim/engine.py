@@ -642,13 +642,11 @@ class Engine:
         if not cands:
             self.pending.setdefault(req.model, deque()).append(req)
             return
-        rep = cands[0]  # min(cands, key=load): the first of the least loaded
-        if len(cands) > 1:
-            best = rep.held / rep.cap
-            for c in cands:
-                x = c.held / c.cap
-                if x < best:
-                    rep, best = c, x
+        if len(cands) > 1:  # min(cands, key=load): the first of the least loaded
+            loads = [c.held / c.cap for c in cands]
+            rep = cands[loads.index(min(loads))]
+        else:
+            rep = cands[0]
         if self.target.spill and req.lane == "interactive":
             target = self._ttft_target.get(req.tier)
             if target is not None:
@@ -758,8 +756,11 @@ class Engine:
         if rep.prefilling is not None:
             t = rep.prefill_end
         elif rep.decode:
-            t = self.now + max(rep.decode[0][0] - rep.v, 0.0) / (
-                rep.profile.decode / max(len(rep.decode), rep.floor))
+            # max(x, y) spelled out (``y if y > x else x``, the same value): no call
+            left = rep.decode[0][0] - rep.v
+            n, floor = len(rep.decode), rep.floor
+            t = self.now + (0.0 if left < 0.0 else left) / (
+                rep.profile.decode / (floor if floor > n else n))
         else:
             return
         self._seq += 1
@@ -769,7 +770,8 @@ class Engine:
         now = self.now
         decode = rep.decode
         if rep.prefilling is None and decode:  # rep.advance(now), inlined
-            rep.v += (now - rep.v_time) * (rep.profile.decode / max(len(decode), rep.floor))
+            n, floor = len(decode), rep.floor
+            rep.v += (now - rep.v_time) * (rep.profile.decode / (floor if floor > n else n))
         rep.v_time = now
         fcfs = rep.fcfs
         if rep.prefilling is not None and rep.prefill_end <= now + 1e-9:
@@ -821,9 +823,11 @@ class Engine:
             ]
         lim = self.cfg.batch_release_utilization
         while q and cands:
-            rep = min(cands, key=lambda r: r.held / r.cap)
-            if rep.held / rep.cap > lim:
+            loads = [c.held / c.cap for c in cands]  # min(cands, key=load)
+            least = min(loads)
+            if least > lim:
                 break
+            rep = cands[loads.index(least)]
             _, _, req = heapq.heappop(q)
             self._enqueue(rep, req)
 
