@@ -88,3 +88,12 @@ def test_the_engine_reports_the_last_minutes_arrivals_per_flow_and_nothing_later
     assert seen[60.0][FAST] == (30 / 60, 3000 / 60, 300 / 60)
     assert seen[120.0][FAST] == (6 / 60, 600 / 60, 60 / 60)
     assert FAST not in seen[180.0]
+
+
+def test_the_correction_never_asks_a_pool_for_more_than_its_max_nodes_hold():
+    pol = _policy()  # one pool: 10 nodes x 8 GPUs, one GPU a replica: 80 replicas at most
+    pol.target = FleetTarget(replicas={KEY: 78}, routes={})
+    cap = _per_replica(pol)
+    rps = 90 * cap / 360
+    t = pol.react(_obs({FAST: (rps, rps * 300, rps * 60)}, ready=78))
+    assert t is not None and t.replicas[KEY] == 80

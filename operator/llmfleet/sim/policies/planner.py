@@ -96,6 +96,11 @@ def slot_counts(snap: FleetSnapshot) -> dict[ReplicaKey, int]:
     return out
 
 
+SPILL_RTT_MS = 250.0
+"""The correction adds replicas in another region only this near the serving one (a quarter
+of the fastest tier's 1 s TTFT target: the ingress's spill must still meet it there)."""
+
+
 def replica_profiles(snap: FleetSnapshot) -> dict[ReplicaKey, ProfileSpec]:
     """The planner's profile of one replica per (model, region, pool) it can run on."""
     out: dict[ReplicaKey, ProfileSpec] = {}
@@ -286,6 +291,14 @@ class Llmfleet:
         self.profiles = replica_profiles(self.snap)
         self.spot_pools = {(r.metadata.name, p.name) for r in self.snap.regions
                            for p in r.spec.pools if p.capacity_type == "spot"}
+        self.pool_gpus = {(r.metadata.name, p.name): p.max_nodes * p.gpus_per_node
+                          for r in self.snap.regions for p in r.spec.pools}
+        price = {(r.metadata.name, p.name): p.price_per_node_hour / p.gpus_per_node
+                 for r in self.snap.regions for p in r.spec.pools}
+        self.replica_price = {k: price[k[1:]] * prof.gpus_per_replica
+                              for k, prof in self.profiles.items()}
+        self.rtt = {r.metadata.name: {lat.region: lat.rtt_ms for lat in r.spec.latencies}
+                    for r in self.snap.regions}
 
     def cycle_inputs(self, obs: Observation) -> CycleInputs:
         """What the controller's cycle would be given at ``obs.now``."""
@@ -357,6 +370,7 @@ class Llmfleet:
         loading; True when it did."""
         need: dict[tuple[str, str], float] = {}
         pool_of: dict[tuple[str, str], ReplicaKey] = {}
+        spot_ok: dict[tuple[str, str], bool] = {}
         for fk, (rps, prompt, output) in obs.recent.items():
             tps = prompt + output
             tier = self.tier_specs.get(fk.tier)
@@ -373,15 +387,50 @@ class Llmfleet:
                     cell = (fk.model, region)
                     need[cell] = need.get(cell, 0.0) + (f / total) * tps / cap
                     pool_of.setdefault(cell, key)
+                    spot_ok[cell] = spot_ok.get(cell, True) and tier.spot_allowed
         changed = False
         for cell, n in sorted(need.items()):
             have = sum(s.ready + s.loading for k, s in obs.replicas.items() if k[:2] == cell)
             have = max(have, sum(v for k, v in want.items() if k[:2] == cell))
             if n > have * (1.0 + self.recent_margin):
-                key = pool_of[cell]
-                want[key] = want.get(key, 0) + math.ceil(n - have)
+                self._place(want, pool_of[cell], math.ceil(n - have), spot_ok[cell])
                 changed = True
         return changed
+
+    def _place(self, want: dict[ReplicaKey, int], first: ReplicaKey, count: int,
+               spot_ok: bool) -> None:
+        """Add ``count`` replicas of ``first``'s model to ``want``: in ``first``'s pool while
+        it has room (its ``maxNodes``), then in the region's other pools that can run the
+        model, cheapest per replica first, then in the nearest regions by round trip
+        (within :data:`SPILL_RTT_MS`: the ingress spills the burst there); what finds no
+        room anywhere is dropped (the next plan sees the demand)."""
+        model, region, _ = first
+        rtt = self.rtt.get(region, {})
+        near = sorted((r for r in self.rtt if r != region and rtt.get(r, math.inf) <= SPILL_RTT_MS),
+                      key=lambda r: rtt[r])
+        regions = [region, *near]
+        for reg in regions:
+            keys = sorted(
+                (k for k in self.profiles if k[:2] == (model, reg)
+                 and (spot_ok or k[1:] not in self.spot_pools)),
+                key=lambda k: (k != first, self.replica_price[k], k))
+            for key in keys:
+                if count <= 0:
+                    return
+                free = self._room(want, key)
+                if free > 0:
+                    take = min(free, count)
+                    want[key] = want.get(key, 0) + take
+                    count -= take
+
+    def _room(self, want: Mapping[ReplicaKey, int], key: ReplicaKey) -> int:
+        """Replicas of ``key``'s model that still fit in its pool's ``maxNodes`` beside what
+        ``want`` asks of the pool already."""
+        _, region, pool = key
+        cap_gpus = self.pool_gpus[(region, pool)]
+        used = sum(v * self.profiles[k].gpus_per_replica for k, v in want.items()
+                   if k[1:] == (region, pool) and k in self.profiles)
+        return max(0, (cap_gpus - used) // self.profiles[key].gpus_per_replica)
 
     def _serving_pool(
         self, want: Mapping[ReplicaKey, int], model: str, region: str, spot_ok: bool
