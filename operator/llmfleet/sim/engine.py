@@ -201,8 +201,11 @@ class Replica:
     """``max(s C, 1e-9)``: the batch size from which decode is saturated (:meth:`rate`)."""
     fcfs: bool = field(init=False)
     """The scheduler is plain :class:`FCFS`: its calls are no-ops the engine skips."""
+    pool: PoolKey = field(init=False)
+    """``(region, pool)`` of ``key``."""
 
     def __post_init__(self) -> None:
+        self.pool = (self.key[1], self.key[2])
         p = self.profile
         self.cap = p.max_seqs
         self.floor = max(p.saturation * p.max_seqs, 1e-9)
@@ -341,6 +344,8 @@ class Engine:
             batch = spec.type == "deadline" and spec.deadline is not None
             self._tier_deadline.append(
                 spec.deadline.completion_seconds if batch and spec.deadline else None)
+        self._queue_factor = self.cfg.queue_limit_factor
+        self._release_at = self.cfg.batch_release_utilization
         self._u_buf: list[float] = []
         self._u_pos = 0
         self._u_state: Mapping[str, Any] | None = None
@@ -379,8 +384,7 @@ class Engine:
                         break
                     self.now = t
                     if kind == _REPLICA:
-                        rep = obj
-                        assert isinstance(rep, Replica)
+                        rep: Replica = obj  # type: ignore[assignment]  # _REPLICA: a Replica
                         if a == rep.epoch and rep.state in live:
                             replica_event(rep)
                     else:
@@ -699,7 +703,7 @@ class Engine:
         return rep
 
     def _enqueue(self, rep: Replica, req: Request) -> None:
-        if len(rep.waiting) > self.cfg.queue_limit_factor * rep.cap:
+        if len(rep.waiting) > self._queue_factor * rep.cap:
             self.rec.rejected(req, "queue-full", self.now)
             return
         if not rep.fcfs:
@@ -736,7 +740,11 @@ class Engine:
             (rep.prefill_q if req.lane == "interactive" else rep.prefill_bq).append(req)
             changed = True
         if changed and rep.prefilling is None:
-            rep.advance(now)
+            decode = rep.decode
+            if decode:  # rep.advance(now), inlined
+                n, floor = len(decode), rep.floor
+                rep.v += (now - rep.v_time) * (rep.profile.decode / (floor if floor > n else n))
+            rep.v_time = now
             self._start_prefill(rep)
             self._schedule(rep)
 
@@ -803,12 +811,25 @@ class Engine:
                 self._kill(rep)
                 return
             self._admit(rep)
-            lane = self.target.pool_lanes.get((rep.key[1], rep.key[2]), "deadline")
-            if lane == "deadline" and rep.held / rep.cap <= self.cfg.batch_release_utilization:
-                self._release_batch(rep.key[0])
+            model = rep.key[0]
+            if (self.deadline_q.get(model)
+                    and self.target.pool_lanes.get(rep.pool, "deadline") == "deadline"
+                    and rep.held / rep.cap <= self._release_at):
+                self._release_batch(model)
         if rep.prefilling is None and (rep.prefill_q or rep.prefill_bq):
             self._start_prefill(rep)
-        self._schedule(rep)
+        rep.epoch += 1  # self._schedule(rep), inlined
+        if rep.prefilling is not None:
+            t = rep.prefill_end
+        elif decode:
+            left = decode[0][0] - rep.v
+            n, floor = len(decode), rep.floor
+            t = now + (0.0 if left < 0.0 else left) / (
+                rep.profile.decode / (floor if floor > n else n))
+        else:
+            return
+        self._seq += 1
+        heapq.heappush(self._heap, (t, _REPLICA, self._seq, rep.epoch, rep))
 
     def _release_batch(self, model: str) -> None:
         q = self.deadline_q.get(model)
