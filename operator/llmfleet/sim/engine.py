@@ -344,6 +344,9 @@ class Engine:
             batch = spec.type == "deadline" and spec.deadline is not None
             self._tier_deadline.append(
                 spec.deadline.completion_seconds if batch and spec.deadline else None)
+        self._keep = keep_requests
+        """The recorder keeps per-request arrays: call its admitted/first_token (else the
+        engine sets the request's ``admitted_at`` and ``ttft`` itself, as they would)."""
         self._queue_factor = self.cfg.queue_limit_factor
         self._release_at = self.cfg.batch_release_utilization
         self._u_buf: list[float] = []
@@ -637,7 +640,9 @@ class Engine:
 
     def _route(self, req: Request) -> None:
         region = self._region_for(req) if self.target.routes else req.origin
-        cands = self._eligible(req, region)
+        cands = self._cands.get((req.model, region, self._spot_ok[req.tier], req.lane))
+        if cands is None:
+            cands = self._eligible(req, region)
         if not cands:
             for other in self._others(req, region):
                 cands = self._eligible(req, other)
@@ -724,6 +729,7 @@ class Engine:
         changed = False
         waiting = rep.waiting
         admitted = self.rec.admitted
+        keep = self._keep
         now = self.now
         while waiting and rep.held - len(waiting) < rep.cap:
             if rep.fcfs:
@@ -736,7 +742,10 @@ class Engine:
                 req = pick  # type: ignore[assignment]  # the engine's own Requests
                 assert isinstance(req, Request)
                 waiting.remove(req)
-            admitted(req, now)
+            if keep:
+                admitted(req, now)
+            elif req.admitted_at != req.admitted_at:  # Recorder.admitted, inlined: NaN
+                req.admitted_at = now
             (rep.prefill_q if req.lane == "interactive" else rep.prefill_bq).append(req)
             changed = True
         if changed and rep.prefilling is None:
@@ -785,7 +794,10 @@ class Engine:
         if rep.prefilling is not None and rep.prefill_end <= now + 1e-9:
             req = rep.prefilling
             rep.prefilling = None
-            self.rec.first_token(req, now + rep.profile.first_token_delay + req.net)
+            if self._keep:
+                self.rec.first_token(req, now + rep.profile.first_token_delay + req.net)
+            else:  # Recorder.first_token, inlined
+                req.ttft = now + rep.profile.first_token_delay + req.net - req.arrival
             if not fcfs:
                 rep.scheduler.on_service(req, float(req.prompt_tokens), 0.0, now)
             rep.served_tokens += req.prompt_tokens
