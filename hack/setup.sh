@@ -28,7 +28,7 @@ fi
 
 if [[ "${1:-}" != "--python" ]]; then
   bash hack/controlplane.sh build
-  # kube-scheduler + kwok for hack/fleet.sh (a fleet in a box); ~3.5 min cold, seconds warm
+  # kube-scheduler + kwok for hack/fleet.sh (a fleet in a box); ~3 min cold on top of the control plane, seconds warm
   bash hack/fleet.sh build
   bash hack/tools.sh all
 fi
