@@ -115,9 +115,17 @@ def test_llmfleet_publishes_the_cycles_limits_from_the_usage_it_saw():
 
     calm = Llmfleet(tiny_scenario()).decide(_obs(tok=2000.0))
     assert calm.throttles is not None and {t.tenant for t in calm.throttles} == {"a", "b"}
-    # tenant a sends 50x what the plan provisions: the next plan's limit holds it to a share
+    # tenant a sends 50x what the plan provisions: where the pool can grow the fleet grows
+    # and nobody is throttled; at its maxNodes the next plan's limit holds a to a share
     obs = dataclasses.replace(_obs(tok=2000.0), tenant_usage={("a", "m", "r1"): 100_000.0})
-    p = Llmfleet(tiny_scenario())
+    roomy = Llmfleet(tiny_scenario())
+    roomy.decide(obs)
+    assert roomy.last_result is not None and roomy.last_result.limits is not None
+    assert not roomy.last_result.limits.tenant("a").throttled
+    sc = tiny_scenario()
+    region = next(d for d in sc.fleet if d["kind"] == "Region")
+    region["spec"]["pools"][0]["maxNodes"] = 1  # one node: the plan's, no room to grow
+    p = Llmfleet(sc)
     hot = p.decide(obs)
     assert hot.throttles is not None
     a = next(t for t in hot.throttles if t.tenant == "a")

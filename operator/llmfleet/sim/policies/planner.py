@@ -335,6 +335,10 @@ class Llmfleet:
             spill=self.spill,
         )
         self.planned = dict(self.target.replicas)
+        if self.truth is None:  # a new plan keeps what the last minute's demand still needs
+            want = dict(self.planned)
+            if self._for_recent_demand(obs, want):
+                self.target = dataclasses.replace(self.target, replicas=want)
         return self.target
     def _keep(self, why: str) -> FleetTarget:
         """A failed solve keeps the last good plan."""
