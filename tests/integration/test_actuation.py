@@ -172,7 +172,7 @@ def test_plan_is_applied_in_order_and_reapplying_changes_nothing(
     fast_a = next(
         r
         for r in rules
-        if {"type": "Exact", "name": "x-llmfleet-tier", "value": "fast"}
+        if {"type": "Exact", "name": "x-tier", "value": "fast"}
         in r["matches"][0]["headers"]
         and {"type": "Exact", "name": "x-llmfleet-origin", "value": a} in r["matches"][0]["headers"]
     )

@@ -293,7 +293,7 @@ def _assert_region_matches(f: Fleet, plan: FleetPlanSpec, region: str) -> None:
         route = routes.get(route_name(rule.model))
         assert route is not None, (region, rule.model, sorted(routes))
         assert route["spec"]["parentRefs"][0]["name"] == "llm-gateway"
-        tier = {"type": "Exact", "name": "x-llmfleet-tier", "value": rule.tier}
+        tier = {"type": "Exact", "name": "x-tier", "value": rule.tier}
         r = next(x for x in route["spec"]["rules"] if tier in x["matches"][0]["headers"])
         weights = {b["name"]: b["weight"] for b in r["backendRefs"] if b["weight"]}
         expect = {service_name(rule.model, w.region): w.fraction * 1000 for w in rule.weights}

@@ -109,7 +109,7 @@ def test_published_objects_match_the_computed_table(cluster: Cluster, envoy_crds
     cm = cluster.get("v1", "ConfigMap", "llmfleet-throttling", namespace)
     assert cm is not None
     doc = json.loads(cm["data"]["throttling.json"])
-    assert doc == throttling_document(table, policy="default", tenant_header="x-llmfleet-tenant")
+    assert doc == throttling_document(table, policy="default", tenant_header="x-tenant-id")
     assert doc["overloaded"] == [{"model": "llama", "region": "us", "tier": "fast"}]
 
     btp = cluster.get(BTP_API_VERSION, "BackendTrafficPolicy", BTP_NAME, namespace)
@@ -125,7 +125,7 @@ def test_published_objects_match_the_computed_table(cluster: Cluster, envoy_crds
     first = rules[0]  # throttled tenants first: the abuser
     hdrs = first["clientSelectors"][0]["headers"]
     assert hdrs[0] == {
-        "name": "x-llmfleet-tenant",
+        "name": "x-tenant-id",
         "type": "Exact",
         "value": "abuser",
         "invert": False,

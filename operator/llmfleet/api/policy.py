@@ -420,13 +420,14 @@ class IngressTarget(ApiModel):
     )
     """ConfigMap holding the per-tenant throttling table as JSON."""
     tenant_header: str = Field(
-        default="x-llmfleet-tenant", min_length=1, max_length=256, pattern=HTTP_HEADER_NAME
+        default="x-tenant-id", min_length=1, max_length=256, pattern=HTTP_HEADER_NAME
     )
-    """HTTP header carrying the tenant id."""
+    """HTTP header carrying the tenant id (the name the gateway's metrics mapping, the
+    router and the load generator use: ``x-tenant-id``)."""
     tier_header: str = Field(
-        default="x-llmfleet-tier", min_length=1, max_length=256, pattern=HTTP_HEADER_NAME
+        default="x-tier", min_length=1, max_length=256, pattern=HTTP_HEADER_NAME
     )
-    """HTTP header carrying the SLA tier."""
+    """HTTP header carrying the SLA tier (``x-tier``, likewise)."""
 
 
 class FleetPolicySpec(ApiModel):
