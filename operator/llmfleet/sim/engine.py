@@ -71,6 +71,21 @@ for any window, however the node's life straddles its edges: nodes alive when a 
 are interrupted at rate ``r_s`` during it, and at ``h0`` again after it. Without storms the
 draw is the exponential of before, ``E`` hours / ``h0``. The policies are not told: they see
 the pools' ``h0`` and the interruptions as they happen.
+
+**Speed** (``llmfleet bench sim``; the behaviour above is unchanged, pinned by
+``tests/unit/sim/test_engine_reference.py`` against the engine before these). A chunk of the
+stream is turned into Python values a slice at a time (no numpy scalar per request); its
+demand history per (flow, step) and tokens sent per (tenant, model, origin) are tallied with
+one vectorised pass (a policy reads only complete steps, all in the past, and a flow or usage
+key only from its first arrival on). Route CDFs, candidate replicas per (model, region, spot,
+lane), the other regions by distance and the deadline-release candidates are cached until the
+target or the ready set changes; each replica keeps a ``held`` counter (the router's load);
+the no-op calls of a plain FCFS scheduler are skipped. Routing uniforms are drawn
+:data:`_UNIFORM_BATCH` at a time from the engine's generator: each double of
+``Generator.random`` is one 64-bit step of PCG64, so before any other draw (a spot node's
+life) the generator is put back to the state it had before the batch and advanced by the
+uniforms used (:meth:`Engine._sync_rng`), and the stream is exactly that of one draw per
+request: same seed, same metrics, the same numbers as before.
 """
 
 from __future__ import annotations
