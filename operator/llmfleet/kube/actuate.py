@@ -23,7 +23,10 @@ How (one cycle):
    LLMModel with the plan's replicas (managed Deployments the plan no longer lists go to 0, or
    are deleted when their LLMModel is gone); a Service per (model, region); HTTPRoutes per
    model and cluster (when the policy has parentRefs) and the routing ConfigMap in every
-   cluster. An object changes only when a server-side dry-run apply of it differs from the
+   cluster; when an SLATier has ``spec.routing``, the router service's ConfigMap
+   (:data:`~llmfleet.kube.router_config.ROUTER_CONFIG_MAP`, key ``router.json``) in every
+   cluster and, with parentRefs, the router's HTTPRoutes (``x-ai-eg-model`` matches, see
+   :mod:`llmfleet.kube.router_config`). An object changes only when a server-side dry-run apply of it differs from the
    stored object in labels, spec or data, so re-running the same plan makes 0 changes.
 2. Order: nodes up, workloads up (new Deployments, more replicas, template edits, Services),
    routing, workloads down, nodes down. Capacity is added before routing moves to it and
@@ -41,6 +44,16 @@ never by name. Before an object of a generated name is written, the stored objec
 name (if any) must carry the same identity labels; otherwise it is someone else's (or
 llmfleet's for another model/region/pool) and it is not written: the refusal is an error
 naming the object and what its labels say it is (target of its kind).
+
+The router's ConfigMap: only ``router.json`` is llmfleet's (server-side apply leaves the
+keys of other field managers, such as ``shares.json`` and the fitted routers' ``.npz``
+artefacts a calibration job adds, as they are); a tier's calibration found in the stored
+``router.json`` is kept while it fits the tier (:func:`~llmfleet.kube.router_config.
+stored_calibrations`). A routed tier that cannot be rendered (a candidate without an LLMModel
+or a ``routingCost``) is left out of it, and reported as an error like any other. Once no
+tier routes, a router ConfigMap llmfleet made is published with no tiers (the router sends
+every request on unchanged), not deleted (its other keys are not llmfleet's).
+:func:`read_router_shares` reads its ``shares.json`` for the planning loop.
 
 A region whose cluster does not answer (or whose kubeconfig Secret is missing or unusable)
 is *unreachable*: it is skipped after its first failed request, named in
@@ -98,7 +111,21 @@ from llmfleet.kube.render import (
     render_service,
     route_name,
 )
+from llmfleet.kube.router_config import (
+    ROUTER_COMPONENT,
+    ROUTER_CONFIG_MAP,
+    SHARES_KEY,
+    TierCalibration,
+    render_router_config_map,
+    render_router_httproutes,
+    router_config_document,
+    router_route_entries,
+    shares_from_config_map,
+    stored_calibrations,
+)
 from llmfleet.routing import routing_document, routing_json, routing_table
+from llmfleet.routing.models.serving import ConfigError, RouterShares
+from llmfleet.routing.table import RouteEntry, RoutingTable
 
 __all__ = [
     "ActuationError",
@@ -108,6 +135,7 @@ __all__ = [
     "RegionClusters",
     "actuate",
     "observe",
+    "read_router_shares",
     "remove_region",
 ]
 
@@ -116,6 +144,18 @@ MANAGED_MODEL = f"{MANAGED_BY}={MANAGER},{LABEL_MODEL}"
 """Selector of the model objects llmfleet made (Deployments, Services)."""
 MANAGED_ROUTING = f"{MANAGED_BY}={MANAGER},{LABEL_COMPONENT}=routing"
 """Selector of the routing objects llmfleet made (HTTPRoutes, routing ConfigMaps)."""
+ROUTER_SHARES_READ = "RouterSharesRead"
+"""FleetPolicy condition: the router's shares were read (``True``: the routed tiers'
+demand is split among their candidates), or why not (no split)."""
+
+
+class SharesReason:
+    """Reasons of the ``RouterSharesRead`` condition."""
+
+    READ = "SharesRead"
+    NONE = "NoShares"
+    INVALID = "SharesInvalid"
+    UNREADABLE = "SharesUnreadable"
 
 
 @dataclass(frozen=True)
@@ -706,6 +746,7 @@ class _Planner:
                     route_name(e.model),
                     f"plan routing[{e.model}/{e.tier}/{e.origin}]: no LLMModel",
                 )
+        router_entries = self._router_entries(table)
         for server, cluster in sorted(clusters.items()):
             if not self.reachable(cluster):
                 continue
@@ -727,16 +768,134 @@ class _Planner:
             )
             if ch is not None:
                 self.changes.append(ch)
+            self._router_config_in(cluster, region)
             if ingress.parent_refs:
                 try:
-                    self._routes_in(cluster, regions_of[server], table)
+                    self._routes_in(cluster, regions_of[server], table, router_entries)
                 except KubeError as err:
                     self.failed(cluster, err, region=region, target="httproute", name="")
 
-    def _routes_in(self, cluster: Cluster, local: set[str], table: Any) -> None:
+    # ------------------------------------------------------------ the router service
+
+    def _routed_tiers(self) -> list[Any]:
+        return sorted(
+            (t for t in self.snapshot.tiers if t.spec.routing is not None), key=lambda t: t.name
+        )
+
+    def _router_entries(self, table: RoutingTable) -> list[RouteEntry]:
+        """The route entries the router's HTTPRoutes follow (none when no tier routes); a
+        candidate served nowhere is an error (its requests would find no backend)."""
+        tiers = self._routed_tiers()
+        if not tiers:
+            return []
+        serving: dict[str, set[str]] = defaultdict(set)
+        for mr in self.plan.replicas:
+            if mr.replicas > 0:
+                serving[mr.model].add(mr.region)
+        entries, problems = router_route_entries(
+            table, tiers, {m: sorted(r) for m, r in serving.items()}, total=table.total
+        )
+        for msg in problems:
+            self._once("", "httproute", "", msg)
+        return entries
+
+    def _once(self, region: str, target: Target, name: str, message: str) -> None:
+        """An error that concerns the fleet, not one cluster: reported once."""
+        if message not in self.errors:
+            self.error(region, target, name, message)
+
+    def _router_document(self, calibrations: Mapping[str, TierCalibration]) -> dict[str, Any]:
+        """``router.json`` for the routed tiers: a tier that cannot be rendered is left out
+        (an error); a stored calibration that no longer fits its tier is dropped (an error:
+        the tier is published uncalibrated, every request to its reference)."""
+        ingress = self.policy.spec.ingress
+        kw = {"tier_header": ingress.tier_header, "tenant_header": ingress.tenant_header}
+        snap = self.snapshot
+        doc = router_config_document([], snap.models, snap.tenants, {}, **kw)
+        where = f"ConfigMap {ROUTER_CONFIG_MAP}"
+        for tier in self._routed_tiers():
+            cal = {tier.name: calibrations[tier.name]} if tier.name in calibrations else {}
+            try:
+                one = router_config_document([tier], snap.models, snap.tenants, cal, **kw)
+            except ValueError as err:
+                if not cal:
+                    self._once("", "configmap", ROUTER_CONFIG_MAP,
+                               f"{where}: tier {tier.name} left out: {err}")  # fmt: skip
+                    continue
+                self._once("", "configmap", ROUTER_CONFIG_MAP,
+                           f"{where}: the stored calibration of tier {tier.name} is not used "
+                           f"(every request to its reference until recalibrated): {err}")  # fmt: skip
+                try:
+                    one = router_config_document([tier], snap.models, snap.tenants, {}, **kw)
+                except ValueError as err2:
+                    self._once("", "configmap", ROUTER_CONFIG_MAP,
+                               f"{where}: tier {tier.name} left out: {err2}")  # fmt: skip
+                    continue
+            doc["tiers"].update(one["tiers"])
+        return doc
+
+    def _router_config_in(self, cluster: Cluster, region: str) -> None:
+        """The router's ConfigMap in ``cluster`` when a tier routes (or to empty an earlier
+        one llmfleet made once none does)."""
+        if not self.reachable(cluster):
+            return
+        name = ROUTER_CONFIG_MAP
+        try:
+            stored = cluster.get("v1", "ConfigMap", name, self.namespace)
+        except KubeError as err:
+            self.failed(cluster, err, region=region, target="configmap", name=name,
+                        where=f"ConfigMap {name}")  # fmt: skip
+            return
+        labels = ((stored or {}).get("metadata") or {}).get("labels") or {}
+        ours = labels.get(MANAGED_BY) == MANAGER and labels.get(LABEL_COMPONENT) == ROUTER_COMPONENT
+        if not self._routed_tiers() and not ours:
+            return
+        doc = self._router_document(stored_calibrations(stored))
+        cm = render_router_config_map(doc, name, self.namespace)
+        tiers = ", ".join(sorted(doc["tiers"])) or "none"
+        ch = self._diff(
+            cluster,
+            cm,
+            Phase.ROUTING,
+            None,
+            f"ConfigMap {name}: model router config updated (routed tiers: {tiers})",
+            "UpdatedRouting",
+            region,
+        )
+        if ch is not None:
+            self.changes.append(ch)
+
+    def _routes_in(
+        self,
+        cluster: Cluster,
+        local: set[str],
+        table: RoutingTable,
+        router_entries: list[RouteEntry] | None = None,
+    ) -> None:
         ingress = self.policy.spec.ingress
         region = self.region_of(cluster)
         wanted: dict[str, dict[str, Any]] = {}
+        router_models = sorted({e.model for e in router_entries or ()})
+        for model_name in router_models:
+            model = self.models.get(model_name)
+            entries = [
+                e for e in router_entries or () if e.origin in local and e.model == model_name
+            ]
+            if model is None or not entries:
+                continue
+            for route in render_router_httproutes(
+                model,
+                entries,
+                namespace=self.namespace,
+                parent_refs=ingress.parent_refs,
+                policy_namespace=self.policy.namespace or self.namespace,
+                tier_header=ingress.tier_header,
+                tenant_header=ingress.tenant_header,
+                local_regions=frozenset(local),
+                match_origin=len(local) > 1,
+                total=table.total,
+            ):
+                wanted[route["metadata"]["name"]] = route
         for model_name in table.models():
             model = self.models.get(model_name)
             entries = [e for e in table.for_model(model_name) if e.origin in local]
@@ -1087,3 +1246,45 @@ def remove_region(
         )
     result.errors = tuple(errors)
     return result
+
+
+@dataclass(frozen=True)
+class SharesRead:
+    """What :func:`read_router_shares` found: the shares (None: no routing split), the
+    ``RouterSharesRead`` condition to set (``status``, ``reason``, ``message``), and whether
+    to post the message as a Warning Event."""
+
+    shares: RouterShares | None
+    status: Literal["True", "False"]
+    reason: str
+    message: str
+    warning: bool = False
+
+
+def read_router_shares(
+    cluster: Cluster, namespace: str, name: str = ROUTER_CONFIG_MAP
+) -> SharesRead:
+    """The router's calibrated shares, ``data["shares.json"]`` of ConfigMap
+    ``namespace/name`` (format ``shares_document``), for one planning cycle. No ConfigMap or
+    no key: no shares. A document that is not of the format, or a ConfigMap that cannot be
+    read: no shares, a ``False`` condition and a warning naming the ConfigMap and key. Never
+    raises: the cycle plans without a routing split."""
+    where = f"ConfigMap {namespace}/{name}"
+    nothing = "the cycle plans without router shares (no routing split)"
+    try:
+        cm = cluster.get("v1", "ConfigMap", name, namespace)
+    except Exception as err:  # the reader's boundary: never stop the cycle
+        text = str(err) if isinstance(err, KubeError) else f"{type(err).__name__}: {err}"
+        msg = f"{where} key {SHARES_KEY}: cannot be read: {text}; {nothing}"
+        return SharesRead(None, "False", SharesReason.UNREADABLE, msg, warning=True)
+    try:
+        shares = shares_from_config_map(cm)
+    except (ConfigError, ValueError, TypeError) as err:
+        msg = f"{where}: {err}; {nothing}"
+        return SharesRead(None, "False", SharesReason.INVALID, msg, warning=True)
+    if shares is None:
+        why = "not found" if cm is None else f"has no key {SHARES_KEY}"
+        return SharesRead(None, "False", SharesReason.NONE, f"{where} {why}: no routing split")
+    tiers = ", ".join(t.tier for t in shares.tiers) or "none"
+    msg = f"{where} key {SHARES_KEY}: shares of tier(s) {tiers}"
+    return SharesRead(shares, "True", SharesReason.READ, msg)

@@ -46,14 +46,31 @@ from llmfleet.api.model import LLMModel
 from llmfleet.api.policy import ParentRef
 from llmfleet.api.tenant import TenantQuota
 from llmfleet.api.tier import SLATier
-from llmfleet.kube.render import render_config_map, render_httproutes
-from llmfleet.routing.models.serving import CONFIG_API_VERSION, FittedTier
+from llmfleet.kube.render import (
+    OBJECT_NAME_LIMIT,
+    identity_name,
+    render_config_map,
+    render_httproutes,
+)
+from llmfleet.routing.models.serving import (
+    CONFIG_API_VERSION,
+    ConfigError,
+    FittedTier,
+    RouterShares,
+    parse_shares,
+)
 from llmfleet.routing.table import RouteEntry, RoutingTable
 from llmfleet.routing.weights import integer_weights
 
 ROUTER_MODEL_HEADER = "x-ai-eg-model"
 """The header the router service sets to the chosen served name (Envoy AI Gateway's)."""
 ROUTER_CONFIG_KEY = "router.json"
+SHARES_KEY = "shares.json"
+"""The ConfigMap key holding the router's calibrated shares (``shares_document``)."""
+ROUTER_CONFIG_MAP = "llmfleet-router"
+"""The router's ConfigMap, in the fleet namespace of every region's cluster (FleetPolicy
+``spec.ingress`` has no field for its name yet)."""
+ROUTER_COMPONENT = "model-router"
 CHARS_PER_TOKEN = 4
 
 
@@ -186,7 +203,84 @@ def router_config_document(
 def render_router_config_map(doc: Mapping[str, Any], name: str, namespace: str) -> dict[str, Any]:
     """The ConfigMap the router service mounts: ``data["router.json"]``, sorted keys."""
     text = json.dumps(doc, sort_keys=True, indent=1, allow_nan=False)
-    return render_config_map(name, namespace, {ROUTER_CONFIG_KEY: text}, component="model-router")
+    return render_config_map(name, namespace, {ROUTER_CONFIG_KEY: text}, component=ROUTER_COMPONENT)
+
+
+def calibrations_from_document(doc: Mapping[str, Any]) -> dict[str, TierCalibration]:
+    """The calibrations a stored ``router.json`` holds (its tiers with an ``artefact``), to
+    render it again with them (module docstring). A tier whose entry is not of the schema is
+    left out (published uncalibrated). A tier's fixed ``threshold`` is not its calibrated
+    knob: such a tier's ``lambda`` is not carried (None until recalibrated)."""
+    out: dict[str, TierCalibration] = {}
+    tiers = doc.get("tiers") if isinstance(doc, Mapping) else None
+    for name, t in (tiers or {}).items() if isinstance(tiers, Mapping) else ():
+        try:
+            artefact = t["artefact"]
+            if not isinstance(artefact, str) or not artefact:
+                continue
+            cal = t.get("calibration") or {}
+            fixed = cal.get("threshold") == "fixed"
+            lam = t.get("lambda")
+            scale = t.get("costScale")
+            cands = t["candidates"]
+            out[str(name)] = TierCalibration(
+                kind=str(t["kind"]),
+                models=tuple(str(c["model"]) for c in cands),
+                artefact=artefact,
+                bits=int(t["bits"]),
+                lam=None if fixed or lam is None else float(lam),
+                scale=None if scale is None else float(scale),
+                cost={
+                    str(c["model"]): (float(c["costIntercept"]), float(c["costPerChar"]))
+                    for c in cands
+                },
+                drop_points=float(cal.get("dropPoints") or 0.0),
+                ucb_drop_points=float(cal.get("ucbDropPoints") or 0.0),
+                saving=float(cal.get("saving") or 0.0),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return out
+
+
+def stored_calibrations(config_map: Mapping[str, Any] | None) -> dict[str, TierCalibration]:
+    """:func:`calibrations_from_document` of a stored router ConfigMap (None, no or a bad
+    ``router.json``: none)."""
+    text = ((config_map or {}).get("data") or {}).get(ROUTER_CONFIG_KEY)
+    if not isinstance(text, str):
+        return {}
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return calibrations_from_document(doc) if isinstance(doc, dict) else {}
+
+
+def shares_from_config_map(config_map: Mapping[str, Any] | None) -> RouterShares | None:
+    """The router shares under ``data["shares.json"]`` (None: no ConfigMap or no key);
+    :class:`ConfigError` naming the key when the document is not JSON or not of the schema."""
+    data = (config_map or {}).get("data") or {}
+    text = data.get(SHARES_KEY) if isinstance(data, Mapping) else None
+    if text is None:
+        return None
+    where = f"data[{SHARES_KEY!r}]"
+    try:
+        doc = json.loads(text) if isinstance(text, str) else None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{where}: not valid JSON: {err}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: expected a JSON object")
+    try:
+        return parse_shares(doc)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def router_route_name(model: str, part: int = 1) -> str:
+    """``llmfleet-router-<model>[-<part>]-<hash>``: the router's HTTPRoutes of ``model``,
+    apart from its body-based ``llmfleet-<model>`` ones."""
+    readable = ("llmfleet-router", model, *([str(part)] if part > 1 else []))
+    return identity_name(readable, ("router", model, str(part)), limit=OBJECT_NAME_LIMIT)
 
 
 def router_route_entries(
@@ -252,10 +346,14 @@ def render_router_httproutes(
     match_origin: bool,
     total: int = 1000,
 ) -> list[dict[str, Any]]:
-    """One model's HTTPRoutes matching the router's ``x-ai-eg-model`` header."""
-    return render_httproutes(
+    """One model's HTTPRoutes matching the router's ``x-ai-eg-model`` header, named by
+    :func:`router_route_name`."""
+    routes = render_httproutes(
         model, [e for e in entries if e.model == model.name], namespace=namespace,
         parent_refs=parent_refs, policy_namespace=policy_namespace, tier_header=tier_header,
         tenant_header=tenant_header, local_regions=local_regions, match_origin=match_origin,
         total=total, model_header=ROUTER_MODEL_HEADER,
     )  # fmt: skip
+    for part, route in enumerate(routes, start=1):
+        route["metadata"]["name"] = router_route_name(model.name, part)
+    return routes
