@@ -6,6 +6,9 @@ planned:
     read     the policy, the fleet objects (kopf indexes), the fleet now in every region
              (``kube.actuate.observe``; a region that does not answer is *unreachable*) and
              the last plan;
+    shares   the router's shares, ``shares.json`` of ConfigMap ``llmfleet-router``
+             (``kube.actuate.read_router_shares``; none: no routing split; a bad one: a
+             ``RouterSharesRead=False`` condition and a Warning Event, no split);
     cycle    ``run_cycle`` with Prometheus as the demand and usage source: a FleetPlanSpec
              with the tenants' limits, the conditions to set, or one ``Failure``;
     write    the FleetPlan (``<policy>-<yyyymmddhhmmss>``, owned by the policy; older plans
@@ -71,13 +74,20 @@ from llmfleet.cycle.records import (
     plans_to_delete,
     plans_to_supersede,
 )
-from llmfleet.kube.actuate import RegionClusters, actuate, observe
+from llmfleet.kube.actuate import (
+    ROUTER_SHARES_READ,
+    RegionClusters,
+    actuate,
+    observe,
+    read_router_shares,
+)
 from llmfleet.kube.client import Cluster, KubeError
 from llmfleet.kube.errors import ActuationError
 from llmfleet.kube.prometheus import DemandReader, PrometheusAllow
 from llmfleet.kube.throttling import publish_throttling
 from llmfleet.plan.instance import CurrentState
 from llmfleet.plan.types import Plan
+from llmfleet.routing.models.serving import RouterShares
 
 RETRY_SECONDS = 60.0
 log = logging.getLogger(__name__)
@@ -273,6 +283,7 @@ class PlanningLoop:
                         unreachable=unreachable,
                         previous=self._previous.get(uid),
                         observe_note=observe_note,
+                        router_shares=self._router_shares(t),
                     ),
                     CyclePorts(demand=reader, usage=reader),
                 )
@@ -282,6 +293,17 @@ class PlanningLoop:
         self._finished[uid] = (self.clock(), interval)
 
     # ---------------------------------------------------------------- steps
+
+    def _router_shares(self, t: _Tick) -> RouterShares | None:
+        """The router's shares (``shares.json`` of its ConfigMap in the policy's namespace
+        of this cluster); a bad or unreadable one is a condition and a Warning Event, and
+        the cycle plans without a routing split."""
+        read = read_router_shares(self.cluster, t.namespace)
+        t.cond.set(ROUTER_SHARES_READ, read.status, read.reason, read.message)
+        if read.warning:
+            kopf.event(t.body, type="Warning", reason=read.reason, message=read.message)
+            t.logger.warning("%s", read.message)
+        return read.shares
 
     def _record(
         self,

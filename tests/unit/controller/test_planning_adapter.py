@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -159,3 +160,44 @@ def test_a_new_plan_supersedes_the_unfinished_older_ones(wired):
     assert statuses["p-old"]["phase"] == "Superseded"
     assert statuses["p-old"]["supersededBy"] == patch.status["lastPlan"]
     assert "p-done" not in statuses
+
+
+def _router_config_map(shares_json: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "llmfleet-router", "namespace": "default"},
+            "data": {"router.json": "{}", "shares.json": shares_json}}  # fmt: skip
+
+
+def test_the_router_shares_are_read_into_the_cycle(wired, monkeypatch):
+    _loop, hub, events, tick, _now, _a = wired
+    seen: list[Any] = []
+    real = planning.run_cycle
+
+    def spy(inputs: Any, ports: Any) -> Any:
+        seen.append(inputs.router_shares)
+        return real(inputs, ports)
+
+    monkeypatch.setattr(planning, "run_cycle", spy)
+    patch = tick()
+    assert seen == [None]  # no ConfigMap: no routing split, no warning
+    assert _cond(patch, "RouterSharesRead")["reason"] == "NoShares"
+    assert not [e for e in events if e["type"] == "Warning"]
+    doc = {"apiVersion": "llmfleet.dev/router-shares/v1", "tiers": {"t": {"reference": "m",
+           "options": [{"model": "m", "requests": 1, "promptTokens": 1, "outputTokens": 1}]}}}  # fmt: skip
+    hub.docs["llmfleet-router"] = _router_config_map(json.dumps(doc))
+    patch = tick(status={})
+    assert seen[-1] is not None and [t.tier for t in seen[-1].tiers] == ["t"]
+    c = _cond(patch, "RouterSharesRead")
+    assert (c["status"], c["reason"]) == ("True", "SharesRead")
+
+
+def test_malformed_router_shares_are_a_condition_and_an_event_not_a_failed_cycle(wired):
+    _loop, hub, events, tick, _now, _a = wired
+    hub.docs["llmfleet-router"] = _router_config_map('{"apiVersion": "llmfleet.dev/router-shares/v1"')
+    patch = tick()
+    c = _cond(patch, "RouterSharesRead")
+    assert (c["status"], c["reason"]) == ("False", "SharesInvalid")
+    assert "ConfigMap default/llmfleet-router: data['shares.json']: not valid JSON" in c["message"]
+    warned = [e for e in events if e["reason"] == "SharesInvalid"]
+    assert warned and warned[0]["type"] == "Warning" and "shares.json" in warned[0]["message"]
+    assert _cond(patch, "Planned")["reason"] == "PlanRecorded"  # planned without a split
