@@ -5,7 +5,8 @@ llmfleet validate PATH...                 check manifests offline (schema, rules
 llmfleet install [--samples]              apply CRDs (and samples) to a cluster
 llmfleet get [KIND...]                    what ``kubectl get llmfleet`` shows
 llmfleet operator                         run the controller
-llmfleet explain [PATH...] [--model M]    plan a fleet for its quota demand; why each replica exists
+llmfleet explain [PATH...] [--model M] [--router-shares F]   plan a fleet for its quota demand;
+                                          why each replica exists (and how many because of routing)
 llmfleet dashboards [--check]             generate the chart's dashboards, rules, CRD copy
 llmfleet actuate PLAN [--dry-run]         apply a recorded FleetPlan (an older one reverts)
 llmfleet simulate [SCENARIO]              replay the traces on the digital twin, every policy
@@ -24,9 +25,12 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from llmfleet.api.crdgen import drift, generate
+
+if TYPE_CHECKING:
+    from llmfleet.routing.models.serving import RouterShares
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CRDS = REPO_ROOT / "crds"
@@ -288,6 +292,14 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         step_seconds=horizon.step_seconds,
         load=args.load,
     )
+    routing = None
+    applied = ""
+    if args.router_shares:
+        from llmfleet.cycle.routing import route_forecasts
+
+        shares = _router_shares_file(Path(args.router_shares))
+        forecasts, done = route_forecasts(demand, snap, shares)
+        demand, routing, applied = list(forecasts), done.shares, done.message
     try:
         inst = from_snapshot(snap, demand, CurrentState(), policy)
     except InstanceError as err:
@@ -301,11 +313,39 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         f"demand: {len(demand)} flows from {len(snap.tenants)} TenantQuotas at {args.load:.0%} of their "
         f"token budgets at the local peak; planning from an empty fleet at {args.start_hour:02d}:00 UTC"
     )
-    print(explain(outcome, inst, model=args.model, region=args.region))
+    if args.router_shares:
+        print(f"--router-shares {args.router_shares}: {applied}")
+    print(explain(outcome, inst, model=args.model, region=args.region, routing=routing))
     violations = validate(outcome, inst)
     for v in violations:
         print(f"VIOLATION: {v}", file=sys.stderr)
     return 1 if violations else 0
+
+
+def _router_shares_file(path: Path) -> RouterShares:
+    """The router shares in ``path``: the ``shares_document`` JSON (or YAML), or the
+    router's ConfigMap manifest holding it under ``data["shares.json"]``."""
+    import yaml
+
+    from llmfleet.kube.router_config import SHARES_KEY, shares_from_config_map
+    from llmfleet.routing.models.serving import ConfigError, parse_shares
+
+    where = f"--router-shares {path}"
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise UserError(f"{where}: not valid JSON or YAML: {' '.join(str(err).split())}") from None
+    try:
+        if isinstance(doc, dict) and doc.get("kind") == "ConfigMap":
+            shares = shares_from_config_map(doc)
+            if shares is None:
+                raise ConfigError(f"ConfigMap has no data[{SHARES_KEY!r}]")
+            return shares
+        if not isinstance(doc, dict):
+            raise ConfigError(f"expected an object, got {type(doc).__name__}")
+        return parse_shares(doc)
+    except ConfigError as err:
+        raise UserError(f"{where}: {err}") from None
 
 
 def _cmd_dashboards(args: argparse.Namespace) -> int:
@@ -503,6 +543,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=range(24),
         metavar="H",
         help="UTC hour of step 0",
+    )
+    p.add_argument(
+        "--router-shares", metavar="FILE",
+        help="the router's calibrated shares (shares_document JSON, or the router's ConfigMap "
+        "with data[shares.json]): each routed tier's demand is split among its candidates and "
+        "the output says how many replicas exist because of routing",
     )
     p.set_defaults(func=_cmd_explain)
 
