@@ -641,3 +641,71 @@ def test_remove_region_of_an_unreachable_cluster_deletes_nothing(upstream_crds, 
     assert not res.complete and set(res.unreachable) == {b}
     assert [(e.region, e.target) for e in res.errors] == [(b, "other")]
     assert res.changes == 0
+
+
+def test_the_router_config_map_and_routes_leave_the_calibrators_keys_alone(
+    cluster, upstream_crds, namespace
+):
+    """A routed tier: llmfleet applies router.json and the router's HTTPRoutes; the keys a
+    calibration job adds (shares.json, under another field manager) survive its next apply,
+    and the planning loop's reader reads them."""
+    from llmfleet.api.tier import SLATier
+    from llmfleet.kube.actuate import read_router_shares
+    from llmfleet.kube.router_config import ROUTER_CONFIG_MAP, router_route_name
+    from llmfleet.routing.models.serving import (
+        RouterShares,
+        RouteShare,
+        TierShares,
+        shares_document,
+    )
+
+    big, tier_name = "llama-3-3-70b", "interactive-normal"
+    a, b = f"a-{namespace}", f"b-{namespace}"
+    models = []
+    for name in (MODEL, big):
+        doc = sample("LLMModel", name)
+        doc["metadata"]["namespace"] = namespace
+        models.append(LLMModel.from_wire(doc))
+    tier_doc = sample("SLATier", tier_name)
+    tier_doc["metadata"]["namespace"] = namespace
+    tier = SLATier.from_wire(tier_doc)
+    snap = FleetSnapshot(
+        regions=[_region(a, [_pool("od")]), _region(b, [_pool("od")])],
+        models=models, tiers=[tier], policies=[_policy(namespace)],
+    )  # fmt: skip
+    policy = snap.policies[0]
+    plan = fleet_plan(
+        nodes={(a, "od"): 1, (b, "od"): 1},
+        replicas={(big, a, "od"): 1, (MODEL, b, "od"): 1},
+        routing={(big, tier_name, a): {a: 1.0}},
+    )
+    res = actuate({a: cluster, b: cluster}, snap, plan, policy, namespace)
+    assert res.errors == () and res.complete, res
+    route = cluster.get(
+        "gateway.networking.k8s.io/v1", "HTTPRoute", router_route_name(MODEL), namespace
+    )
+    headers = [h for r in route["spec"]["rules"] for m in r["matches"] for h in m["headers"]]
+    assert {"type": "Exact", "name": "x-ai-eg-model",
+            "value": "meta-llama/Llama-3.1-8B-Instruct"} in headers  # fmt: skip
+    # the body-based routes stay beside them (the plan routes only the reference)
+    assert cluster.get("gateway.networking.k8s.io/v1", "HTTPRoute", route_name(big), namespace)
+
+    shares = RouterShares((TierShares(tier_name, big, (
+        RouteShare(big, 0.8, 0.7, 0.8), RouteShare(MODEL, 0.2, 0.3, 0.2))),))  # fmt: skip
+    cm_api = cluster.resource("v1", "ConfigMap")
+    cm_api.server_side_apply(
+        body={"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": ROUTER_CONFIG_MAP, "namespace": namespace},
+              "data": {"shares.json": json.dumps(shares_document(shares))}},
+        name=ROUTER_CONFIG_MAP, namespace=namespace, field_manager="calibrator",
+    )  # fmt: skip
+    assert actuate({a: cluster, b: cluster}, snap, plan, policy, namespace).changes == 0
+    tier.spec.routing.router.confidence = 0.95  # type: ignore[union-attr]
+    res = actuate({a: cluster, b: cluster}, snap, plan, policy, namespace)
+    assert res.errors == () and [d for d in res.diff if ROUTER_CONFIG_MAP in d and "ConfigMap" in d]
+    cm = cluster.get("v1", "ConfigMap", ROUTER_CONFIG_MAP, namespace)
+    config = json.loads(cm["data"]["router.json"])
+    assert config["tiers"][tier_name]["calibration"]["confidence"] == 0.95
+    assert "shares.json" in cm["data"]
+    got = read_router_shares(cluster, namespace)
+    assert got.shares == shares and got.status == "True"
