@@ -11,9 +11,9 @@ the tree as it is.
 
 The policies drive what the hot path does differently: an HPA-like scaler on observed
 utilisation (drains, revivals, kills), weighted routes drawn from the engine's random stream
-with spill and the gateway throttling the heavy tenants (token and request buckets), and on
+with spill and the gateway throttling the heavy tenants (token and request buckets), on
 the storm fleet spot pools under a storm in every region (interruptions, retries) with
-deadline-only pool lanes.
+deadline-only pool lanes, and a scheduler other than FCFS (every scheduler call made).
 """
 
 from __future__ import annotations
@@ -41,7 +41,39 @@ CASES: dict[str, tuple[str, float, float, bool, dict[str, bool]]] = {
     "storm-lanes": ("storm", 0.5, 0.1, True, {"spot": True, "lanes": True}),
     "storm-routed": ("storm", 0.5, 0.06, True,
                      {"spot": True, "routes": True, "spill": True, "throttle": True}),
+    "default-least-served": ("default", 0.1, 0.05, False, {"scheduler": True}),
 }
+
+
+class LeastServed:
+    """A scheduler of this test's own (not FCFS, so the engine makes every call): admit the
+    waiting request of the tenant served the fewest tokens here (oldest first among equals);
+    refuse every 40th arrival of a tenant (``every-40th``)."""
+
+    name = "least-served"
+
+    def __init__(self) -> None:
+        self.served: dict[str, float] = {}
+        self.arrivals: dict[str, int] = {}
+        self.running: set[int] = set()
+
+    def on_arrival(self, request: Any, now: float) -> str | None:
+        k = self.arrivals[request.tenant] = self.arrivals.get(request.tenant, 0) + 1
+        return "every-40th" if k % 40 == 0 else None
+
+    def pick(self, waiting: Any, now: float) -> Any:
+        if not waiting:
+            return None
+        return min(waiting, key=lambda r: (self.served.get(r.tenant, 0.0), r.arrival))
+
+    def on_service(self, request: Any, prompt_tokens: float, output_tokens: float,
+                   now: float) -> None:
+        self.running.add(request.id)
+        self.served[request.tenant] = (self.served.get(request.tenant, 0.0) + prompt_tokens
+                                       + 2.0 * output_tokens)
+
+    def on_finish(self, request: Any, now: float) -> None:
+        self.running.discard(request.id)
 
 
 class Scripted:
@@ -131,11 +163,14 @@ def _scenario(name: str, factor: float, days: float, storms: bool) -> Scenario:
 
 def run_case(case: str) -> dict[str, Any]:
     """The summary (with ``per_tenant``) of one case, as JSON types."""
-    name, factor, days, storms, opts = CASES[case]
+    name, factor, days, storms, case_opts = CASES[case]
+    opts = dict(case_opts)
     sc = _scenario(name, factor, days, storms)
     snap = sc.snapshot()
     wl = stream_workload(sc, snap)
-    rec = Engine(snap, wl, Scripted(sc, **opts), sc.engine, seed=sc.workload.seed).run()
+    schedulers = {"scheduler_factory": LeastServed} if opts.pop("scheduler", False) else {}
+    rec = Engine(snap, wl, Scripted(sc, **opts), sc.engine, seed=sc.workload.seed,
+                 **schedulers).run()
     got = rec.summary()
     got["per_tenant"] = rec.per_tenant()
     out: dict[str, Any] = json.loads(json.dumps(got, default=lambda x: None))
