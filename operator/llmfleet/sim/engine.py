@@ -526,10 +526,10 @@ class Engine:
               new: dict[int, tuple[int, int, int]]) -> Iterator[_Row]:
         """The rows of :meth:`_columns`, converted :data:`_ROW_SLICE` at a time (memory of a
         slice, not of the chunk)."""
-        tenant = np.asarray(wl.tenants, dtype=object)[wl.tenant]
-        tier = np.asarray(wl.tiers, dtype=object)[wl.tier]
-        model = np.asarray(wl.models, dtype=object)[wl.model]
-        origin = np.asarray(wl.regions, dtype=object)[wl.origin]
+        tenant = np.asarray(wl.tenants, dtype=object)
+        tier = np.asarray(wl.tiers, dtype=object)
+        model = np.asarray(wl.models, dtype=object)
+        origin = np.asarray(wl.regions, dtype=object)
         n, off = len(wl), wl.offset
         for a in range(0, n, _ROW_SLICE):
             b = min(a + _ROW_SLICE, n)
@@ -539,8 +539,9 @@ class Engine:
                 if a <= i < b:
                     flows[i - a] = key
             yield from zip(
-                arrival[a:b].tolist(), ids, tenant[a:b].tolist(), tier[a:b].tolist(),
-                model[a:b].tolist(), origin[a:b].tolist(),
+                arrival[a:b].tolist(), ids, tenant[wl.tenant[a:b]].tolist(),
+                tier[wl.tier[a:b]].tolist(), model[wl.model[a:b]].tolist(),
+                origin[wl.origin[a:b]].tolist(),
                 wl.prompt[a:b].tolist(), wl.output[a:b].tolist(),
                 wl.interaction[a:b].tolist() if wl.interaction is not None else ids,
                 wl.call_index[a:b].tolist() if wl.call_index is not None else [0] * (b - a),
