@@ -5,6 +5,8 @@
 #   hack/fleet.sh build        hack/bin/kube-scheduler (the hack/controlplane module, same
 #                              k8s.io/kubernetes release), hack/bin/kwok (hack/kwok module,
 #                              sigs.k8s.io/kwok) and kwok's stage config (cached)
+#   hack/fleet.sh build traefik  hack/bin/traefik (hack/traefik module, Traefik v3.6.x; cached;
+#                              not part of plain `build`: minutes cold, see hack/traefik/README.md)
 #   hack/fleet.sh up [DIR]     start everything (default DIR .tmp/fleet), print the URLs
 #   hack/fleet.sh down [DIR]   stop everything started by `up DIR`
 #   hack/fleet.sh status [DIR] what is running
@@ -20,14 +22,26 @@
 #                          in $FLEET_NAMESPACE, a listener on each Service's ClusterIP:port
 #                          (kube-proxy's part), Prometheus file_sd of the emulators
 #   prometheus             (if installed: hack/tools.sh prometheus) scraping that file_sd
-#
-# TODO(issue 14): Traefik as the Gateway API data plane (HTTPRoutes -> the Services'
-# ClusterIPs) is not started yet; clients talk to the Services' ClusterIPs directly.
+#   traefik                (FLEET_TRAEFIK, see below) the Gateway API data plane: Traefik's
+#                          Kubernetes Gateway provider, the upstream Gateway API CRDs
+#                          (hack/tools.sh crds), GatewayClass $FLEET_GATEWAY_CLASS and Gateway
+#                          $FLEET_NAMESPACE/$FLEET_GATEWAY (an HTTP listener on
+#                          127.0.0.1:$FLEET_GATEWAY_PORT, routes from all namespaces). Backends
+#                          are the Services' ClusterIP:port (nativeLBByDefault), where the
+#                          harness listens, not their EndpointSlices (kwok's fake pod IPs).
+#                          /metrics (request counters labelled tenant, tier, origin_region from
+#                          the headers x-tenant-id, x-tier, x-origin-region), /ping and /api on
+#                          127.0.0.1:$FLEET_TRAEFIK_ADMIN_PORT.
 #
 # Environment: FLEET_PORT (apiserver port, default 6443; the control plane takes it..+3),
 # FLEET_SERVICE_CIDR, FLEET_NAMESPACE (default llmfleet), FLEET_PROMETHEUS (1; 0 = off),
 # FLEET_PROMETHEUS_PORT (9090), FLEET_SCRAPE_INTERVAL (5s), FLEET_POD_CIDR (kwok's fake pod
 # IPs, 10.244.0.0/16), LLMFLEET_VENV (.venv), FLEET_TIMEOUT (seconds per wait, 120).
+# FLEET_TRAEFIK: auto (default: start Traefik if hack/bin/traefik was built, rebuilding it when
+# hack/traefik changed), 1 (build it if needed and start it), 0 (off). FLEET_GATEWAY_PORT
+# (Traefik's entrypoint `web` = the Gateway's listener port, FLEET_PORT+5),
+# FLEET_TRAEFIK_ADMIN_PORT (entrypoint `traefik`, FLEET_PORT+6), FLEET_GATEWAY (Gateway name,
+# llmfleet-gateway), FLEET_GATEWAY_CLASS (llmfleet-traefik).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,6 +51,9 @@ KWOK_MOD="$ROOT/hack/kwok"
 SCHED_BIN="$BIN_DIR/kube-scheduler"
 KWOK_BIN="$BIN_DIR/kwok"
 STAGES="$BIN_DIR/thirdparty/kwok/stages.yaml"
+TRAEFIK_MOD="$ROOT/hack/traefik"
+TRAEFIK_BIN="$BIN_DIR/traefik"
+KUBECTL="$BIN_DIR/kubectl"
 # kwok's own lifecycle stages, as kwokctl uses them (paths inside the kwok module)
 KWOK_STAGES=(
   kustomize/stage/node/fast/node-initialize.yaml
@@ -54,6 +71,11 @@ FLEET_PROMETHEUS_PORT="${FLEET_PROMETHEUS_PORT:-9090}"
 FLEET_SCRAPE_INTERVAL="${FLEET_SCRAPE_INTERVAL:-5s}"
 FLEET_POD_CIDR="${FLEET_POD_CIDR:-10.244.0.0/16}"
 FLEET_TIMEOUT="${FLEET_TIMEOUT:-120}"
+FLEET_TRAEFIK="${FLEET_TRAEFIK:-auto}"
+FLEET_GATEWAY_PORT="${FLEET_GATEWAY_PORT:-$((FLEET_PORT + 5))}"
+FLEET_TRAEFIK_ADMIN_PORT="${FLEET_TRAEFIK_ADMIN_PORT:-$((FLEET_PORT + 6))}"
+FLEET_GATEWAY="${FLEET_GATEWAY:-llmfleet-gateway}"
+FLEET_GATEWAY_CLASS="${FLEET_GATEWAY_CLASS:-llmfleet-traefik}"
 VENV="${LLMFLEET_VENV:-$ROOT/.venv}"
 
 log() { printf '[fleet.sh] %s\n' "$*" >&2; }
@@ -138,10 +160,46 @@ build_kwok() {
   log "kwok stages -> $STAGES"
 }
 
+traefik_version() { awk '$1 == "github.com/traefik/traefik/v3" { print $2; exit }' "$TRAEFIK_MOD/go.mod"; }
+
+# Traefik's cmd/traefik package built inside the wrapper module (its replace directives apply
+# only there; `go install ...@version` refuses them)
+build_traefik() {
+  if newer_than "$TRAEFIK_BIN" "$TRAEFIK_MOD/go.mod" "$TRAEFIK_MOD/go.sum"; then
+    return 0
+  fi
+  go_at_least "$TRAEFIK_MOD/go.mod"
+  local start=$SECONDS v
+  v="$(traefik_version)"
+  log "building traefik $v (hack/traefik module) -> $TRAEFIK_BIN (minutes cold)"
+  mkdir -p "$BIN_DIR"
+  (gobuild_env && cd "$TRAEFIK_MOD" && go build -trimpath \
+    -ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$v" \
+    -o "$TRAEFIK_BIN.tmp" github.com/traefik/traefik/v3/cmd/traefik)
+  mv -f "$TRAEFIK_BIN.tmp" "$TRAEFIK_BIN"
+  log "built traefik in $((SECONDS - start))s"
+}
+
 cmd_build() {
   command -v go >/dev/null || die "go not found on PATH"
+  case "${1:-}" in
+    traefik) build_traefik; return ;;
+    all) build_traefik ;;
+    "") ;;
+    *) die "unknown build target: $1 (traefik, all)" ;;
+  esac
   build_scheduler
   build_kwok
+}
+
+# traefik_wanted: FLEET_TRAEFIK=1, or auto and the binary exists
+traefik_wanted() {
+  case "$FLEET_TRAEFIK" in
+    1) return 0 ;;
+    0) return 1 ;;
+    auto) [[ -x "$TRAEFIK_BIN" ]] ;;
+    *) die "FLEET_TRAEFIK must be auto, 1 or 0 (is $FLEET_TRAEFIK)" ;;
+  esac
 }
 
 # ------------------------------------------------------------------------------ up/down
@@ -203,6 +261,76 @@ wait_until() {
   done
 }
 
+# start_traefik KUBECONFIG: the Gateway API CRDs, GatewayClass + Gateway, then Traefik with its
+# Kubernetes Gateway provider; waits until it answers /ping and the Gateway is Programmed
+start_traefik() {
+  local kubeconfig="$1" crds gw="$DIR/traefik/gateway.yaml"
+  [[ -x "$KUBECTL" ]] || die "no $KUBECTL (run: bash hack/controlplane.sh build)"
+  bash "$ROOT/hack/tools.sh" crds
+  crds="$(bash "$ROOT/hack/tools.sh" dir gateway-api)"
+  # server-side: the CRDs are too large for kubectl's last-applied annotation
+  "$KUBECTL" --kubeconfig="$kubeconfig" apply --server-side --force-conflicts -f "$crds" >/dev/null
+  "$KUBECTL" --kubeconfig="$kubeconfig" wait --for=condition=Established --timeout="${FLEET_TIMEOUT}s" \
+    crd/gatewayclasses.gateway.networking.k8s.io crd/gateways.gateway.networking.k8s.io \
+    crd/httproutes.gateway.networking.k8s.io crd/grpcroutes.gateway.networking.k8s.io \
+    crd/referencegrants.gateway.networking.k8s.io crd/backendtlspolicies.gateway.networking.k8s.io >/dev/null
+  cat >"$gw" <<EOF
+# written by hack/fleet.sh: the Gateway the fleet's HTTPRoutes attach to (parentRefs
+# name: $FLEET_GATEWAY, namespace: $FLEET_NAMESPACE), programmed by Traefik
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: $FLEET_NAMESPACE
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata:
+  name: $FLEET_GATEWAY_CLASS
+spec:
+  controllerName: traefik.io/gateway-controller
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: $FLEET_GATEWAY
+  namespace: $FLEET_NAMESPACE
+spec:
+  gatewayClassName: $FLEET_GATEWAY_CLASS
+  listeners:
+    - name: http
+      protocol: HTTP
+      port: $FLEET_GATEWAY_PORT   # = Traefik's entrypoint web
+      allowedRoutes:
+        namespaces:
+          from: All
+EOF
+  "$KUBECTL" --kubeconfig="$kubeconfig" apply -f "$gw" >/dev/null
+  # KUBECONFIG: the provider's cluster-external client from the admin kubeconfig (it takes
+  # precedence over --providers.kubernetesgateway.endpoint/token). No version check, no
+  # anonymous usage report: nothing leaves the machine.
+  start traefik "$TRAEFIK_BIN" env KUBECONFIG="$kubeconfig" "$TRAEFIK_BIN" \
+    --global.checkNewVersion=false --global.sendAnonymousUsage=false \
+    --log.level=INFO --log.noColor=true \
+    --entryPoints.web.address="127.0.0.1:$FLEET_GATEWAY_PORT" \
+    --entryPoints.traefik.address="127.0.0.1:$FLEET_TRAEFIK_ADMIN_PORT" \
+    --ping=true --api=true --api.insecure=true --api.dashboard=false \
+    --providers.kubernetesGateway=true \
+    --providers.kubernetesGateway.nativeLBByDefault=true \
+    --providers.kubernetesGateway.statusAddress.ip=127.0.0.1 \
+    --metrics.prometheus=true --metrics.prometheus.addRoutersLabels=true \
+    --metrics.prometheus.headerLabels.tenant=x-tenant-id \
+    --metrics.prometheus.headerLabels.tier=x-tier \
+    --metrics.prometheus.headerLabels.origin_region=x-origin-region
+  wait_until "traefik" curl -fsS --max-time 2 "http://127.0.0.1:$FLEET_TRAEFIK_ADMIN_PORT/ping" ||
+    { running_or_die traefik; false; }
+  "$KUBECTL" --kubeconfig="$kubeconfig" wait --for=condition=Programmed --timeout="${FLEET_TIMEOUT}s" \
+    -n "$FLEET_NAMESPACE" "gateway/$FLEET_GATEWAY" >/dev/null || {
+    log "Gateway $FLEET_NAMESPACE/$FLEET_GATEWAY not Programmed; last lines of $DIR/traefik.log:"
+    tail -30 "$DIR/traefik.log" >&2
+    false
+  }
+}
+
 running_or_die() {
   alive "$1" >/dev/null && return 0
   log "$1 exited; last lines of $DIR/$1.log:"
@@ -212,17 +340,19 @@ running_or_die() {
 
 cmd_up() {
   DIR="${1:-$ROOT/.tmp/fleet}"
-  mkdir -p "$DIR/pids" "$DIR/harness" "$DIR/prometheus"
+  mkdir -p "$DIR/pids" "$DIR/harness" "$DIR/prometheus" "$DIR/traefik"
   DIR="$(cd "$DIR" && pwd)"
   [[ -x "$VENV/bin/python" ]] || die "no venv at $VENV (run hack/setup.sh --python)"
   local name
-  for name in kube-scheduler kwok harness prometheus; do
+  for name in kube-scheduler kwok harness prometheus traefik; do
     if alive "$name" >/dev/null; then die "$name is already running in $DIR; run: $0 down $DIR"; fi
   done
   if bash "$ROOT/hack/controlplane.sh" status "$DIR/cp" >/dev/null 2>&1; then
     die "the control plane is already running in $DIR/cp; run: $0 down $DIR"
   fi
   cmd_build
+  local with_traefik=0
+  if traefik_wanted; then with_traefik=1; build_traefik; fi
   UP_OK=0
   trap '[[ $UP_OK == 1 ]] || { log "up failed; stopping what was started"; cmd_down "$DIR"; }' EXIT
 
@@ -262,8 +392,18 @@ EOF
   elif [[ "$FLEET_PROMETHEUS" == 1 ]]; then
     log "prometheus not installed (bash hack/tools.sh prometheus); not started"
   fi
+  local gateway_url="" traefik_admin=""
+  if [[ $with_traefik == 1 ]]; then
+    start_traefik "$kubeconfig"
+    gateway_url="http://127.0.0.1:$FLEET_GATEWAY_PORT"
+    traefik_admin="http://127.0.0.1:$FLEET_TRAEFIK_ADMIN_PORT"
+    running_or_die traefik
+  fi
   for name in kube-scheduler kwok harness; do running_or_die "$name"; done
   UP_OK=1
+  local traefik_line="(not running)"
+  [[ -z "$traefik_admin" ]] ||
+    traefik_line="$traefik_admin/metrics, $traefik_admin/api/http/routers, log $DIR/traefik.log"
 
   cat <<EOF
 fleet up in $DIR
@@ -273,7 +413,8 @@ fleet up in $DIR
   harness:     $DIR/harness/state.json (emulators, listeners), log $DIR/harness.log
   file_sd:     $targets
   prometheus:  ${prom_url:-(not running)}
-  gateway:     TODO (Traefik not started)
+  gateway:     ${gateway_url:-(Traefik not started: FLEET_TRAEFIK=1, or bash hack/fleet.sh build traefik)}${gateway_url:+ (Traefik $(traefik_version), Gateway $FLEET_NAMESPACE/$FLEET_GATEWAY, class $FLEET_GATEWAY_CLASS)}
+  traefik:     $traefik_line
   stop:        bash hack/fleet.sh down $DIR
 EOF
 }
@@ -283,14 +424,14 @@ cmd_down() {
   [[ -d "$DIR" ]] || { log "nothing in $DIR"; return 0; }
   DIR="$(cd "$DIR" && pwd)"
   local name
-  for name in prometheus harness kwok kube-scheduler; do stop "$name"; done
+  for name in traefik prometheus harness kwok kube-scheduler; do stop "$name"; done
   bash "$ROOT/hack/controlplane.sh" down "$DIR/cp"
 }
 
 cmd_status() {
   DIR="${1:-$ROOT/.tmp/fleet}"
   local name pid rc=0
-  for name in kube-scheduler kwok harness prometheus; do
+  for name in kube-scheduler kwok harness prometheus traefik; do
     if pid="$(alive "$name")"; then echo "$name: running (pid $pid)"; else echo "$name: not running"; fi
   done
   bash "$ROOT/hack/controlplane.sh" status "$DIR/cp" || rc=$?
@@ -301,7 +442,7 @@ main() {
   local sub="${1:-}"
   [[ $# -gt 0 ]] && shift
   case "$sub" in
-    build) cmd_build ;;
+    build) cmd_build "$@" ;;
     up) cmd_up "$@" ;;
     down) cmd_down "$@" ;;
     status) cmd_status "$@" ;;
