@@ -6,7 +6,8 @@
 #                              k8s.io/kubernetes release), hack/bin/kwok (hack/kwok module,
 #                              sigs.k8s.io/kwok) and kwok's stage config (cached)
 #   hack/fleet.sh build traefik  hack/bin/traefik (hack/traefik module, Traefik v3.6.x; cached;
-#                              not part of plain `build`: minutes cold, see hack/traefik/README.md)
+#                              not part of plain `build` nor of hack/setup.sh: ~18 min cold,
+#                              11 s warm, see hack/traefik/README.md); `build all`: all three
 #   hack/fleet.sh up [DIR]     start everything (default DIR .tmp/fleet), print the URLs
 #   hack/fleet.sh down [DIR]   stop everything started by `up DIR`
 #   hack/fleet.sh status [DIR] what is running
