@@ -29,7 +29,11 @@ cap ``b_i`` (``inf`` without ``tokensPerMinute``) and recent demand ``d_i`` (tok
    queue at its replicas). Limits bite only then:
 
        L_i = max(e_i, a_i)            overloaded (fair share plus what is lent)
-       L_i = min(b_i, C)              otherwise  (budgets only; never tighter than C)
+       L_i = b_i                      otherwise, with a budget (the budget alone)
+       L_i = C                        otherwise, without one (recorded, not enforced)
+
+   A tenant under its budget is never held to the planned capacity ``C`` of a pool that is
+   not overloaded: the plan sized ``C`` from a forecast, and the fleet grows instead.
 
 6. **Derived limits.** With the tenant's profile (``n_call`` = mean input + system + output
    tokens of one call): request rate ``L_i / n_call`` capped by ``requestsPerMinute / 60``;
@@ -312,7 +316,9 @@ def compute_limits(
         if is_over:
             over_keys.append(p.key)
         for i, q in enumerate(ts):
-            lim = max(ent[i], alloc[i]) if is_over else min(b[i], c)  # (5)
+            # (5): an overloaded pool's share; else the budget alone (a tenant under its
+            # budget is never held to the planned capacity: the fleet grows instead)
+            lim = max(ent[i], alloc[i]) if is_over else (b[i] if b[i] < INF else c)
             out.append(_derive(q, p, w[i], g[i], ent[i], alloc[i], d[i], lim, is_over, cfg))
 
     for q in qs:
