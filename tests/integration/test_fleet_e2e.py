@@ -50,10 +50,10 @@ from llmfleet.api.references import FleetSnapshot
 from llmfleet.kube.actuate import actuate
 from llmfleet.kube.client import Cluster, KubeError
 from llmfleet.kube.render import GATEWAY_VERSION, route_name, service_name
-from llmfleet.observe import metrics as m
 from support.builders import all_samples
 from support.controlplane import LocalControlPlane
 from support.promtools import LocalPrometheus, Series
+from support.servingseries import gateway_demand, vllm_replica
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "fleet"
@@ -73,13 +73,13 @@ HOURS = 4
 
 
 def _series(t0: float, scale: float) -> list[Series]:
+    """Demand at the gateway (the default query profile) and vLLM's replica gauges per
+    serving region (the data-age check reads them)."""
     out = []
     for model, region, tier, tps in FLOWS:
-        r = tps * scale
-        lab = {"model_name": model, "region": region, "tier": tier, "tenant": "acme"}
-        out.append(Series(m.VLLM_PROMPT_TOKENS, lab, lambda t, r=r: r * (t - t0)))
-        out.append(Series(m.VLLM_GENERATION_TOKENS, lab, lambda t, r=r: r / 4 * (t - t0)))
-        out.append(Series(f"{m.VLLM_E2E}_count", lab, lambda t, r=r: r / 1500 * (t - t0)))
+        out += gateway_demand(model, region, tier, "acme", tps * scale, t0)
+    for model, region in sorted({(f[0], f[1]) for f in FLOWS}):
+        out += vllm_replica(model, region)
     return out
 
 

@@ -778,8 +778,15 @@ class _Planner:
     # ------------------------------------------------------------ the router service
 
     def _routed_tiers(self) -> list[Any]:
+        """The SLATiers that route, among the models of the fleet: a tier whose reference or
+        a candidate is not an LLMModel of the fleet (deleted, or never made) does not route
+        (the SLATier's status says why, from the validation) and is no actuation error, so
+        the rest of the plan is still applied."""
+        models = {m.name for m in self.snapshot.models}
         return sorted(
-            (t for t in self.snapshot.tiers if t.spec.routing is not None), key=lambda t: t.name
+            (t for t in self.snapshot.tiers if t.spec.routing is not None
+             and {t.spec.routing.reference_model, *t.spec.routing.candidates} <= models),
+            key=lambda t: t.name,
         )
 
     def _router_entries(self, table: RoutingTable) -> list[RouteEntry]:

@@ -262,3 +262,17 @@ def test_an_unreadable_config_map_is_no_split_never_an_exception():
     got = read_router_shares(Broken(), NS)  # type: ignore[arg-type]
     assert got.shares is None and got.warning and got.reason == SharesReason.UNREADABLE
     assert "forbidden" in got.message and SHARES_KEY in got.message
+
+
+def test_a_tier_routing_to_a_deleted_model_does_not_route_and_the_plan_is_applied():
+    # the 8B candidate's LLMModel is gone: the tier no longer routes (the SLATier's status
+    # says so, from the validation), and nothing of the plan fails for it
+    def deleted(snap: FleetSnapshot) -> None:
+        snap.models[:] = [m for m in snap.models if m.name != SMALL]
+
+    snap, c = _snapshot(change=deleted), FakeCluster()
+    plan = fleet_plan(replicas={(BIG, "us-east", "h100-od"): 2},
+                      routing={(BIG, TIER, "us-east"): {"us-east": 1.0}})
+    res = actuate(_clusters(snap, c), snap, plan, snap.policies[0], NS)
+    assert not res.errors
+    assert not any(name.startswith("llmfleet-router-") for name in _routes(c))
