@@ -8,7 +8,8 @@ FleetPlanSpec it returns is what the twin executes (replicas per (model, region,
 the routing weights per (model, tier, origin)); the tenants' limits of the plan are enforced
 at the twin's ingress (:mod:`llmfleet.sim.gateway`), from the usage the twin saw per tenant.
 Between plans a short-term correction runs every ``react_seconds`` and adds replicas on top
-of the plan (never fewer than the plan; the next plan resets them) where
+of the plan (never fewer than the plan; the next plan resets them, keeping what the last
+minute's demand still needs) where
 
 * a (model, region, pool)'s replicas are busier than their tier allows, or requests queue
   (slot use plus queue over ``correction_utilisation``), or
