@@ -59,8 +59,8 @@ def test_planner_rejects_a_malformed_size_in_one_line(capsys: pytest.CaptureFixt
 
 
 def test_sim_checks_speed_at_every_size_and_memory_growth() -> None:
-    lines = sim.target_lines([(1_000_000, 1_900_000.0, 136.0), (10_000_000, 900_000.0, 300.0)])
-    assert lines[0].startswith("  target simulated requests per minute: >= 1,000,000")
+    lines = sim.target_lines([(1_000_000, 5_900_000.0, 136.0), (10_000_000, 900_000.0, 300.0)])
+    assert lines[0].startswith("  target simulated requests per minute: >= 5,000,000")
     assert lines[0].endswith("pass (1,000,000 requests)")
     assert "measured 900,000  MISS" in lines[1]
     assert "peak RSS, largest size over smallest: <= 2.00 x  measured 2.21 x  MISS" in lines[2]
