@@ -121,7 +121,6 @@ from llmfleet.controller.planning import RETRY_SECONDS, PlanningSettings
 from llmfleet.kube.client import Cluster, KubeError
 from llmfleet.kube.localcp import ControlPlaneError, LocalControlPlane, binary_path
 from llmfleet.kube.render import LABEL_MODEL, LABEL_POOL, LABEL_REGION, MANAGED_BY, MANAGER
-from llmfleet.observe import metrics as m
 from llmfleet_bench.faultproxy import Fault, FaultProxy, make_proxy_pki
 from llmfleet_bench.targets import Threshold
 
@@ -247,14 +246,24 @@ def _openmetrics(start: float, end: float, step: float) -> str:
     t0 = start
     lines: list[str] = []
     families: dict[str, list[tuple[str, float]]] = {}
+    gauges: dict[str, list[tuple[str, float]]] = {}
     for model, region, tier, tps in FLOWS:
-        lab = f'model_name="{model}",region="{region}",tenant="acme",tier="{tier}"'
-        for name, rate in (
-            (m.VLLM_PROMPT_TOKENS, tps),
-            (m.VLLM_GENERATION_TOKENS, tps / 4),
-            (f"{m.VLLM_E2E}_count", tps / 1500),
+        # demand as the gateway counts it (the default query profile, envoy-ai-gateway)
+        lab = (f'gen_ai_request_model="{model}",gen_ai_operation_name="chat",'
+               f'region="{region}",tenant_id="acme",tier="{tier}"')
+        for name, extra, rate in (
+            ("gen_ai_client_token_usage_sum", ',gen_ai_token_type="input"', tps),
+            ("gen_ai_client_token_usage_sum", ',gen_ai_token_type="output"', tps / 4),
+            ("gen_ai_server_request_duration_seconds_count", "", tps / 1500),
         ):
-            families.setdefault(name, []).append((lab, rate))
+            families.setdefault(name, []).append((lab + extra, rate))
+    for model, region in sorted({(f[0], f[1]) for f in FLOWS}):
+        # replica state as vLLM exports it per serving region (the data-age check reads it)
+        lab = f'engine="0",model_name="{model}",region="{region}"'
+        for name, value in (("vllm:num_requests_running", 3.0),
+                            ("vllm:num_requests_waiting", 0.0),
+                            ("vllm:kv_cache_usage_perc", 0.3)):
+            gauges.setdefault(name, []).append((lab, value))
     n = int((end - start) // step) + 1
     for name in sorted(families):
         lines.append(f"# TYPE {name} unknown")
@@ -262,6 +271,12 @@ def _openmetrics(start: float, end: float, step: float) -> str:
             for i in range(n):
                 t = start + i * step
                 lines.append(f"{name}{{{lab}}} {rate * (t - t0):.6g} {t:.3f}")
+    for name in sorted(gauges):
+        lines.append(f"# TYPE {name} gauge")
+        for lab, value in gauges[name]:
+            for i in range(n):
+                t = start + i * step
+                lines.append(f"{name}{{{lab}}} {value:.6g} {t:.3f}")
     lines.append("# EOF")
     return "\n".join(lines) + "\n"
 
