@@ -33,6 +33,12 @@
 #                          /metrics (request counters labelled tenant, tier, origin_region from
 #                          the headers x-tenant-id, x-tier, x-origin-region), /ping and /api on
 #                          127.0.0.1:$FLEET_TRAEFIK_ADMIN_PORT.
+#   operator               (FLEET_OPERATOR=1) `llmfleet operator` in apply mode on the box: the
+#                          CRDs and the box's fleet (python -m llmfleet.box.sample apply: Regions
+#                          box-east and box-west with a static pool of kwok Nodes, LLMModel tiny,
+#                          SLATier, TenantQuota, FleetPolicy box planning every
+#                          $FLEET_PLAN_INTERVAL s from this Prometheus, vllm query profile), its
+#                          metrics on 127.0.0.1:$FLEET_OPERATOR_METRICS_PORT, log DIR/operator.log
 #
 # Environment: FLEET_PORT (apiserver port, default 6443; the control plane takes it..+3),
 # FLEET_SERVICE_CIDR, FLEET_NAMESPACE (default llmfleet), FLEET_PROMETHEUS (1; 0 = off),
@@ -43,6 +49,8 @@
 # (Traefik's entrypoint `web` = the Gateway's listener port, FLEET_PORT+5),
 # FLEET_TRAEFIK_ADMIN_PORT (entrypoint `traefik`, FLEET_PORT+6), FLEET_GATEWAY (Gateway name,
 # llmfleet-gateway), FLEET_GATEWAY_CLASS (llmfleet-traefik).
+# FLEET_OPERATOR (0; 1: start the operator, needs Prometheus), FLEET_PLAN_INTERVAL (the box
+# FleetPolicy's intervalSeconds, 30, at least 30), FLEET_OPERATOR_METRICS_PORT (FLEET_PORT+7).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -78,6 +86,9 @@ FLEET_TRAEFIK_ADMIN_PORT="${FLEET_TRAEFIK_ADMIN_PORT:-$((FLEET_PORT + 6))}"
 FLEET_GATEWAY="${FLEET_GATEWAY:-llmfleet-gateway}"
 FLEET_GATEWAY_CLASS="${FLEET_GATEWAY_CLASS:-llmfleet-traefik}"
 VENV="${LLMFLEET_VENV:-$ROOT/.venv}"
+FLEET_OPERATOR="${FLEET_OPERATOR:-0}"
+FLEET_PLAN_INTERVAL="${FLEET_PLAN_INTERVAL:-30}"
+FLEET_OPERATOR_METRICS_PORT="${FLEET_OPERATOR_METRICS_PORT:-$((FLEET_PORT + 7))}"
 
 log() { printf '[fleet.sh] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -332,6 +343,22 @@ EOF
   }
 }
 
+# start_operator KUBECONFIG PROM_URL [GATEWAY]: the CRDs and the box's fleet, then
+# `llmfleet operator` (apply mode: the FleetPolicy says so) watching $FLEET_NAMESPACE
+start_operator() {
+  local kubeconfig="$1" prom_url="$2" gateway="${3:-}"
+  [[ -n "$prom_url" ]] || die "FLEET_OPERATOR=1 needs Prometheus (FLEET_PROMETHEUS=1, bash hack/tools.sh prometheus)"
+  "$VENV/bin/python" -m llmfleet.box.sample apply --kubeconfig "$kubeconfig" \
+    --namespace "$FLEET_NAMESPACE" --prometheus "$prom_url" --interval "$FLEET_PLAN_INTERVAL" \
+    ${gateway:+--gateway "$gateway"} >"$DIR/sample.log" 2>&1 ||
+    { log "applying the box's fleet failed:"; cat "$DIR/sample.log" >&2; false; }
+  PYTHONUNBUFFERED=1 start operator "llmfleet.cli operator" env KUBECONFIG="$kubeconfig" \
+    "$VENV/bin/python" -m llmfleet.cli operator -n "$FLEET_NAMESPACE" --log-format plain \
+    --plan-tick-seconds 2 --recheck-seconds 10 --metrics-port "$FLEET_OPERATOR_METRICS_PORT"
+  wait_until "operator" curl -fsS --max-time 2 "http://127.0.0.1:$FLEET_OPERATOR_METRICS_PORT/metrics" ||
+    { running_or_die operator; false; }
+}
+
 running_or_die() {
   alive "$1" >/dev/null && return 0
   log "$1 exited; last lines of $DIR/$1.log:"
@@ -345,7 +372,7 @@ cmd_up() {
   DIR="$(cd "$DIR" && pwd)"
   [[ -x "$VENV/bin/python" ]] || die "no venv at $VENV (run hack/setup.sh --python)"
   local name
-  for name in kube-scheduler kwok harness prometheus traefik; do
+  for name in kube-scheduler kwok harness prometheus traefik operator; do
     if alive "$name" >/dev/null; then die "$name is already running in $DIR; run: $0 down $DIR"; fi
   done
   if bash "$ROOT/hack/controlplane.sh" status "$DIR/cp" >/dev/null 2>&1; then
@@ -400,6 +427,12 @@ EOF
     traefik_admin="http://127.0.0.1:$FLEET_TRAEFIK_ADMIN_PORT"
     running_or_die traefik
   fi
+  local operator_line="(not running: FLEET_OPERATOR=1)"
+  if [[ "$FLEET_OPERATOR" == 1 ]]; then
+    start_operator "$kubeconfig" "$prom_url" ${gateway_url:+"$FLEET_NAMESPACE/$FLEET_GATEWAY"}
+    operator_line="apply mode, FleetPolicy $FLEET_NAMESPACE/box every ${FLEET_PLAN_INTERVAL}s, metrics http://127.0.0.1:$FLEET_OPERATOR_METRICS_PORT/metrics, log $DIR/operator.log"
+    running_or_die operator
+  fi
   for name in kube-scheduler kwok harness; do running_or_die "$name"; done
   UP_OK=1
   local traefik_line="(not running)"
@@ -416,6 +449,7 @@ fleet up in $DIR
   prometheus:  ${prom_url:-(not running)}
   gateway:     ${gateway_url:-(Traefik not started: FLEET_TRAEFIK=1, or bash hack/fleet.sh build traefik)}${gateway_url:+ (Traefik $(traefik_version), Gateway $FLEET_NAMESPACE/$FLEET_GATEWAY, class $FLEET_GATEWAY_CLASS)}
   traefik:     $traefik_line
+  operator:    $operator_line
   stop:        bash hack/fleet.sh down $DIR
 EOF
 }
@@ -425,14 +459,14 @@ cmd_down() {
   [[ -d "$DIR" ]] || { log "nothing in $DIR"; return 0; }
   DIR="$(cd "$DIR" && pwd)"
   local name
-  for name in traefik prometheus harness kwok kube-scheduler; do stop "$name"; done
+  for name in operator traefik prometheus harness kwok kube-scheduler; do stop "$name"; done
   bash "$ROOT/hack/controlplane.sh" down "$DIR/cp"
 }
 
 cmd_status() {
   DIR="${1:-$ROOT/.tmp/fleet}"
   local name pid rc=0
-  for name in kube-scheduler kwok harness prometheus traefik; do
+  for name in kube-scheduler kwok harness prometheus traefik operator; do
     if pid="$(alive "$name")"; then echo "$name: running (pid $pid)"; else echo "$name: not running"; fi
   done
   bash "$ROOT/hack/controlplane.sh" status "$DIR/cp" || rc=$?
