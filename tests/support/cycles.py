@@ -34,11 +34,15 @@ class FakeSource:
     error: Exception | None = None
     where: str = "Prometheus http://prom.test"
     queries: list[PrometheusQueries] = field(default_factory=list)
+    peak_seconds: int = 0
+    """The ``peak_seconds`` of the last ``read``."""
 
     def read(
-        self, queries: PrometheusQueries, *, end: float, history_seconds: int, step_seconds: int
+        self, queries: PrometheusQueries, *, end: float, history_seconds: int, step_seconds: int,
+        peak_seconds: int = 0,
     ) -> DemandRead:
         self.queries.append(queries)
+        self.peak_seconds = peak_seconds
         if self.error is not None:
             raise self.error
         assert self.read_result is not None

@@ -141,6 +141,15 @@ class ForecastSettings(ApiModel):
     """How much demand history to read, seconds."""
     backtest_folds: int = Field(default=4, ge=1, le=50)
     """Rolling-origin backtest folds used to pick a method and report its error."""
+    burst_window_seconds: int = Field(default=300, ge=0, le=3600)
+    """Width of the busiest window inside each step that is read as the step's peak
+    (Prometheus: ``max_over_time`` of each demand template at this ``$window`` over the
+    step, at a 1-minute resolution); 0 reads no peaks. Capped at the horizon's step."""
+    burst_memory_steps: int = Field(default=3, ge=0, le=48)
+    """Burst reserve: for this many steps after a flow's peak, its upper forecast is at
+    least that peak (a flow that burst within the last hours may burst as high again: its
+    capacity is kept through a node's provisioning and a model's load, which a burst inside
+    a step cannot wait for); 0 turns the reserve off."""
 
 
 class ObjectiveWeights(ApiModel):

@@ -156,6 +156,7 @@ def read_demand(
             end=now,
             history_seconds=spec.forecast.history_seconds,
             step_seconds=spec.horizon.step_seconds,
+            peak_seconds=min(spec.forecast.burst_window_seconds, spec.horizon.step_seconds),
         )
     except BadQuery as err:
         return DemandFailure(Reason.BAD_QUERY, str(err), permanent=True)

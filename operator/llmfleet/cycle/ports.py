@@ -70,9 +70,12 @@ class DemandSource(Protocol):
         ...
 
     def read(
-        self, queries: PrometheusQueries, *, end: float, history_seconds: int, step_seconds: int
+        self, queries: PrometheusQueries, *, end: float, history_seconds: int, step_seconds: int,
+        peak_seconds: int = 0,
     ) -> DemandRead:
-        """Demand of every flow over ``[end - history_seconds, end]`` at ``step_seconds``;
+        """Demand of every flow over ``[end - history_seconds, end]`` at ``step_seconds``,
+        with each step's peak (its busiest ``peak_seconds``; 0: no peaks,
+        :attr:`~llmfleet.forecast.types.DemandHistory.peaks`) where the source has them;
         raises :class:`SourceUnreachable` or :class:`BadQuery`."""
         ...
 
@@ -120,6 +123,7 @@ def forecast_histories(
         method=spec.forecast.method,
         quantile=spec.forecast.upper_quantile,
         folds=spec.forecast.backtest_folds,
+        burst_memory=spec.forecast.burst_memory_steps if spec.forecast.burst_window_seconds else 0,
     )
 
 

@@ -26,6 +26,20 @@ the flow ever sent (measured: 8,500-13,700 tokens/s planned for a flow that neve
 the point forecast (which follows trends) is never cut, so a growing flow still gets its
 forecast.
 
+**Burst reserve.** Step means hide what happens inside a step: a flow that jumps 10x for ten
+minutes moves its hourly mean by less than 2x, and a replica that has to wait for a node
+(minutes) and a model load (minutes) arrives after the burst. Where the history carries each
+step's peak (the rates of its busiest few minutes, :attr:`DemandHistory.peaks`), the upper
+band of the first ``M`` (``burst_memory``) horizon steps is at least the largest peak of the
+last ``M - h`` observed steps,
+
+    upper[h] = max(upper[h], max(peaks[n - (M - h) : n]))      h < M,
+
+so a flow that burst within the last ``M`` steps keeps capacity for that burst for ``M``
+steps after it (a burst that recurs inside that time is met by replicas already running;
+the planner then sizes interactive tiers for it). Peaks are what the flow has really shown,
+so the reserve is not bounded by ``PEAK_MARGIN``; it ends ``M`` steps after the burst.
+
 A flow with no history (or only missing values) forecasts zero demand with the naive method
 and no backtest.
 """
@@ -134,6 +148,19 @@ def plausible_upper(point: FloatArray, upper: FloatArray, history: FloatArray) -
     return bounded
 
 
+def burst_reserve(peaks: FloatArray, memory: int, horizon_steps: int, k: int = 1) -> FloatArray:
+    """The burst reserve (module doc): per horizon step ``h``, the largest finite peak of the
+    last ``memory - h`` planning steps of ``k`` history steps each (0 from ``h = memory`` on,
+    and where no peak was seen)."""
+    out = np.zeros(horizon_steps)
+    for h in range(min(max(memory, 0), horizon_steps)):
+        window = peaks[max(peaks.size - (memory - h) * k, 0):]
+        seen = window[np.isfinite(window)]
+        if seen.size:
+            out[h] = max(float(seen.max()), 0.0)
+    return out
+
+
 def forecast(
     history: DemandHistory,
     horizon_steps: int,
@@ -141,9 +168,11 @@ def forecast(
     method: MethodChoice = "auto",
     quantile: float = 0.9,
     folds: int = 4,
+    burst_memory: int = 0,
 ) -> DemandForecast:
     """Forecast ``horizon_steps`` steps of ``step_seconds`` (default: the history's step) after
     the end of ``history``: point, upper ``quantile`` and the backtest errors of every candidate.
+    ``burst_memory`` steps of burst reserve from ``history.peaks`` (module doc; 0: none).
 
     ``step_seconds`` must be a whole multiple of the history's step (history is averaged up to
     it; ARIMA keeps the fine resolution, see :mod:`llmfleet.forecast.arima`).
@@ -178,6 +207,7 @@ def forecast(
     chosen = _choose(scores) if plan.origins else ("naive" if method == "auto" else candidates[0])
     points: dict[Series, FloatArray] = {}
     uppers: dict[Series, FloatArray] = {}
+    peaks = _series_of(history.peaks) if history.peaks is not None and burst_memory > 0 else {}
     for s, v in views.items():
         p = np.maximum(PREDICTORS[chosen](v, horizon_steps), 0.0)
         sc = scores[chosen][s]
@@ -185,6 +215,9 @@ def forecast(
         q = quantile_of(res, quantile)
         points[s] = p
         uppers[s] = plausible_upper(p, upper_of(p, q, floor_of(v.coarse, v.day)), v.coarse)
+        if s in peaks:
+            uppers[s] = np.maximum(uppers[s], burst_reserve(peaks[s], burst_memory,
+                                                            horizon_steps, k))
     errors = tuple(
         ForecastError(
             method=m,
@@ -220,11 +253,13 @@ def forecast_all(
     method: MethodChoice = "auto",
     quantile: float = 0.9,
     folds: int = 4,
+    burst_memory: int = 0,
 ) -> dict[FlowKey, DemandForecast]:
     """:func:`forecast` for every flow, keyed by flow (each flow at most once)."""
     out: dict[FlowKey, DemandForecast] = {}
     for h in histories:
         if h.key in out:
             raise ValueError(f"flow {h.key.model}/{h.key.origin}/{h.key.tier} appears twice")
-        out[h.key] = forecast(h, horizon_steps, step_seconds, method, quantile, folds)
+        out[h.key] = forecast(h, horizon_steps, step_seconds, method, quantile, folds,
+                              burst_memory)
     return out

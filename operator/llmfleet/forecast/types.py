@@ -68,6 +68,17 @@ class DemandHistory(BaseModel):
     """Unix time of the first step's start, seconds."""
     step_seconds: int = Field(gt=0)
     rates: DemandRates
+    peaks: DemandRates | None = None
+    """Per step, the rates of its busiest window (a few minutes; what a burst inside the
+    step reached); None when the source reads no peaks. Same steps as ``rates``."""
+
+    @model_validator(mode="after")
+    def _peaks_cover_the_steps(self) -> Self:
+        if self.peaks is not None and len(self.peaks) != len(self.rates):
+            raise ValueError(
+                f"peaks cover {len(self.peaks)} steps, rates {len(self.rates)}: they must match"
+            )
+        return self
 
 
 class ForecastError(BaseModel):

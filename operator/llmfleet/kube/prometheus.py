@@ -283,6 +283,24 @@ def render(template: str, step_seconds: int) -> str:
     return template.replace("$window", f"{step_seconds}s")
 
 
+def peak_query(template: str, peak_seconds: int, step_seconds: int) -> str:
+    """The busiest ``peak_seconds`` of a demand template inside each step: the template at
+    ``$window = peak_seconds``, its maximum over the step by a subquery at a resolution of
+    a minute (or the window, if shorter)."""
+    resolution = max(1, min(60, peak_seconds))
+    inner = render(template, peak_seconds)
+    return f"max_over_time(({inner})[{step_seconds}s:{resolution}s])"
+
+
+def with_peaks(
+    histories: Sequence[DemandHistory], peaks: Sequence[DemandHistory]
+) -> list[DemandHistory]:
+    """``histories`` with each flow's ``peaks`` from the peak query's histories of the same
+    flow (None where that query had no series for it)."""
+    by_key = {p.key: p.rates for p in peaks}
+    return [h.model_copy(update={"peaks": by_key.get(h.key)}) for h in histories]
+
+
 def _model(metric: Mapping[str, str], served_names: Mapping[str, str]) -> str:
     name = metric["model_name"]
     return served_names.get(name, name)
@@ -502,21 +520,17 @@ class DemandReader:
                 f"Prometheus {self.url} ({what}): not a Prometheus API answer: {err}"
             ) from None
 
-    def read(
-        self,
-        queries: PrometheusQueries,
-        *,
-        end: float,
-        history_seconds: int,
-        step_seconds: int,
-    ) -> DemandRead:
-        """Demand of every flow over ``[end - history_seconds, end]`` at ``step_seconds``."""
-        end_aligned = math.floor(end / step_seconds) * step_seconds
-        steps = max(1, history_seconds // step_seconds)
-        start = end_aligned - steps * step_seconds
+    def _range(
+        self, queries: PrometheusQueries, start: float, end_aligned: float, step_seconds: int,
+        peak_seconds: int = 0,
+    ) -> dict[Series, list[dict[str, Any]]]:
+        """Every demand template range-queried at ``step_seconds`` (``peak_seconds > 0``: its
+        busiest ``peak_seconds`` inside each step, :func:`peak_query`)."""
         results: dict[Series, list[dict[str, Any]]] = {}
         for series, fieldname in QUERY_FIELDS.items():
-            query = render(queries.template(fieldname), step_seconds)
+            template = queries.template(fieldname)
+            query = (peak_query(template, peak_seconds, step_seconds) if peak_seconds > 0
+                     else render(template, step_seconds))
             results[series] = self._call(
                 f"spec.prometheus.queries.{_camel(fieldname)} {query!r}",
                 self._prom.custom_query_range,
@@ -525,10 +539,33 @@ class DemandReader:
                 end_time=datetime.fromtimestamp(end_aligned, UTC),
                 step=f"{step_seconds}s",
             )
+        return results
+
+    def read(
+        self,
+        queries: PrometheusQueries,
+        *,
+        end: float,
+        history_seconds: int,
+        step_seconds: int,
+        peak_seconds: int = 0,
+    ) -> DemandRead:
+        """Demand of every flow over ``[end - history_seconds, end]`` at ``step_seconds``, and
+        with ``peak_seconds > 0`` each step's busiest ``peak_seconds`` (the histories'
+        ``peaks``)."""
+        end_aligned = math.floor(end / step_seconds) * step_seconds
+        steps = max(1, history_seconds // step_seconds)
+        start = end_aligned - steps * step_seconds
+        results = self._range(queries, start, end_aligned, step_seconds)
+        peaks = (self._range(queries, start, end_aligned, step_seconds, peak_seconds)
+                 if peak_seconds > 0 else None)
         try:
             histories = histories_from_results(
                 results, start, step_seconds, steps, queries, self.served_names
             )
+            if peaks is not None:
+                histories = with_peaks(histories, histories_from_results(
+                    peaks, start, step_seconds, steps, queries, self.served_names))
         except (AttributeError, TypeError, KeyError) as err:  # not the API's result shape
             raise PrometheusUnreachable(
                 f"Prometheus {self.url}: not a Prometheus API answer: {type(err).__name__}: {err}"

@@ -123,6 +123,8 @@ SchedulerFactory = Callable[[], Scheduler]
 # event kinds (ordered: at equal times replicas settle before arrivals, control last)
 _REPLICA, _NODE_READY, _REPLICA_READY, _SPOT, _ARRIVAL, _TICK, _DECIDE, _REACT = range(8)
 _UNIFORM_BATCH = 1024
+PEAK_RESOLUTION_SECONDS = 60
+"""The resolution of the history's per-step peaks (a Prometheus subquery's ``[step:1m]``)."""
 _ROW_SLICE = 8192
 """Requests converted from a chunk's arrays to Python values at once (:meth:`Engine._rows`)."""
 """Routing uniforms drawn from the engine's generator at once (:meth:`Engine._uniform`)."""
@@ -329,6 +331,14 @@ class Engine:
         self._flow_row: dict[tuple[int, int, int], int] = {}
         """The same for every flow of the chunks seen so far (in first-arrival order)."""
         self._hist = np.zeros((0, n_steps, 3))
+        forecast = snap.policies[0].spec.forecast
+        self.peak_seconds = min(int(forecast.burst_window_seconds), step)
+        """The policy's burst window (0: no peaks): the history's per-step peaks are the
+        busiest ``peak_seconds`` of each step, a sliding window evaluated every
+        :data:`PEAK_RESOLUTION_SECONDS` as Prometheus' subquery does."""
+        self._per = max(step // PEAK_RESOLUTION_SECONDS, 1) if self.peak_seconds else 0
+        self._fine = np.zeros((0, n_steps * self._per, 3))
+        """Arrivals per (flow, minute): the peaks' source (empty without a burst window)."""
         self._tick_busy: dict[ReplicaKey, list[float]] = {}
         self._tick_tokens: dict[ReplicaKey, float] = {}
         self._last_obs = 0.0
@@ -492,6 +502,8 @@ class Engine:
         if rows_needed:
             self._hist = np.concatenate(
                 [self._hist, np.zeros((rows_needed, *self._hist.shape[1:]))])
+            self._fine = np.concatenate(
+                [self._fine, np.zeros((rows_needed, *self._fine.shape[1:]))])
         if n:
             inside = arrival <= end  # the run stops at the first arrival past its end
             lut = np.full(nm * no * nt, -1, dtype=np.int64)
@@ -500,9 +512,21 @@ class Engine:
             cell = (lut[code[inside]] * self._hist.shape[1]
                     + (arrival[inside] // self.step).astype(np.int64)) * 3
             flat = self._hist.reshape(-1)  # a view: the history is contiguous
+            prompt = wl.prompt[inside].astype(np.float64)
+            output = wl.output[inside].astype(np.float64)
             np.add.at(flat, cell, 1.0)
-            np.add.at(flat, cell + 1, wl.prompt[inside].astype(np.float64))
-            np.add.at(flat, cell + 2, wl.output[inside].astype(np.float64))
+            np.add.at(flat, cell + 1, prompt)
+            np.add.at(flat, cell + 2, output)
+            if self._per:
+                width = self._fine.shape[1]
+                fine = (lut[code[inside]] * width + np.minimum(
+                    (arrival[inside] // PEAK_RESOLUTION_SECONDS).astype(np.int64), width - 1))
+                cells, inv = np.unique(fine, return_inverse=True)
+                inv = inv.reshape(-1)
+                ff = self._fine.reshape(-1, 3)  # a view, as above
+                ff[cells, 0] += np.bincount(inv, minlength=cells.size)
+                ff[cells, 1] += np.bincount(inv, weights=prompt, minlength=cells.size)
+                ff[cells, 2] += np.bincount(inv, weights=output, minlength=cells.size)
         # tokens sent per (tenant, model, origin), tallied lazily (_fold_sent)
         nu = len(wl.tenants)
         use = (wl.tenant * nm + wl.model) * no + wl.origin
@@ -1114,15 +1138,30 @@ class Engine:
                 continue
             fk = FlowKey(model=wl.models[key[0]], origin=wl.regions[key[1]],
                          tier=wl.tiers[key[2]])
+            peaks = None
+            if self._per:
+                live_peaks = (self._peaks(f, done) if f is not None
+                              else np.zeros((done, 3)))
+                both = np.concatenate([np.full((pre_steps, 3), math.nan), live_peaks])
+                peaks = _rates_of(both)
             hist[fk] = DemandHistory(
                 key=fk, start=wl.history_start_unix, step_seconds=self.step,
-                rates=DemandRates(
-                    requests_per_s=tuple(series[:, 0].tolist()),
-                    prompt_tokens_per_s=tuple(series[:, 1].tolist()),
-                    output_tokens_per_s=tuple(series[:, 2].tolist()),
-                ),
+                rates=_rates_of(series), peaks=peaks,
             )
         return hist
+
+    def _peaks(self, row: int, done: int) -> np.ndarray:
+        """Per complete step of flow ``row``, the rates of its busiest ``peak_seconds``: a
+        window sliding by a minute, at each minute's end inside the step (the first
+        windows reach into the step before, as a Prometheus subquery's do)."""
+        fine = self._fine[row, : done * self._per]
+        w = max(self.peak_seconds // PEAK_RESOLUTION_SECONDS, 1)
+        cs = np.concatenate([np.zeros((1, 3)), np.cumsum(fine, axis=0)])
+        ends = np.arange(1, fine.shape[0] + 1)
+        sliding = (cs[ends] - cs[np.maximum(ends - w, 0)]) / (w * PEAK_RESOLUTION_SECONDS)
+        out: np.ndarray = sliding.reshape(done, self._per, 3).max(axis=1) if done else \
+            np.zeros((0, 3))
+        return out
 
     def _stats(self, hist: Mapping[FlowKey, DemandHistory]) -> Observation:
         wl = self.wl
@@ -1256,3 +1295,12 @@ def spot_interruption_delay(
             left -= (edge - t) * rate / 3600.0
         t = edge
     return math.inf
+
+
+def _rates_of(series: np.ndarray) -> DemandRates:
+    """Rows of (requests, prompt, output) per second as :class:`DemandRates`."""
+    return DemandRates(
+        requests_per_s=tuple(series[:, 0].tolist()),
+        prompt_tokens_per_s=tuple(series[:, 1].tolist()),
+        output_tokens_per_s=tuple(series[:, 2].tolist()),
+    )

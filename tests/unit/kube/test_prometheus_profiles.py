@@ -23,6 +23,7 @@ from llmfleet.kube.prometheus import (
     ReplicaState,
     histories_from_results,
     newest_per_region,
+    peak_query,
     replica_states_from_results,
     usage_from_results,
 )
@@ -197,4 +198,41 @@ def test_reader_queries_the_profile_templates_and_vllm_for_state() -> None:
     n = len(asked)
     assert reader.read_usage(PrometheusQueries(profile="vllm"), end=1.0, step_seconds=STEP) == ()
     assert len(asked) == n  # profile vllm asks nothing for usage
+    reader.close()
+
+
+def test_peak_query_is_the_template_at_the_burst_window_maximised_over_the_step() -> None:
+    q = PrometheusQueries()
+    peak = peak_query(q.template("prompt_tokens"), 300, STEP)
+    assert peak.startswith("max_over_time((") and peak.endswith(f")[{STEP}s:60s])")
+    assert "[300s]" in peak and "$window" not in peak
+    assert promql_structure_problem(peak) is None
+
+
+def test_reader_reads_each_steps_peak_when_asked() -> None:
+    reader = DemandReader(
+        PrometheusSource(url="http://127.0.0.1:9", timeout_seconds=1),
+        resolve=lambda host, port: ["127.0.0.1"],
+        served_names=SERVED,
+    )
+    asked: list[str] = []
+    flow = {"model_name": "meta-llama/Llama-3.1-8B-Instruct", "region": "eu",
+            "tier": "interactive-fast"}
+
+    def ranged(query: str, **_: Any) -> list[Any]:
+        asked.append(query)
+        burst = query.startswith("max_over_time")
+        return [{"metric": flow, "values": [[START + STEP, "50" if burst else "10"]]}]
+
+    reader._prom.custom_query = lambda query, **_: []  # type: ignore[method-assign]
+    reader._prom.custom_query_range = ranged  # type: ignore[method-assign]
+    q = PrometheusQueries()
+    read = reader.read(q, end=START + STEP, history_seconds=STEP, step_seconds=STEP,
+                       peak_seconds=300)
+    (h,) = read.histories
+    assert h.rates.prompt_tokens_per_s == (10.0,)
+    assert h.peaks is not None and h.peaks.prompt_tokens_per_s == (50.0,)
+    assert sum(a.startswith("max_over_time") for a in asked) == 3
+    plain = reader.read(q, end=START + STEP, history_seconds=STEP, step_seconds=STEP)
+    assert plain.histories[0].peaks is None  # peak_seconds 0 asks for no peaks
     reader.close()

@@ -130,3 +130,23 @@ def test_a_target_the_fleet_cannot_run_is_an_error(scenario):
 
     with pytest.raises(ValueError, match="no-such-pool"):
         _run(scenario, hand_workload([1.0], [10], [10]), Wrong())
+
+
+def test_history_peaks_are_each_steps_busiest_window():
+    sc = tiny_scenario()
+    fleet = sc.fleet
+    for obj in fleet:
+        if obj["kind"] == "FleetPolicy":
+            obj["spec"]["forecast"] = {"burstWindowSeconds": 60}
+    sc = sc.model_copy(update={"fleet": fleet})
+    # step 0 [0, 300): 30 requests spread evenly; step 1 [300, 600): 60 requests inside
+    # [480, 540), one minute: its mean is 0.2 requests/s and its busiest minute 1.0/s
+    arrivals = [i * 10.0 for i in range(30)] + [480.0 + i for i in range(60)]
+    wl = hand_workload(arrivals, [100] * 90, [10] * 90, duration=900.0)
+    seen: list = []
+    _run(sc, wl, Fixed(1, lambda obs: seen.extend(obs.history.values())))
+    h = max(seen, key=lambda h: len(h.rates))
+    assert h.peaks is not None and len(h.peaks) == len(h.rates) >= 2
+    assert h.rates.requests_per_s[:2] == pytest.approx((0.1, 0.2))
+    assert h.peaks.requests_per_s[:2] == pytest.approx((0.1, 1.0))
+    assert h.peaks.prompt_tokens_per_s[1] == pytest.approx(100.0)

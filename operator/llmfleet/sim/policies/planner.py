@@ -160,16 +160,19 @@ class ObservedDemand:
         self.obs = obs
 
     def read(
-        self, queries: object, *, end: float, history_seconds: int, step_seconds: int
+        self, queries: object, *, end: float, history_seconds: int, step_seconds: int,
+        peak_seconds: int = 0,
     ) -> DemandRead:
         del queries  # the twin knows its flows; there is nothing to query
         keep = max(1, history_seconds // step_seconds)
         out = []
-        for h in self.obs.history.values():
-            if h.step_seconds != step_seconds:
+        for seen in self.obs.history.values():
+            if seen.step_seconds != step_seconds:
                 raise ValueError(
-                    f"observed history steps {h.step_seconds}s, the policy plans in {step_seconds}s"
+                    f"observed history steps {seen.step_seconds}s, the policy plans in "
+                    f"{step_seconds}s"
                 )
+            h = seen if peak_seconds else seen.model_copy(update={"peaks": None})
             cut = max(0, len(h.rates) - keep)
             out.append(h if cut == 0 else _tail(h, cut))
         start = min((h.start for h in out), default=end)
@@ -622,15 +625,19 @@ def _window(arr: np.ndarray, first: int, steps: int) -> DemandRates:
 
 def _tail(h: DemandHistory, cut: int) -> DemandHistory:
     """``h`` without its first ``cut`` steps."""
-    r = h.rates
+
+    def cut_of(r: DemandRates) -> DemandRates:
+        return DemandRates(
+            requests_per_s=r.requests_per_s[cut:],
+            prompt_tokens_per_s=r.prompt_tokens_per_s[cut:],
+            output_tokens_per_s=r.output_tokens_per_s[cut:],
+        )
+
     return h.model_copy(
         update={
             "start": h.start + cut * h.step_seconds,
-            "rates": DemandRates(
-                requests_per_s=r.requests_per_s[cut:],
-                prompt_tokens_per_s=r.prompt_tokens_per_s[cut:],
-                output_tokens_per_s=r.output_tokens_per_s[cut:],
-            ),
+            "rates": cut_of(h.rates),
+            "peaks": None if h.peaks is None else cut_of(h.peaks),
         }
     )
 
