@@ -401,16 +401,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_router(args: argparse.Namespace) -> int:
     import logging
 
+    from llmfleet.gateway.genai import GenAIMetrics, HeaderMappingError, parse_header_attributes
     from llmfleet.gateway.proxy import ProxySettings, serve
 
     if not args.upstream.startswith(("http://", "https://")):
         raise UserError(f"--upstream {args.upstream}: give a base URL (http://HOST:PORT)")
     if not Path(args.config).is_file():
         raise UserError(f"--config {args.config}: no such file (the router's ConfigMap or router.json)")
+    try:
+        attributes = parse_header_attributes(args.metrics_header_attributes)
+    except HeaderMappingError as err:
+        raise UserError(f"--metrics-header-attributes: {err}") from None
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = ProxySettings(args.upstream, connect_seconds=args.connect_timeout,
                              read_seconds=args.read_timeout, reload_seconds=args.reload_seconds)  # fmt: skip
-    serve(Path(args.config), settings, args.host, args.port, logging.getLogger("llmfleet.router"))
+    serve(Path(args.config), settings, args.host, args.port, logging.getLogger("llmfleet.router"),
+          metrics_port=args.metrics_port, metrics=GenAIMetrics(attributes))  # fmt: skip
     return 0
 
 
@@ -596,6 +602,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connect-timeout", type=float, default=5.0, help="upstream connect timeout, s")
     p.add_argument("--read-timeout", type=float, default=600.0, help="upstream read timeout between bytes, s")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.add_argument("--metrics-port", type=int, help="serve the gen_ai demand metrics (Envoy AI "
+                   "Gateway's names) on GET /metrics of this port (default: not served)")
+    p.add_argument("--metrics-header-attributes", default="", metavar="H:A,...",
+                   help="request headers recorded as metric labels, as Envoy AI Gateway's "
+                   "metricsRequestHeaderAttributes: x-tenant-id:tenant.id,x-tier:tier")
     p.set_defaults(func=_cmd_router)
 
     p = sub.add_parser(

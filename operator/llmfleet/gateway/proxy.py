@@ -24,6 +24,11 @@ passed back as it is. A prompt of token ids (no text) goes to the reference mode
 Other paths are forwarded unchanged. The configuration file is polled every
 ``reload_seconds`` (:class:`~llmfleet.gateway.config.ConfigHolder`: a bad file is logged
 and the last good configuration stays).
+
+Demand metrics (:mod:`llmfleet.gateway.genai`, Envoy AI Gateway's ``gen_ai_*`` series):
+every completion forwarded upstream (or failing there) is recorded, its tokens from the
+answer's ``usage``; served as Prometheus text on ``GET /metrics`` of a port of their own
+(``metrics_port``; the proxy's own port forwards ``/metrics`` like any other path).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +48,7 @@ import aiohttp
 from aiohttp import web
 
 from llmfleet.gateway.config import ConfigHolder, Loaded
+from llmfleet.gateway.genai import GenAIMetrics, Observation, RequestLabels, StreamObserver
 
 ROUTED_PATHS = frozenset({"/v1/completions", "/v1/chat/completions"})
 DECISION_HEADER = "x-llmfleet-route"
@@ -160,10 +168,12 @@ def decide(loaded: Loaded | None, path: str, body: dict[str, Any], tier: str | N
 class RouterService:
     """The aiohttp application and its state (configuration, upstream session)."""
 
-    def __init__(self, settings: ProxySettings, holder: ConfigHolder, logger: logging.Logger):
+    def __init__(self, settings: ProxySettings, holder: ConfigHolder, logger: logging.Logger,
+                 metrics: GenAIMetrics | None = None):  # fmt: skip
         self.settings = settings
         self.holder = holder
         self.logger = logger
+        self.metrics = metrics if metrics is not None else GenAIMetrics()
         self._session: aiohttp.ClientSession | None = None
         self._watcher: asyncio.Task[None] | None = None
 
@@ -174,6 +184,18 @@ class RouterService:
         app.router.add_route("*", "/{tail:.*}", self._forward)
         app.cleanup_ctx.append(self._lifecycle)
         return app
+
+    def metrics_app(self) -> web.Application:
+        """``GET /metrics``: the gen_ai series (for a port of their own)."""
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        return app
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self.metrics.exposition(),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
 
     async def _lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         self.holder.reload()
@@ -238,8 +260,10 @@ class RouterService:
         )  # fmt: skip
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
+        start = time.monotonic()
         data: bytes | None = None
         extra: dict[str, str] = {}
+        labels: RequestLabels | None = None
         if request.method == "POST" and request.path in ROUTED_PATHS:
             try:
                 _, body = await self._json_body(request)
@@ -248,6 +272,11 @@ class RouterService:
                 return _error(400, str(err), "invalid_request_error", err.param)
             except web.HTTPRequestEntityTooLarge:
                 return _error(413, "the body is too large", "invalid_request_error")
+            original = body.get("model")
+            labels = self.metrics.labels_of(
+                request.path, original if isinstance(original, str) else None, routed.model,
+                request.headers,
+            )  # fmt: skip
             body["model"] = routed.model
             data = json.dumps(body, ensure_ascii=False).encode("utf-8")
             model_h = self.config.config.model_header if self.config else "x-ai-eg-model"
@@ -265,6 +294,8 @@ class RouterService:
         if self._session is None:
             return _error(503, "the router is starting", "server_error")
         out: web.StreamResponse | None = None
+        seen: StreamObserver | None = None
+        ok = False
         try:
             async with self._session.request(
                 request.method, url, headers=headers, data=data, allow_redirects=False
@@ -276,10 +307,17 @@ class RouterService:
                 if upstream.content_length is not None:
                     out.content_length = upstream.content_length
                 out.headers.update(reply)
+                if labels is not None:
+                    seen = StreamObserver(
+                        upstream.headers.get("Content-Type", "").startswith("text/event-stream")
+                    )
                 await out.prepare(request)
                 async for chunk in upstream.content.iter_any():
+                    if seen is not None:
+                        seen.feed(chunk, time.monotonic() - start)
                     await out.write(chunk)
                 await out.write_eof()
+                ok = upstream.status < 400
                 return out
         except (TimeoutError, aiohttp.ClientError) as err:
             if out is not None and out.prepared:
@@ -287,6 +325,14 @@ class RouterService:
                 self.logger.warning("upstream %s broke off mid-answer: %r", url, err)
                 raise
             return self._upstream_error(url, err)
+        finally:
+            if labels is not None:
+                elapsed = time.monotonic() - start
+                self.metrics.record(
+                    labels,
+                    seen.finish(elapsed, ok) if seen is not None
+                    else Observation(None, None, None, elapsed, None, success=False),
+                )  # fmt: skip
 
     def _upstream_error(self, url: str, err: BaseException) -> web.Response:
         if isinstance(err, TimeoutError):
@@ -297,8 +343,38 @@ class RouterService:
                           "upstream_error")  # fmt: skip
 
 
+async def _serve(service: RouterService, host: str, port: int, metrics_port: int | None) -> None:
+    runners = [web.AppRunner(service.app(), access_log=None)]
+    if metrics_port is not None:
+        runners.append(web.AppRunner(service.metrics_app(), access_log=None))
+    try:
+        for runner, p in zip(runners, (port, metrics_port), strict=False):
+            await runner.setup()
+            await web.TCPSite(runner, host, p).start()
+        service.logger.info(
+            "router on http://%s:%d -> %s%s", host, port, service.settings.upstream,
+            f", metrics on http://{host}:{metrics_port}/metrics" if metrics_port else "",
+        )  # fmt: skip
+        await asyncio.Event().wait()
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+
+
 def serve(config: Path, settings: ProxySettings, host: str, port: int,
-          logger: logging.Logger) -> None:  # fmt: skip
-    """Run the router service until interrupted."""
-    service = RouterService(settings, ConfigHolder(config, logger), logger)
-    web.run_app(service.app(), host=host, port=port, print=None, access_log=None)
+          logger: logging.Logger, *, metrics_port: int | None = None,
+          metrics: GenAIMetrics | None = None) -> None:  # fmt: skip
+    """Run the router service until interrupted (SIGINT or SIGTERM); the gen_ai metrics on
+    ``metrics_port`` when given."""
+    service = RouterService(settings, ConfigHolder(config, logger), logger, metrics)
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        await _serve(service, host, port, metrics_port)
+
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(main())
