@@ -24,7 +24,9 @@ r"""``llmfleet bench routing``: quality-aware model routers on per-query quality
    overrides), ``tokens(text) = ceil(chars / 4)`` (the usual 4 characters per token of
    English), and an answer of :data:`DEFAULT_ANSWER_TOKENS` token (the letter) where the file
    has no response text (MMLU). ``--write-csv OUT`` converts it to the general schema. A
-   folder whose subfolders hold data is one dataset per subfolder.
+   folder without CSV files of its own is searched down its subfolders: each folder that
+   holds CSV files is one dataset (``--data /work/shared/routing`` finds ``mmlu`` and
+   ``gsm8k``).
 
 **Method.** The TF-IDF featuriser (word 1-2-grams, 20,000 columns; for ``uniroute`` its
 64-d LSA) is fitted once per dataset on every prompt's *text* — never a label — as a
@@ -87,6 +89,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from llmfleet.routing.models import (
     RoutingSet,
@@ -101,7 +104,7 @@ from llmfleet.routing.models import (
     tradeoff_curve,
 )
 from llmfleet.routing.models.data import FloatArray, IntArray
-from llmfleet.routing.models.features import lsa
+from llmfleet.routing.models.features import DifficultyFeaturiser, FeatureMatrix, dense, lsa
 from llmfleet.routing.models.metrics import aiq, apgr
 from llmfleet.routing.models.policy import LengthCost, cost_scale, route, switch_points
 from llmfleet.routing.models.routers import ROUTERS, Router
@@ -296,7 +299,7 @@ def load_datasets(
         raise RoutingDataError(f"{path}: no such file or folder")
     if path.is_file():
         return [(path.stem, read_routing_csv(path))]
-    subdirs = sorted(d for d in path.iterdir() if d.is_dir() and any(d.glob("*.csv")))
+    subdirs = sorted(d for d in path.iterdir() if d.is_dir() and any(d.rglob("*.csv")))
     if subdirs and not any(path.glob("*.csv")):
         return [ds for d in subdirs for ds in load_datasets(d, prices)]
     files = sorted(path.glob("*.csv"))
@@ -410,6 +413,13 @@ def run_dataset(
         .transform(data.prompts)
     )
     z_all = lsa(x_all, 64, settings.seed) if "uniroute" in settings.routers else x_all
+    d_all = dense(DifficultyFeaturiser().transform(data.prompts))
+    features: dict[str, FeatureMatrix] = {
+        "uniroute": z_all,
+        "boosted": d_all,
+        "blend": sp.hstack([x_all, sp.csr_matrix(d_all)]).tocsr(),
+    }
+    text_columns = int(x_all.shape[1])
     if progress:
         progress(f"  features: {time.perf_counter() - t0:.1f} s")
     for k in range(settings.splits):
@@ -424,11 +434,11 @@ def run_dataset(
         seen_dev, seen_test = costs.predict(lengths[dev_idx]), costs.predict(lengths[split.test])
         for name in settings.routers:
             t0 = time.perf_counter()
-            feats = z_all if name == "uniroute" else x_all
+            feats = features.get(name, x_all)
             x_dev, x_test = feats[dev_idx], feats[split.test]
 
             def make(name: str = name, seed: int = seed) -> Router:
-                return make_router(name, seed)
+                return make_router(name, seed, text_columns)
 
             cf = cross_fit(make, x_dev, dev.quality, dev.cost, settings.folds, seed)
             cal = calibrate(

@@ -4,8 +4,10 @@ After Hybrid LLM (arXiv 2404.14618), BEST-Route (arXiv 2506.22716) and Universal
 Routing / UniRoute (arXiv 2502.08773). The pieces, each a module:
 
 * :mod:`.data` — :class:`RoutingSet` (prompts x models quality and cost), seeded splits;
-* :mod:`.features` — featurisers with nothing to download (TF-IDF, hashing);
-* :mod:`.routers` — random, Hybrid LLM's "small is good enough", per-model quality, UniRoute
+* :mod:`.features` — featurisers with nothing to download (TF-IDF, hashing, hand-made
+  difficulty signals);
+* :mod:`.routers` — random, Hybrid LLM's "small is good enough", per-model quality (linear on
+  TF-IDF, boosted trees on difficulty signals, their blend), UniRoute
   cluster errors (a new model from a small representative set): prompts -> utility per model;
 * :mod:`.crossfit` — out-of-fold utilities for calibration, a fold ensemble for new queries;
 * :mod:`.policy` — the run-time knob ``lambda`` and its calibration for a target drop with a
@@ -23,6 +25,7 @@ from llmfleet.routing.models.best_route import SampleSet, best_of_n_options
 from llmfleet.routing.models.crossfit import CrossFit, cross_fit
 from llmfleet.routing.models.data import RoutingSet, Split, kfold, seeded_split
 from llmfleet.routing.models.features import (
+    DifficultyFeaturiser,
     Featuriser,
     HashingFeaturiser,
     TfidfFeaturiser,
@@ -48,6 +51,8 @@ from llmfleet.routing.models.policy import (
 )
 from llmfleet.routing.models.routers import (
     ROUTERS,
+    BlendRouter,
+    BoostedRouter,
     ClusterRouter,
     GoodEnoughRouter,
     QualityRouter,
@@ -58,10 +63,13 @@ from llmfleet.routing.models.routers import (
 
 __all__ = [
     "ROUTERS",
+    "BlendRouter",
+    "BoostedRouter",
     "Calibration",
     "ClusterRouter",
     "CrossFit",
     "Curve",
+    "DifficultyFeaturiser",
     "Featuriser",
     "GoodEnoughRouter",
     "HashingFeaturiser",

@@ -12,6 +12,13 @@ so it may be fitted on every prompt of a development set.
   word problem has more steps to get wrong);
 * :class:`HashingFeaturiser` — the same word n-grams hashed into ``2**bits`` columns
   (stateless: nothing to fit or ship);
+* :class:`DifficultyFeaturiser` — a few dense, hand-made signals of how hard a prompt is
+  (:data:`DIFFICULTY_FEATURES`: its length in characters, words and sentences, how many
+  numbers it holds, their largest and mean magnitude, decimals, percentages, money, the
+  operation words of maths word problems, formula symbols, lines, the mean length of a
+  multiple-choice option); stateless and deterministic (a pure function of the text), for
+  tree models (:class:`~llmfleet.routing.models.routers.BoostedRouter`), which find the
+  thresholds and interactions (a long problem with many numbers) a linear model cannot.
 
 Not here: WordLlama (its PyPI wheel does ship its 256-d embeddings and tokenizer, and loads
 them with downloads disabled when ``cache_dir`` is the package folder). On RouteLLM's MMLU a
@@ -21,6 +28,8 @@ logistic regression on its mean embeddings ranked the queries worse than on TF-I
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
 from typing import Protocol, TypeAlias
 
@@ -116,6 +125,106 @@ class HashingFeaturiser:
     def transform(self, texts: Sequence[str]) -> FeatureMatrix:
         out: sp.csr_matrix = self._vec.transform(list(texts))
         return out
+
+
+#: The columns of :class:`DifficultyFeaturiser`, in order.
+DIFFICULTY_FEATURES = (
+    "log_chars",
+    "log_words",
+    "sentences",
+    "numbers",
+    "distinct_numbers",
+    "log_max_number",
+    "mean_log_number",
+    "decimals",
+    "percents",
+    "money",
+    "operation_words",
+    "formula_symbols",
+    "digit_share",
+    "lines",
+    "log_option_chars",
+)
+
+_NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
+_OPTION = re.compile(r"^[A-D]\.\s*(.*)$", re.MULTILINE)
+#: Words that each add a step to a maths word problem (counted as whole words, lower case).
+_OPERATION_WORDS = frozenset(
+    [
+        "percent",
+        "times",
+        "half",
+        "twice",
+        "double",
+        "triple",
+        "each",
+        "per",
+        "every",
+        "total",
+        "left",
+        "remain",
+        "remaining",
+        "more",
+        "less",
+        "fewer",
+        "than",
+        "fraction",
+        "average",
+        "ratio",
+        "rate",
+        "profit",
+        "discount",
+        "tax",
+        "split",
+        "share",
+        "difference",
+        "sum",
+        "product",
+        "quarter",
+        "third",
+    ]
+)
+_FORMULA = frozenset("=+-*/^\\<>()[]{}|")
+
+
+def difficulty_row(text: str) -> list[float]:
+    """The :data:`DIFFICULTY_FEATURES` of one prompt (a pure function of ``text``)."""
+    words = text.split()
+    numbers = _NUMBER.findall(text)
+    values = [float(n.replace(",", "")) for n in numbers]
+    logs = [math.log1p(v) for v in values]
+    options = _OPTION.findall(text)
+    lowered = [w.strip(".,;:!?$%()\"'").lower() for w in words]
+    return [
+        math.log1p(len(text)),
+        math.log1p(len(words)),
+        float(len(re.findall(r"[.!?](?:\s|$)", text))),
+        float(len(numbers)),
+        float(len(set(numbers))),
+        max(logs) if logs else 0.0,
+        sum(logs) / len(logs) if logs else 0.0,
+        float(sum("." in n for n in numbers)),
+        float(text.count("%") + sum(w == "percent" for w in lowered)),
+        float(text.count("$")),
+        float(sum(w in _OPERATION_WORDS for w in lowered)),
+        float(sum(c in _FORMULA for c in text)),
+        sum(c.isdigit() for c in text) / len(text) if text else 0.0,
+        float(text.count("\n")),
+        math.log1p(sum(len(o) for o in options) / len(options)) if options else 0.0,
+    ]
+
+
+class DifficultyFeaturiser:
+    """Dense :data:`DIFFICULTY_FEATURES` per prompt; nothing to fit (module docstring)."""
+
+    names = DIFFICULTY_FEATURES
+
+    def fit(self, texts: Sequence[str]) -> DifficultyFeaturiser:
+        return self
+
+    def transform(self, texts: Sequence[str]) -> FeatureMatrix:
+        rows = [difficulty_row(t) for t in texts]
+        return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(DIFFICULTY_FEATURES))
 
 
 def dense(x: FeatureMatrix) -> npt.NDArray[np.float64]:

@@ -17,6 +17,16 @@ run-time knob ``lambda >= 0``: ``m*(i) = argmax_m U[i, m] - lambda * c[i, m] / m
 * :class:`QualityRouter` — one probabilistic quality predictor per model (logistic regression
   on 0/1 quality, ridge regression otherwise): ``U[i, m] = E[q_m | x_i]``. Any number of
   models; with two it ranks queries by the predicted gap ``E[q_r - q_s | x]``.
+* :class:`BoostedRouter` — one gradient-boosted regression-tree model per model
+  (scikit-learn's histogram GBDT, squared loss, so ``U[i, m]`` estimates ``E[q_m | x_i]``
+  like :class:`QualityRouter`) on dense features, meant for
+  :class:`~llmfleet.routing.models.features.DifficultyFeaturiser`'s hand-made difficulty
+  signals (prompt length, how many numbers, ...), whose effect is monotone but not linear;
+  shallow trees (``leaves`` leaves, at least ``min_leaf`` prompts each), ``rounds`` rounds at
+  learning rate ``rate``, a fixed seed: deterministic.
+* :class:`BlendRouter` — the mean of the two estimates of ``E[q_m | x]`` above: the text
+  one (:class:`QualityRouter` on the first ``text_columns`` columns, TF-IDF) and the
+  difficulty one (:class:`BoostedRouter` on the rest); what each misses the other may see.
 * :class:`ClusterRouter` — Universal Model Routing / UniRoute (Jitkrittum et al., arXiv
   2502.08773): prompts are clustered (k-means on L2-normalised, SVD-reduced features); each
   model is the vector of its mean quality (one minus its error rate) on the clusters,
@@ -38,6 +48,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.cluster import KMeans
 from sklearn.decomposition import TruncatedSVD
+from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from llmfleet.routing.models.data import FloatArray, IntArray
@@ -192,6 +203,97 @@ class QualityRouter:
         return np.column_stack([p.predict(x) for p in self._predictors]).astype(np.float64)
 
 
+class BoostedRouter:
+    """``U[i, m] = E[q_m | x_i]`` from gradient-boosted trees per model (module docstring)."""
+
+    name = "boosted"
+
+    def __init__(
+        self, rounds: int = 100, rate: float = 0.05, leaves: int = 15, min_leaf: int = 40,
+        seed: int = 0,
+    ) -> None:  # fmt: skip
+        if rounds < 1 or not 0 < rate <= 1 or leaves < 2 or min_leaf < 1:
+            raise ValueError(
+                f"need rounds >= 1, 0 < rate <= 1, leaves >= 2, min_leaf >= 1; got "
+                f"{rounds}, {rate}, {leaves}, {min_leaf}"
+            )
+        self.rounds = rounds
+        self.rate = rate
+        self.leaves = leaves
+        self.min_leaf = min_leaf
+        self.seed = seed
+        self._models: list[HistGradientBoostingRegressor | float] = []
+
+    def fit(self, x: FeatureMatrix, quality: FloatArray, cost: FloatArray) -> BoostedRouter:
+        z = dense(x)
+        self._models = []
+        for m in range(quality.shape[1]):
+            target = quality[:, m]
+            if target.size == 0 or np.all(target == target[0]):
+                self._models.append(float(target.mean()) if target.size else 0.0)
+                continue
+            gbdt = HistGradientBoostingRegressor(
+                max_iter=self.rounds,
+                learning_rate=self.rate,
+                max_leaf_nodes=self.leaves,
+                min_samples_leaf=min(self.min_leaf, max(1, target.size // 4)),
+                early_stopping=False,
+                random_state=self.seed,
+            )
+            gbdt.fit(z, target)
+            self._models.append(gbdt)
+        return self
+
+    def utility(self, x: FeatureMatrix) -> FloatArray:
+        if not self._models:
+            raise RuntimeError("fit the router first")
+        z = dense(x)
+        cols = [
+            np.full(z.shape[0], m, dtype=np.float64)
+            if isinstance(m, float)
+            else np.asarray(m.predict(z), dtype=np.float64)
+            for m in self._models
+        ]
+        return np.column_stack(cols).astype(np.float64)
+
+
+class BlendRouter:
+    """The mean utility of a :class:`QualityRouter` on the first ``text_columns`` columns
+    and a :class:`BoostedRouter` on the others (module docstring)."""
+
+    name = "blend"
+
+    def __init__(self, text_columns: int, c: float = 0.3, seed: int = 0) -> None:
+        if text_columns < 1:
+            raise ValueError(f"text_columns must be >= 1, got {text_columns}")
+        self.text_columns = text_columns
+        self._text = QualityRouter(c)
+        self._trees = BoostedRouter(seed=seed)
+
+    def _parts(self, x: FeatureMatrix) -> tuple[FeatureMatrix, FeatureMatrix]:
+        if int(x.shape[1]) <= self.text_columns:
+            raise ValueError(
+                f"features need more than text_columns={self.text_columns} columns, got {x.shape[1]}"
+            )
+        if sp.issparse(x):
+            csc = sp.csc_matrix(x)
+            return csc[:, : self.text_columns].tocsr(), dense(csc[:, self.text_columns :].tocsr())
+        z = dense(x)
+        return z[:, : self.text_columns], z[:, self.text_columns :]
+
+    def fit(self, x: FeatureMatrix, quality: FloatArray, cost: FloatArray) -> BlendRouter:
+        text, rest = self._parts(x)
+        self._text.fit(text, quality, cost)
+        self._trees.fit(rest, quality, cost)
+        return self
+
+    def utility(self, x: FeatureMatrix) -> FloatArray:
+        text, rest = self._parts(x)
+        return np.asarray(
+            0.5 * (self._text.utility(text) + self._trees.utility(rest)), dtype=np.float64
+        )
+
+
 class ClusterRouter:
     """UniRoute's cluster-error router (module docstring).
 
@@ -279,17 +381,24 @@ class ClusterRouter:
         return np.asarray(self.table[:, self.assign(x)].T, dtype=np.float64)
 
 
-def make_router(name: str, seed: int = 0) -> Router:
-    """A router by name: ``random``, ``hybrid-llm``, ``quality`` or ``uniroute``."""
+def make_router(name: str, seed: int = 0, text_columns: int | None = None) -> Router:
+    """A router by name: ``random``, ``hybrid-llm``, ``quality``, ``boosted``, ``blend``
+    (needs ``text_columns``) or ``uniroute``."""
     if name == "random":
         return RandomRouter(seed)
     if name == "hybrid-llm":
         return GoodEnoughRouter()
     if name == "quality":
         return QualityRouter()
+    if name == "boosted":
+        return BoostedRouter(seed=seed)
+    if name == "blend":
+        if text_columns is None:
+            raise ValueError("router 'blend' needs text_columns (the TF-IDF block's width)")
+        return BlendRouter(text_columns, seed=seed)
     if name == "uniroute":
         return ClusterRouter(seed=seed)
-    raise ValueError(f"unknown router {name!r} (random, hybrid-llm, quality, uniroute)")
+    raise ValueError(f"unknown router {name!r} ({', '.join(ROUTERS)})")
 
 
-ROUTERS = ("random", "hybrid-llm", "quality", "uniroute")
+ROUTERS = ("random", "hybrid-llm", "quality", "boosted", "blend", "uniroute")
