@@ -342,9 +342,9 @@ def test_bench_prints_every_router_and_the_targets(
         == 0
     )
     out = capsys.readouterr().out
-    for name in ("random", "hybrid-llm", "quality", "uniroute", "oracle"):
+    for name in ("random", "hybrid-llm", "quality", "boosted", "blend", "uniroute", "oracle"):
         assert f"| {name} |" in out
-    assert "target synthetic quality saving at the calibrated knob" in out
+    assert "target synthetic blend saving at the calibrated knob" in out
     assert "BEST-Route" in out and "one answer per model" in out
 
 
