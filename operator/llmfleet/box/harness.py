@@ -13,14 +13,20 @@ namespace:
   Emulators get ``PR_SET_PDEATHSIG`` (Linux): they die with the harness.
 * **kube-proxy's part.** A TCP listener on each Service's ``ClusterIP:port`` (the control
   plane's Service range on loopback, e.g. ``--service-cluster-ip-range 127.0.100.0/24``)
-  spreading connections round-robin over the emulators of the Running, Ready pods the
-  Service's selector matches, once their ``/health`` answers. Pod IPs are never used; every
+  spreading connections over the emulators of the Running, Ready pods the Service's selector
+  matches, once their ``/health`` answers: to the one with the fewest open connections, ties
+  round-robin (IPVS's ``lc``; with a connection per request, the least loaded replica, as the
+  twin's router picks). Pod IPs are never used; every
   port of a Service goes to the emulator's one port. A connection with no backend is closed at
   once. A ClusterIP that cannot be bound (outside 127.0.0.0/8) is reported in ``problems``.
 * **Prometheus file_sd.** ``--file-sd FILE``: a JSON list of the emulators' ``/metrics``
   targets, labelled as a PodMonitor's ``podTargetLabels`` would (``model_name``, ``region``,
   ``pool``, ``capacity_type``) plus ``namespace`` and ``pod``; rewritten atomically on change.
-* ``WORKDIR/state.json`` (emulators, listeners, problems) after every change and
+* **A region down.** The regions named in ``WORKDIR/down-regions`` (one a line; read every
+  pass) get no emulators: those running are stopped and none is started while the name is
+  there, as if the region's machines died under Running pods (the pods stay Running: what
+  the apiserver shows does not change; their series leave the file_sd).
+* ``WORKDIR/state.json`` (emulators, listeners, down regions, problems) after every change and
   ``WORKDIR/ready`` once every watch has listed once and the first pass is done.
 
 Pods, Services, Nodes and LLMModels are listed and then watched (one thread each, every
@@ -418,6 +424,8 @@ class Harness:
         self.listeners: dict[tuple[str, int], Listener] = {}
         self.backends: dict[tuple[str, int], list[int]] = {}
         self._rr: dict[tuple[str, int], int] = {}
+        self._active: dict[int, int] = {}
+        self.down_regions: frozenset[str] = frozenset()
         self._bind_failed: dict[tuple[str, int], tuple[float, str]] = {}
         self._restart_after: dict[str, float] = {}
         self._problems: list[str] = []
@@ -495,6 +503,11 @@ class Harness:
             pods, models, {str(_meta(n).get("name")): n for n in nodes}
         )
         problems += [w.problem for w in self.watchers if w.problem]
+        self.down_regions = _read_down(self.workdir / "down-regions")
+        desired = {
+            uid: spec for uid, spec in desired.items()
+            if dict(spec.labels).get("region") not in self.down_regions
+        }  # fmt: skip
         now = time.monotonic()
         # emulators: stop the gone or changed, (re)start the missing
         for uid, emu in list(self.emulators.items()):
@@ -657,9 +670,12 @@ class Harness:
         ports = list(self.backends.get(key, ()))
         start = self._rr.get(key, 0)
         self._rr[key] = start + 1
+        if ports:
+            k = start % len(ports)
+            ports = sorted(ports[k:] + ports[:k], key=lambda p: self._active.get(p, 0))
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        for i in range(len(ports)):
-            port = ports[(start + i) % len(ports)]
+        port = 0
+        for port in ports:
             try:
                 upstream = await asyncio.wait_for(
                     asyncio.open_connection("127.0.0.1", port), CONNECT_TIMEOUT
@@ -671,9 +687,11 @@ class Harness:
             writer.close()
             return
         up_reader, up_writer = upstream
+        self._active[port] = self._active.get(port, 0) + 1
         try:
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         finally:
+            self._active[port] -= 1
             for w in (up_writer, writer):
                 w.close()
 
@@ -714,6 +732,7 @@ class Harness:
                 }
                 for (ip, port), lst in sorted(self.listeners.items())
             ],
+            "down_regions": sorted(self.down_regions),
             "problems": self._problems,
         }
 
@@ -737,6 +756,15 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             dst.write_eof()
     except (OSError, TimeoutError):
         dst.close()
+
+
+def _read_down(path: Path) -> frozenset[str]:
+    """The region names in ``path``, one a line (no file: none)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return frozenset()
+    return frozenset(line.strip() for line in text.splitlines() if line.strip())
 
 
 def _write_atomic(path: Path, text: str) -> None:

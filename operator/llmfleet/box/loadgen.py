@@ -23,7 +23,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -70,6 +70,8 @@ class Outcome:
     chunks: int = 0
     planned_prompt_tokens: int = 0
     planned_output_tokens: int = 0
+    target: str = ""
+    """Where it was sent (a router's serving region; empty: the base URL)."""
 
     @property
     def ok(self) -> bool:
@@ -119,9 +121,14 @@ def _body(p: Planned, model: str, api: Api) -> dict[str, Any]:
     return {**common, "prompt": text}
 
 
+Router = Callable[[Planned], "tuple[str, str] | None"]
+"""Where one request goes: (target name, base URL); None: nowhere (the outcome is the
+transport error ``NoRoute``)."""
+
+
 async def _one(
     session: aiohttp.ClientSession, url: str, model: str, api: Api, p: Planned, t0: float,
-    timeout: aiohttp.ClientTimeout,
+    timeout: aiohttp.ClientTimeout, router: Router | None = None,
 ) -> Outcome:  # fmt: skip
     await asyncio.sleep(max(0.0, t0 + p.at - time.monotonic()))
     start = time.monotonic()
@@ -129,6 +136,13 @@ async def _one(
         p.index, p.tenant, p.tier, p.origin, start - t0,
         planned_prompt_tokens=p.prompt_tokens, planned_output_tokens=p.output_tokens,
     )  # fmt: skip
+    if router is not None:
+        where = router(p)
+        if where is None:
+            o.error, o.e2e = "NoRoute", 0.0
+            return o
+        o.target, base = where
+        url = base.rstrip("/") + url
     headers = {TENANT_HEADER: p.tenant, TIER_HEADER: p.tier, ORIGIN_HEADER: p.origin}
     try:
         async with session.post(
@@ -163,16 +177,28 @@ async def _one(
 async def replay(
     base_url: str, model: str, planned: Sequence[Planned], *, api: Api = "chat",
     timeout_s: float = 120.0, connect_timeout_s: float = 5.0, max_connections: int = 1000,
+    router: Router | None = None, force_close: bool = False,
+    on_outcome: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:  # fmt: skip
-    """Send every planned request at its time; one :class:`Outcome` each, in plan order."""
+    """Send every planned request at its time; one :class:`Outcome` each, in plan order.
+    ``router``: each request's base URL instead of ``base_url`` (e.g. the plan's routing,
+    :class:`llmfleet.box.routes.RouteFollower`); ``force_close``: one connection per request
+    (a Service's balancer then sees every request, not only every connection);
+    ``on_outcome``: called with each outcome as it completes."""
     path = "/v1/chat/completions" if api == "chat" else "/v1/completions"
-    url = base_url.rstrip("/") + path
+    url = path if router is not None else base_url.rstrip("/") + path
     timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
-    conn = aiohttp.TCPConnector(limit=max_connections)
+    conn = aiohttp.TCPConnector(limit=max_connections, force_close=force_close)
     async with aiohttp.ClientSession(connector=conn) as session:
         t0 = time.monotonic()
-        tasks = [_one(session, url, model, api, p, t0, timeout) for p in planned]
-        return list(await asyncio.gather(*tasks))
+
+        async def one(p: Planned) -> Outcome:
+            o = await _one(session, url, model, api, p, t0, timeout, router)
+            if on_outcome is not None:
+                on_outcome(o)
+            return o
+
+        return list(await asyncio.gather(*(one(p) for p in planned)))
 
 
 def _quantiles(values: Sequence[float]) -> dict[str, float | None]:
@@ -198,6 +224,7 @@ class Summary:
     e2e_seconds: dict[str, float | None]
     wall_seconds: float
     by_tenant: dict[str, int] = field(default_factory=dict)
+    by_target: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -209,9 +236,12 @@ def summarize(outcomes: Sequence[Outcome], wall_seconds: float) -> Summary:
     http: dict[str, int] = {}
     transport: dict[str, int] = {}
     tenants: dict[str, int] = {}
+    targets: dict[str, int] = {}
     ok = [o for o in outcomes if o.ok]
     for o in outcomes:
         tenants[o.tenant] = tenants.get(o.tenant, 0) + 1
+        if o.target:
+            targets[o.target] = targets.get(o.target, 0) + 1
         if o.error is not None:
             transport[o.error] = transport.get(o.error, 0) + 1
         elif o.status != 200:
@@ -227,6 +257,7 @@ def summarize(outcomes: Sequence[Outcome], wall_seconds: float) -> Summary:
         e2e_seconds=_quantiles([o.e2e for o in ok]),
         wall_seconds=wall_seconds,
         by_tenant=dict(sorted(tenants.items())),
+        by_target=dict(sorted(targets.items())),
     )
 
 
@@ -255,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--tier", default="interactive", help="comma-separated, cycled")
     ap.add_argument("--origin", default="local", help="comma-separated, cycled")
     ap.add_argument("--api", choices=("chat", "completions"), default="chat")
+    ap.add_argument("--connection-per-request", action="store_true",
+                    help="no keep-alive: every request on its own connection")  # fmt: skip
     ap.add_argument("--timeout", type=float, default=120.0, help="per request, seconds")
     ap.add_argument("--out", type=Path, default=None, help="JSON summary (and outcomes)")
     args = ap.parse_args(argv)
@@ -266,7 +299,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     t = time.monotonic()
     outcomes = asyncio.run(
-        replay(args.base_url, args.model, planned, api=args.api, timeout_s=args.timeout)
+        replay(
+            args.base_url,
+            args.model,
+            planned,
+            api=args.api,
+            timeout_s=args.timeout,
+            force_close=args.connection_per_request,
+        )
     )
     summary = summarize(outcomes, time.monotonic() - t)
     doc = {"summary": summary.to_json(), "outcomes": [_no_nan(asdict(o)) for o in outcomes]}

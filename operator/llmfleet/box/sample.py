@@ -74,7 +74,7 @@ class BoxFleet:
     target_utilization: float = 0.6
     tokens_per_minute: int = 20000
     """The tenant's budget: the demand planned for before Prometheus has any (quota
-    fallback)."""
+    fallback), from every region in equal parts."""
     max_data_age_seconds: int = 60
     gateway: tuple[str, str] | None = None
     """(name, namespace) of the Gateway the HTTPRoutes attach to; None: no HTTPRoutes."""
@@ -146,7 +146,9 @@ def box_fleet(f: BoxFleet) -> list[dict[str, Any]]:
             "tier": f.tier,
             "models": [MODEL],
             "budgets": {"tokensPerMinute": f.tokens_per_minute},
-            "origins": [{"region": f.regions[0], "fraction": 1.0}],
+            "origins": [
+                {"region": r, "fraction": round(1.0 / len(f.regions), 6)} for r in f.regions
+            ],
         },
     }
     queries = {
