@@ -535,6 +535,17 @@ def render(name: str, data: RoutingSet, results: Sequence[RouterResult], setting
             f"| {r.mean('apgr'):.3f} | {1e2 * r.mean('aiq'):.2f} | {r.mean('auc'):.3f} |"
         )
     lines.append("")
+    lines.append("calibration error per split (test drop - target, pt; split seed order):")
+    for r in results:
+        if r.name == "oracle":
+            continue
+        errs = [100 * (run.drop - settings.target_drop) for run in r.runs]
+        q = np.quantile(errs, [0.0, 0.5, 1.0]) if errs else np.full(3, math.nan)
+        lines.append(
+            f"  {r.name}: min {q[0]:+.2f} / median {q[1]:+.2f} / max {q[2]:+.2f}; "
+            + " ".join(f"{e:+.2f}" for e in errs)
+        )
+    lines.append("")
     lines.append(
         "BEST-Route's (model, n samples) choice: not measured - this data has one answer per "
         "model and query, so there are no samples to choose n from."
@@ -616,6 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--data", type=Path, default=default, help=f"a CSV file or folder (default {default})"
     )
     parser.add_argument("--splits", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0, help="the first split's seed")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--target-drop", type=float, default=100 * TARGET_DROP, help="points")
     parser.add_argument(
@@ -678,7 +690,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_routing_csv(data, out)
             print(f"{name}: {data.n} prompts, {len(data.models)} models -> {out}")
         return 0
-    settings = Settings(splits=args.splits, folds=args.folds, target_drop=args.target_drop / 100,
+    settings = Settings(splits=args.splits, seed=args.seed, folds=args.folds, target_drop=args.target_drop / 100,
                         confidence=args.confidence if args.confidence is not None
                         else (0.5 if args.bound == "split" else 0.9),
                         overshoot=MAX_OVERSHOOT if args.bound == "split" else None,
