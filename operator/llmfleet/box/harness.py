@@ -670,9 +670,7 @@ class Harness:
         ports = list(self.backends.get(key, ()))
         start = self._rr.get(key, 0)
         self._rr[key] = start + 1
-        if ports:
-            k = start % len(ports)
-            ports = sorted(ports[k:] + ports[:k], key=lambda p: self._active.get(p, 0))
+        ports = connection_order(ports, start, self._active)
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         port = 0
         for port in ports:
@@ -756,6 +754,15 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             dst.write_eof()
     except (OSError, TimeoutError):
         dst.close()
+
+
+def connection_order(ports: Sequence[int], turn: int, active: Mapping[int, int]) -> list[int]:
+    """The backends to try for a new connection, best first: fewest open connections
+    (``active``), ties in round-robin order from the ``turn``-th."""
+    if not ports:
+        return []
+    k = turn % len(ports)
+    return sorted([*ports[k:], *ports[:k]], key=lambda p: active.get(p, 0))
 
 
 def _read_down(path: Path) -> frozenset[str]:

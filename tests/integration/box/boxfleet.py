@@ -46,7 +46,6 @@ class Box:
             **os.environ,
             "FLEET_PORT": str(port),
             "FLEET_PROMETHEUS_PORT": str(port + 9),
-            "FLEET_OPERATOR_METRICS_PORT": str(port + 8),
             "FLEET_SERVICE_CIDR": f"127.{octets[0]}.{octets[1]}.0/24",
             "FLEET_NAMESPACE": NAMESPACE,
             "FLEET_SCRAPE_INTERVAL": "1s",

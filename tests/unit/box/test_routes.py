@@ -59,3 +59,22 @@ def test_the_follower_maps_a_request_to_its_regions_service():
     f = RouteFollower(_FakeCluster(None), "ns")  # type: ignore[arg-type]
     f.read_once()
     assert f.url("tiny", "east", "fast", 0.1) is None  # no routing published yet
+
+
+def test_a_new_connection_goes_to_the_backend_with_the_fewest_open_ones():
+    from llmfleet.box.harness import connection_order
+
+    assert connection_order([], 3, {}) == []
+    # ties: round-robin from the turn
+    assert connection_order([1, 2, 3], 0, {}) == [1, 2, 3]
+    assert connection_order([1, 2, 3], 4, {}) == [2, 3, 1]
+    # fewest open connections first
+    assert connection_order([1, 2, 3], 0, {1: 2, 2: 0, 3: 1}) == [2, 3, 1]
+
+
+def test_the_down_regions_file_names_one_region_a_line(tmp_path):
+    from llmfleet.box.harness import _read_down
+
+    assert _read_down(tmp_path / "none") == frozenset()
+    (tmp_path / "down").write_text("box-east\n\n  box-west \n")
+    assert _read_down(tmp_path / "down") == {"box-east", "box-west"}
