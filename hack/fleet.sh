@@ -33,6 +33,18 @@
 #                          /metrics (request counters labelled tenant, tier, origin_region from
 #                          the headers x-tenant-id, x-tier, x-origin-region), /ping and /api on
 #                          127.0.0.1:$FLEET_TRAEFIK_ADMIN_PORT.
+#   router                 (with Traefik) `llmfleet router serve` in front of it, the box's front
+#                          door: 127.0.0.1:$FLEET_ROUTER_PORT -> Traefik's web entrypoint; sets
+#                          x-gateway-model-name (the plan's routes match it) and exports the
+#                          gateway's demand as Envoy AI Gateway does (gen_ai_client_token_usage
+#                          from the upstream's usage,
+#                          gen_ai_server_request_duration_seconds, ..._time_to_first_token_seconds;
+#                          labels tenant_id, tier, origin_region from the headers x-tenant-id,
+#                          x-tier, x-origin-region: metricsRequestHeaderAttributes) on
+#                          127.0.0.1:$FLEET_ROUTER_METRICS_PORT/metrics. Prometheus job gateway
+#                          scrapes it, origin_region renamed region (one Prometheus plays every
+#                          region's: where each region has its own, that is its `region`
+#                          external label), so the default envoy-ai-gateway query profile works.
 #   operator               (FLEET_OPERATOR=1) `llmfleet operator` in apply mode on the box: the
 #                          CRDs and the box's fleet (python -m llmfleet.box.sample apply: Regions
 #                          box-east and box-west with a static pool of kwok Nodes, LLMModel tiny,
@@ -48,7 +60,8 @@
 # hack/traefik changed), 1 (build it if needed and start it), 0 (off). FLEET_GATEWAY_PORT
 # (Traefik's entrypoint `web` = the Gateway's listener port, FLEET_PORT+5),
 # FLEET_TRAEFIK_ADMIN_PORT (entrypoint `traefik`, FLEET_PORT+6), FLEET_GATEWAY (Gateway name,
-# llmfleet-gateway), FLEET_GATEWAY_CLASS (llmfleet-traefik).
+# llmfleet-gateway), FLEET_GATEWAY_CLASS (llmfleet-traefik). FLEET_ROUTER_PORT (FLEET_PORT+8),
+# FLEET_ROUTER_METRICS_PORT (FLEET_PORT+10), FLEET_TRAEFIK_LOG_LEVEL (INFO; DEBUG logs every request).
 # FLEET_OPERATOR (0; 1: start the operator, needs Prometheus), FLEET_PLAN_INTERVAL (the box
 # FleetPolicy's intervalSeconds, 30, at least 30), FLEET_OPERATOR_METRICS_PORT (FLEET_PORT+7).
 set -euo pipefail
@@ -89,6 +102,10 @@ VENV="${LLMFLEET_VENV:-$ROOT/.venv}"
 FLEET_OPERATOR="${FLEET_OPERATOR:-0}"
 FLEET_PLAN_INTERVAL="${FLEET_PLAN_INTERVAL:-30}"
 FLEET_OPERATOR_METRICS_PORT="${FLEET_OPERATOR_METRICS_PORT:-$((FLEET_PORT + 7))}"
+FLEET_ROUTER_PORT="${FLEET_ROUTER_PORT:-$((FLEET_PORT + 8))}"
+FLEET_ROUTER_METRICS_PORT="${FLEET_ROUTER_METRICS_PORT:-$((FLEET_PORT + 10))}"
+# The router's metricsRequestHeaderAttributes (Envoy AI Gateway's format)
+ROUTER_HEADER_ATTRIBUTES="x-tenant-id:tenant.id,x-tier:tier,x-origin-region:origin.region"
 
 log() { printf '[fleet.sh] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -322,7 +339,7 @@ EOF
   # anonymous usage report: nothing leaves the machine.
   start traefik "$TRAEFIK_BIN" env KUBECONFIG="$kubeconfig" "$TRAEFIK_BIN" \
     --global.checkNewVersion=false --global.sendAnonymousUsage=false \
-    --log.level=INFO --log.noColor=true \
+    --log.level="${FLEET_TRAEFIK_LOG_LEVEL:-INFO}" --log.noColor=true \
     --entryPoints.web.address="127.0.0.1:$FLEET_GATEWAY_PORT" \
     --entryPoints.traefik.address="127.0.0.1:$FLEET_TRAEFIK_ADMIN_PORT" \
     --ping=true --api=true --api.insecure=true --api.dashboard=false \
@@ -341,6 +358,23 @@ EOF
     tail -30 "$DIR/traefik.log" >&2
     false
   }
+}
+
+# start_router: `llmfleet router serve` in front of Traefik (no routing tiers: every request
+# keeps its model), the gen_ai metrics on FLEET_ROUTER_METRICS_PORT. The model header it sets
+# is x-gateway-model-name, the one the plan's HTTPRoutes match (render.render_httproutes; a
+# routing tier's routes match x-ai-eg-model)
+start_router() {
+  local config="$DIR/router/router.json"
+  mkdir -p "$DIR/router"
+  # written by hack/fleet.sh: no tier routes (the operator's router ConfigMap would add them)
+  echo '{"apiVersion": "llmfleet.dev/router/v1", "tiers": {}, "headers": {"model": "x-gateway-model-name"}}' >"$config"
+  PYTHONUNBUFFERED=1 start router "llmfleet.cli router serve" "$VENV/bin/python" -m llmfleet.cli \
+    router serve --config "$config" --upstream "http://127.0.0.1:$FLEET_GATEWAY_PORT" \
+    --host 127.0.0.1 --port "$FLEET_ROUTER_PORT" --metrics-port "$FLEET_ROUTER_METRICS_PORT" \
+    --metrics-header-attributes "$ROUTER_HEADER_ATTRIBUTES"
+  wait_until "router" curl -fsS --max-time 2 "http://127.0.0.1:$FLEET_ROUTER_PORT/healthz" ||
+    { running_or_die router; false; }
 }
 
 # start_operator KUBECONFIG PROM_URL [GATEWAY]: the CRDs and the box's fleet, then
@@ -372,7 +406,7 @@ cmd_up() {
   DIR="$(cd "$DIR" && pwd)"
   [[ -x "$VENV/bin/python" ]] || die "no venv at $VENV (run hack/setup.sh --python)"
   local name
-  for name in kube-scheduler kwok harness prometheus traefik operator; do
+  for name in kube-scheduler kwok harness prometheus traefik router operator; do
     if alive "$name" >/dev/null; then die "$name is already running in $DIR; run: $0 down $DIR"; fi
   done
   if bash "$ROOT/hack/controlplane.sh" status "$DIR/cp" >/dev/null 2>&1; then
@@ -412,6 +446,19 @@ scrape_configs:
       - files: ["$targets"]
         refresh_interval: $FLEET_SCRAPE_INTERVAL
 EOF
+    [[ $with_traefik == 0 ]] || cat >>"$DIR/prometheus/prometheus.yml" <<EOF
+  # the gateway's gen_ai series (the router in front of Traefik); the request's origin
+  # (header label origin_region) becomes region, as each region's Prometheus external label
+  - job_name: gateway
+    static_configs:
+      - targets: ["127.0.0.1:$FLEET_ROUTER_METRICS_PORT"]
+    metric_relabel_configs:
+      - source_labels: [origin_region]
+        regex: (.+)
+        target_label: region
+      - regex: origin_region
+        action: labeldrop
+EOF
     start prometheus prometheus "$(command -v prometheus)" \
       --config.file="$DIR/prometheus/prometheus.yml" --storage.tsdb.path="$DIR/prometheus/data" \
       --web.listen-address="127.0.0.1:$FLEET_PROMETHEUS_PORT"
@@ -426,6 +473,8 @@ EOF
     gateway_url="http://127.0.0.1:$FLEET_GATEWAY_PORT"
     traefik_admin="http://127.0.0.1:$FLEET_TRAEFIK_ADMIN_PORT"
     running_or_die traefik
+    start_router
+    gateway_url="http://127.0.0.1:$FLEET_ROUTER_PORT"
   fi
   local operator_line="(not running: FLEET_OPERATOR=1)"
   if [[ "$FLEET_OPERATOR" == 1 ]]; then
@@ -437,7 +486,10 @@ EOF
   UP_OK=1
   local traefik_line="(not running)"
   [[ -z "$traefik_admin" ]] ||
-    traefik_line="$traefik_admin/metrics, $traefik_admin/api/http/routers, log $DIR/traefik.log"
+    traefik_line="http://127.0.0.1:$FLEET_GATEWAY_PORT (Gateway listener), $traefik_admin/metrics, $traefik_admin/api/http/routers, log $DIR/traefik.log"
+  local router_line="(not running: with Traefik only)"
+  [[ -z "$traefik_admin" ]] ||
+    router_line="gen_ai metrics http://127.0.0.1:$FLEET_ROUTER_METRICS_PORT/metrics (Prometheus job gateway), log $DIR/router.log"
 
   cat <<EOF
 fleet up in $DIR
@@ -447,8 +499,9 @@ fleet up in $DIR
   harness:     $DIR/harness/state.json (emulators, listeners), log $DIR/harness.log
   file_sd:     $targets
   prometheus:  ${prom_url:-(not running)}
-  gateway:     ${gateway_url:-(Traefik not started: FLEET_TRAEFIK=1, or bash hack/fleet.sh build traefik)}${gateway_url:+ (Traefik $(traefik_version), Gateway $FLEET_NAMESPACE/$FLEET_GATEWAY, class $FLEET_GATEWAY_CLASS)}
+  gateway:     ${gateway_url:-(Traefik not started: FLEET_TRAEFIK=1, or bash hack/fleet.sh build traefik)}${gateway_url:+ (the router, in front of Traefik $(traefik_version): Gateway $FLEET_NAMESPACE/$FLEET_GATEWAY, class $FLEET_GATEWAY_CLASS)}
   traefik:     $traefik_line
+  router:      $router_line
   operator:    $operator_line
   stop:        bash hack/fleet.sh down $DIR
 EOF
@@ -459,14 +512,14 @@ cmd_down() {
   [[ -d "$DIR" ]] || { log "nothing in $DIR"; return 0; }
   DIR="$(cd "$DIR" && pwd)"
   local name
-  for name in operator traefik prometheus harness kwok kube-scheduler; do stop "$name"; done
+  for name in operator router traefik prometheus harness kwok kube-scheduler; do stop "$name"; done
   bash "$ROOT/hack/controlplane.sh" down "$DIR/cp"
 }
 
 cmd_status() {
   DIR="${1:-$ROOT/.tmp/fleet}"
   local name pid rc=0
-  for name in kube-scheduler kwok harness prometheus traefik operator; do
+  for name in kube-scheduler kwok harness prometheus traefik router operator; do
     if pid="$(alive "$name")"; then echo "$name: running (pid $pid)"; else echo "$name: not running"; fi
   done
   bash "$ROOT/hack/controlplane.sh" status "$DIR/cp" || rc=$?

@@ -92,6 +92,8 @@ class Fleet:
             "FLEET_TRAEFIK": "1",
             "FLEET_GATEWAY_PORT": str(port + 5),
             "FLEET_TRAEFIK_ADMIN_PORT": str(port + 6),
+            "FLEET_ROUTER_PORT": str(port + 7),
+            "FLEET_ROUTER_METRICS_PORT": str(port + 8),
             "FLEET_GATEWAY": GATEWAY,
             "LLMFLEET_VENV": str(Path(sys.executable).parents[1]),
         }
@@ -132,7 +134,7 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
     up = f.run("up", timeout=300)
     try:
         assert up.returncode == 0, f"fleet.sh up failed:\n{up.stdout}\n{up.stderr}\n{f.logs()}"
-        assert f"gateway:     {f.gateway}" in up.stdout, up.stdout
+        assert f"traefik:     {f.gateway} (Gateway listener)" in up.stdout, up.stdout
         yield f
     finally:
         down = f.run("down", timeout=120)
