@@ -139,6 +139,9 @@ def test_the_envoy_ai_gateway_profile_reads_what_the_load_generator_sent(box: Ga
             k: defaultdict(float) for k in ("prompt", "output", "requests", "usage")
         }
         for o in outcomes:
+            # requests: every one sent (the gateway counts failures too, error_type="_OTHER";
+            # a failure's series born inside the window is not counted by rate(): its first
+            # sample is already 1, as in any Prometheus)
             sent["requests"][(SERVED, o.origin, o.tier)] += 1
             if not o.ok:
                 continue

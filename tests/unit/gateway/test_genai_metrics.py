@@ -200,3 +200,14 @@ def test_through_the_router_the_series_carry_the_upstreams_usage(tmp_path: Path)
         assert template is not None
         for name in re.findall(r"\b(gen_ai_[a-z_]+)(?:\{|\[)", template):
             assert any(n == name for n, _, _ in samples), name
+
+
+def test_the_cli_names_a_bad_header_mapping(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from llmfleet.cli import main as cli_main
+
+    (tmp_path / "c.json").write_text("{}")
+    args = ["router", "serve", "--config", str(tmp_path / "c.json"), "--upstream", "http://x:1",
+            "--metrics-header-attributes", "x-tier"]  # fmt: skip
+    assert cli_main(args) == 1
+    err = capsys.readouterr().err
+    assert "--metrics-header-attributes" in err and "header:attribute" in err
