@@ -24,6 +24,15 @@ The per-request token mix the capacity model sees follows (n x output per reques
 best-of-n: each of the n sequences is as long as one answer, so the e2e and concurrency
 model is pessimistic there, never optimistic).
 
+**Served-labelled demand** (``RouterShares.demand_label == "served"``, the digital twin,
+whose history counts the model that answered): the flows of a routed tier are first folded
+back into what was requested -- per origin, the sum of the tier's candidate flows, each rate
+divided by the sum of the shares' multipliers of that rate (requests sum to 1, prompt tokens
+to 1, output tokens to what the candidates answer over what the reference would) -- and that
+reference flow is split as above. Valid when every request of the routed tier asked for its
+reference (the twin's scenarios check it); the split then gives each candidate what the
+calibrated shares say, not what the sampled history happened to show.
+
 Shares that do not fit the fleet of the cycle are not applied, and say why
 (:attr:`RoutingApplied.notes`): a tier without ``spec.routing`` or with another reference; a
 candidate that is not among the tier's ``spec.routing.candidates`` or not planned this cycle
@@ -143,6 +152,38 @@ def _fitted(
     return mult, notes
 
 
+def _folded(
+    forecasts: Sequence[DemandForecast], shares: RouterShares, tiers: Sequence[str]
+) -> list[DemandForecast]:
+    """``forecasts`` with each routed tier's candidate flows folded into its reference flow
+    per origin (module docstring, **served-labelled demand**)."""
+    fold: dict[str, tuple[str, dict[str, tuple[float, float, float]]]] = {}
+    for ts in shares.tiers:
+        if ts.tier in tiers:
+            fold[ts.tier] = (ts.reference, ts.multipliers())
+    out: list[DemandForecast] = []
+    groups: dict[tuple[str, str], list[DemandForecast]] = {}
+    for f in forecasts:
+        entry = fold.get(f.key.tier)
+        if entry is not None and f.key.model in entry[1]:
+            groups.setdefault((f.key.tier, f.key.origin), []).append(f)
+        else:
+            out.append(f)
+    for (tier, origin), parts in sorted(groups.items()):
+        ref, mult = fold[tier]
+        sums = [sum(m[i] for m in mult.values()) for i in range(3)]
+        inv = [1.0 / v if v > 0 else 0.0 for v in sums]
+        point, upper = parts[0].point, parts[0].upper
+        for f in parts[1:]:
+            point, upper = _summed(point, f.point), _summed(upper, f.upper)
+        out.append(parts[0].model_copy(update={
+            "key": FlowKey(model=ref, origin=origin, tier=tier),
+            "point": _scaled(point, *inv),
+            "upper": _scaled(upper, *inv),
+        }))  # fmt: skip
+    return out
+
+
 def route_forecasts(
     forecasts: Sequence[DemandForecast], snapshot: FleetSnapshot, shares: RouterShares
 ) -> tuple[tuple[DemandForecast, ...], RoutingApplied]:
@@ -163,6 +204,8 @@ def route_forecasts(
         plans = {}
     if not plans:
         return tuple(forecasts), RoutingApplied(notes=tuple(notes))
+    if shares.demand_label == "served":
+        forecasts = _folded(forecasts, shares, sorted(plans))
     out: dict[FlowKey, DemandForecast] = {}
     added: dict[FlowKey, float] = {}
     removed: dict[FlowKey, float] = {}

@@ -25,10 +25,22 @@ sequences by ``k`` (per-sequence decode speed, prefill speed and so TTFT are unc
 simulated replica is a 1/k slice of a real one, and GPU-hours and USD are reported for the
 slices (ratios between policies are what the twin compares). Policies see the scaled
 profiles through :meth:`Scenario.snapshot`, so planner and engine agree.
+
+**Routing.** ``routing`` lists the tiers whose requests a quality-aware router sends to one
+of the tier's ``spec.routing.candidates`` (issue 13): per tier, ``enabled`` (on/off), the
+router's calibrated shares (``shares``: a shares document, :data:`~llmfleet.routing.models.
+serving.SHARES_API_VERSION`, inline or as a JSON file: a path relative to the scenario file,
+or the name of one shipped beside the embedded scenarios) and ``seed`` (of the per-request
+draws). Every client of a routed tier must name the tier's reference model (what a client
+asks for when it leaves the choice to the router). :mod:`llmfleet.sim.workload` assigns each
+such request a model by the shares; the ``llmfleet`` policy plans with the same shares
+(:meth:`Scenario.router_shares`); :meth:`Scenario.with_routing` turns them all off or on
+(``llmfleet simulate`` runs llmfleet both ways and reports the difference).
 """
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -40,6 +52,7 @@ from llmfleet.api.loading import parse_object, snapshot_of
 from llmfleet.api.model import LLMModel
 from llmfleet.api.references import FleetSnapshot
 from llmfleet.api.resource import Resource
+from llmfleet.routing.models.serving import ConfigError, RouterShares, TierShares, parse_shares
 
 
 class ScenarioError(ValueError):
@@ -125,6 +138,21 @@ class EngineSpec(BaseModel):
     """Windows of raised spot interruption rates (module doc); the policies are not told."""
 
 
+class RoutingSpec(BaseModel):
+    """One routed tier of the twin (module doc, **Routing**)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tier: str
+    """SLATier name; the tier needs ``spec.routing``."""
+    enabled: bool = True
+    shares: str | dict[str, Any]
+    """A shares document (``llmfleet.dev/router-shares/v1``) with an entry for ``tier``,
+    inline or as a JSON file (module doc)."""
+    seed: int = 0
+    """Seed of the per-request model draws (with the workload's seed)."""
+
+
 class Scenario(BaseModel):
     """A parsed scenario: workload, engine settings and the fleet objects (raw documents)."""
 
@@ -134,6 +162,42 @@ class Scenario(BaseModel):
     workload: WorkloadSpec
     engine: EngineSpec = Field(default_factory=EngineSpec)
     fleet: list[dict[str, Any]] = Field(min_length=1)
+    routing: list[RoutingSpec] = Field(default_factory=list)
+    source_dir: str | None = None
+    """Directory relative ``routing[].shares`` files are read from (set by
+    :func:`load_scenario`; None: the working directory)."""
+
+    def tier_shares(self) -> list[tuple[RoutingSpec, TierShares]]:
+        """Each ``routing`` entry with its tier's shares, read and parsed (errors name the
+        entry)."""
+        out = []
+        for i, r in enumerate(self.routing):
+            where = f"{self.name}: routing[{i}].shares"
+            doc: Any = r.shares
+            if isinstance(doc, str):
+                doc = json.loads(_shares_text(doc, self.source_dir, where))
+            try:
+                parsed = parse_shares(doc)
+            except ConfigError as err:
+                raise ScenarioError(f"{where}: {err}") from err
+            ts = parsed.get(r.tier)
+            if ts is None:
+                raise ScenarioError(f"{where}: no shares for tier {r.tier!r} (it has "
+                                    f"{', '.join(t.tier for t in parsed.tiers) or 'none'})")
+            out.append((r, ts))
+        return out
+
+    def router_shares(self) -> RouterShares | None:
+        """The enabled routed tiers' shares, as the twin's ``llmfleet`` policy plans with
+        them (labelled ``served``: the twin's history counts the model that answered), or
+        None when no tier is routed."""
+        tiers = tuple(ts for r, ts in self.tier_shares() if r.enabled)
+        return RouterShares(tiers, demand_label="served") if tiers else None
+
+    def with_routing(self, enabled: bool) -> Scenario:
+        """The scenario with every ``routing`` entry turned on or off."""
+        routing = [r.model_copy(update={"enabled": enabled}) for r in self.routing]
+        return self.model_copy(update={"routing": routing})
 
     def objects(self) -> list[Resource]:
         """The fleet objects with profiles scaled by ``engine.capacity_scale``."""
@@ -178,7 +242,42 @@ class Scenario(BaseModel):
             elif pools[(st.region, st.pool)] != "spot":
                 raise ScenarioError(f"{where}.pool {st.pool!r}: not a spot pool "
                                     "(capacityType on-demand)")
+        self._check_routing(snap)
         return snap
+
+    def _check_routing(self, snap: FleetSnapshot) -> None:
+        tiers = {t.metadata.name: t for t in snap.tiers}
+        models = {m.metadata.name for m in snap.models}
+        quotas = {t.spec.tenant_id: t for t in snap.tenants}
+        seen: set[str] = set()
+        for i, (r, ts) in enumerate(self.tier_shares()):
+            where = f"{self.name}: routing[{i}]"
+            if r.tier in seen:
+                raise ScenarioError(f"{where}.tier {r.tier!r}: routed twice")
+            seen.add(r.tier)
+            tier = tiers.get(r.tier)
+            if tier is None:
+                raise ScenarioError(f"{where}.tier {r.tier!r}: no such SLATier")
+            spec = tier.spec.routing
+            if spec is None:
+                raise ScenarioError(f"{where}.tier {r.tier!r}: the SLATier has no spec.routing")
+            if ts.reference != spec.reference_model:
+                raise ScenarioError(f"{where}.shares: reference {ts.reference!r}, the tier's "
+                                    f"spec.routing.referenceModel is {spec.reference_model!r}")
+            for o in ts.options:
+                if o.model not in spec.candidates or o.model not in models:
+                    raise ScenarioError(f"{where}.shares: option {o.model!r} is not among the "
+                                        f"tier's spec.routing.candidates {spec.candidates}")
+            for j, c in enumerate(self.workload.clients):
+                q = quotas[c.tenant]
+                if q.spec.tier != r.tier:
+                    continue
+                model = c.model or (q.spec.models[0] if q.spec.models else None)
+                if model != spec.reference_model:
+                    raise ScenarioError(
+                        f"{self.name}: workload.clients[{j}] (tenant {c.tenant}) is in routed "
+                        f"tier {r.tier!r} but names {model!r}: a routed tier's clients name "
+                        f"its reference model {spec.reference_model!r}")
 
 
 def _scaled(model: LLMModel, k: float) -> LLMModel:
@@ -195,11 +294,26 @@ def _scaled(model: LLMModel, k: float) -> LLMModel:
     return model.model_copy(update={"spec": spec})
 
 
-def parse_scenario(text: str, name: str = "scenario") -> Scenario:
+def _shares_text(path: str, base: str | None, where: str) -> str:
+    """A shares file: relative to ``base``, else shipped beside the embedded scenarios."""
+    p = Path(path)
+    if not p.is_absolute() and base is not None:
+        p = Path(base) / p
+    if p.is_file():
+        return p.read_text()
+    shipped = resources.files("llmfleet.sim").joinpath("scenarios").joinpath(path)
+    if Path(path).name == path and shipped.is_file():
+        return shipped.read_text()
+    raise ScenarioError(f"{where}: no such shares file {str(p)!r}")
+
+
+def parse_scenario(text: str, name: str = "scenario", source_dir: str | None = None) -> Scenario:
     doc = yaml.safe_load(text)
     if not isinstance(doc, dict):
         raise ScenarioError(f"{name}: a scenario is a YAML mapping with workload and fleet")
     doc.setdefault("name", name)
+    if source_dir is not None:
+        doc.setdefault("source_dir", source_dir)
     try:
         return Scenario.model_validate(doc)
     except ValueError as e:
@@ -230,7 +344,7 @@ def load_scenario(path: Path | str | None = None) -> Scenario:
             raise ScenarioError(f"{p.name}: no such scenario file, nor an embedded scenario "
                                 f"of that name (embedded: {', '.join(known)})")
         return _embedded(p.name)
-    return parse_scenario(p.read_text(), p.stem)
+    return parse_scenario(p.read_text(), p.stem, str(p.parent))
 
 
 def _embedded(name: str) -> Scenario:

@@ -20,6 +20,22 @@ keeping each row with probability ``s``.
 History for the controller (``history_days`` before the start) is the expected demand of
 the same curves (rate x mean lengths), never sampled arrivals of the simulated period.
 
+**Routing** (scenario ``routing``, issue 13): each request of a routed tier (its client
+names the tier's reference model) is given a model by the router's calibrated shares
+(:class:`~llmfleet.routing.models.serving.TierShares`): option ``j`` (a model and ``n``
+samples) with probability its request share ``r_j``, drawn per request from a generator of
+its own (seeded by the workload's seed and the entry's ``seed``: the other draws are those
+of the unrouted run, so routing on and off replay the same arrivals and lengths). The trace
+request's lengths are what the reference would see; the routed one's prompt is
+``prompt x p_j / r_j`` (``p_j``: the option's prompt-token share: the queries a model gets
+are longer or shorter than the tier's mean) and its output ``output x n_j x o_j / r_j``
+(``o_j``: its output share per sample; best-of-n decodes ``n`` answers, the prompt is
+prefilled once), each rounded to a whole token (at least 1): so the tier's request, prompt
+and per-sample output tokens are split as the shares say, in expectation. ``requested``
+keeps the model the client named; ``model`` is the one that serves. The prior history of a
+routed flow is split by the same factors (it is labelled with the serving model, as the
+engine's history is).
+
 **Streaming.** Requests are synthesised an hour at a time (:data:`CHUNK_SECONDS`), each
 client from its own random stream (``SeedSequence(seed).spawn``), so the same seed gives the
 same requests whether they are held in memory (:func:`build_workload`, for tests and small
@@ -30,7 +46,7 @@ traffic however long the run; every pass over it synthesises the same requests a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +55,7 @@ import numpy as np
 import numpy.typing as npt
 
 from llmfleet.api.references import FleetSnapshot
+from llmfleet.routing.models.serving import TierShares
 from llmfleet.sim.scenario import Scenario
 from llmfleet.sim.traces import (
     LENGTH_BLOCK_SECONDS,
@@ -91,6 +108,8 @@ class Workload(WorkloadMeta):
     """0 for an interaction's first call, 1, 2, ... for later ones (None: all 0)."""
     offset: int = 0
     """Id of the first request here (a chunk of a stream starts where the last one ended)."""
+    requested: IntArray | None = None
+    """The model the client named, where routing changed it (None: ``model`` everywhere)."""
 
     def __len__(self) -> int:
         return int(self.arrival.size)
@@ -221,7 +240,65 @@ def build_workload(
         parts[0], arrival=cat("arrival"), tenant=cat("tenant"), model=cat("model"),
         tier=cat("tier"), origin=cat("origin"), prompt=cat("prompt"), output=cat("output"),
         interaction=cat("interaction"), call_index=cat("call_index"), offset=0,
+        requested=cat("requested") if parts[0].requested is not None else None,
     )
+
+
+@dataclass(frozen=True)
+class TierRoute:
+    """A routed tier's options as index arrays of the workload (module doc, **Routing**)."""
+
+    tier: int
+    reference: int
+    models: IntArray
+    """Per option, the serving model's index."""
+    cdf: FloatArray
+    """Cumulative request shares (the last is 1)."""
+    prompt_factor: FloatArray
+    output_factor: FloatArray
+    seed: int
+
+    @staticmethod
+    def of(ts: TierShares, tiers: tuple[str, ...], models: tuple[str, ...],
+           seed: int) -> TierRoute:
+        opts = [o for o in ts.options if o.requests > 0]
+        r = np.array([o.requests for o in opts])
+        return TierRoute(
+            tier=tiers.index(ts.tier), reference=models.index(ts.reference),
+            models=np.array([models.index(o.model) for o in opts], dtype=np.int64),
+            cdf=np.cumsum(r) / r.sum(),
+            prompt_factor=np.array([o.prompt_tokens for o in opts]) / r,
+            output_factor=np.array([o.output_tokens * o.samples for o in opts]) / r,
+            seed=seed,
+        )
+
+    def multipliers(self) -> dict[int, FloatArray]:
+        """Serving model index -> factors of the reference flow's (requests, prompt,
+        output) rates it gets (for the prior history)."""
+        r = np.diff(self.cdf, prepend=0.0)
+        out: dict[int, FloatArray] = {}
+        for j, m in enumerate(self.models.tolist()):
+            add = np.array([r[j], r[j] * self.prompt_factor[j], r[j] * self.output_factor[j]])
+            out[m] = out.get(m, np.zeros(3)) + add
+        return out
+
+
+def route_requests(
+    routes: Mapping[int, TierRoute], rngs: Mapping[int, np.random.Generator],
+    tier: IntArray, model: IntArray, prompt: IntArray, output: IntArray,
+) -> tuple[IntArray, IntArray, IntArray]:
+    """(model, prompt, output) of the requests after routing (module doc, **Routing**)."""
+    model, prompt, output = model.copy(), prompt.copy(), output.copy()
+    for t, rt in routes.items():
+        idx = np.nonzero((tier == t) & (model == rt.reference))[0]
+        if idx.size == 0:
+            continue
+        j = np.minimum(np.searchsorted(rt.cdf, rngs[t].random(idx.size), side="right"),
+                       rt.cdf.size - 1)
+        model[idx] = rt.models[j]
+        prompt[idx] = np.maximum(np.rint(prompt[idx] * rt.prompt_factor[j]), 1).astype(np.int64)
+        output[idx] = np.maximum(np.rint(output[idx] * rt.output_factor[j]), 1).astype(np.int64)
+    return model, prompt, output
 
 
 def stream_workload(
@@ -289,6 +366,18 @@ def stream_workload(
             raise ValueError(f"workload client source {c.source!r}: expected servegen:… or azure:…")
         clients.append((make, tenants.index(c.tenant), models.index(model),
                         tiers.index(q.spec.tier), regions.index(c.region)))
+    routes = {
+        rt.tier: rt for rt in (
+            TierRoute.of(ts, tiers, models, r.seed) for r, ts in scenario.tier_shares()
+            if r.enabled
+        )
+    }  # fmt: skip
+    for rt in routes.values():
+        for key in [k for k in history if k[2] == tiers[rt.tier] and k[0] == models[rt.reference]]:
+            h = history.pop(key)
+            for m, f in rt.multipliers().items():
+                k2 = (models[m], key[1], key[2])
+                history[k2] = history.get(k2, 0.0) + h * f[None, :]
     calls = {
         tenants.index(t): quotas[t].spec.application.calls_per_interaction for t in tenants
     }
@@ -303,6 +392,8 @@ def stream_workload(
         seqs = np.random.SeedSequence(base_seed).spawn(len(clients) + 1)
         gens = [make(np.random.default_rng(sq)) for (make, *_), sq in zip(clients, seqs, strict=False)]
         rng_calls = np.random.default_rng(seqs[-1])
+        rng_route = {t: np.random.default_rng([base_seed, rt.seed, t, 13])
+                     for t, rt in routes.items()}
         open_calls: dict[int, tuple[int, int]] = {}  # tenant -> (interaction id, next call)
         offset = 0
         for _ in _bounds(duration):
@@ -319,12 +410,19 @@ def stream_workload(
             tenant_col = col(1)
             interaction, call_index = _interactions(rng_calls, tenant_col, calls, open_calls,
                                                     offset)
+            model_col, tier_col = col(2), col(3)
+            prompt = np.concatenate([p[1] for p in parts]).astype(np.int64)[order]
+            output = np.concatenate([p[2] for p in parts]).astype(np.int64)[order]
+            requested = None
+            if routes:
+                requested = model_col
+                model_col, prompt, output = route_requests(
+                    routes, rng_route, tier_col, model_col, prompt, output)
             yield Workload(
-                arrival=arrival[order], tenant=tenant_col, model=col(2), tier=col(3),
-                origin=col(4),
-                prompt=np.concatenate([p[1] for p in parts]).astype(np.int64)[order],
-                output=np.concatenate([p[2] for p in parts]).astype(np.int64)[order],
-                interaction=interaction, call_index=call_index, offset=offset, **meta,
+                arrival=arrival[order], tenant=tenant_col, model=model_col, tier=tier_col,
+                origin=col(4), prompt=prompt, output=output,
+                interaction=interaction, call_index=call_index, offset=offset,
+                requested=requested, **meta,
             )
             offset += int(arrival.size)
 

@@ -46,7 +46,7 @@ import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeAlias
 
 import numpy as np
@@ -647,8 +647,13 @@ class TierShares:
     prefill_per_sample: bool = False
     note: str = ""
     """Where the shares come from (a calibration's figures), for people."""
+    drop_points: float | None = None
+    """The calibration's measured quality drop against the reference, in points of the
+    tier's metric, on the prompts the shares were counted on (None: not measured)."""
 
     def __post_init__(self) -> None:
+        if self.drop_points is not None and not math.isfinite(self.drop_points):
+            raise ValueError(f"tier {self.tier}: drop_points must be finite")
         if not self.options:
             raise ValueError(f"tier {self.tier}: no options")
         keys = [(o.model, o.samples) for o in self.options]
@@ -684,6 +689,13 @@ class RouterShares:
     """The planner's input from the router: the calibrated split of every routed tier."""
 
     tiers: tuple[TierShares, ...] = ()
+    demand_label: Literal["requested", "served"] = "requested"
+    """Which model the demand's flows of a routed tier are labelled with: ``requested``
+    (the gateway counts before the router picks: the controller's) or ``served`` (the model
+    that answered: the digital twin's history); with ``served``
+    :func:`llmfleet.cycle.routing.route_forecasts` first folds a routed tier's candidate
+    flows back into its reference flow. Not part of the JSON document (the reader's
+    knowledge of its demand source, not the router's)."""
 
     def __post_init__(self) -> None:
         names = [t.tier for t in self.tiers]
@@ -796,10 +808,11 @@ def calibrated_shares(
         f"(bound {fitted.ucb_drop_points:.2f} at {fitted.confidence:.0%}), "
         f"saving {fitted.saving:.1%}"
     )
-    return shares_of_choices(
+    shares = shares_of_choices(
         tier, fitted.models, fitted.reference, fitted.oof_choice, tokens, output_tokens,
         names, prefill_per_sample, note,
     )  # fmt: skip
+    return replace(shares, drop_points=float(fitted.drop_points))
 
 
 def fit_tier_shares(
@@ -850,6 +863,7 @@ def shares_document(shares: RouterShares) -> dict[str, Any]:
                 "reference": t.reference,
                 "prefillPerSample": t.prefill_per_sample,
                 "note": t.note,
+                **({} if t.drop_points is None else {"dropPoints": t.drop_points}),
                 "options": [
                     {
                         "model": o.model,
@@ -864,6 +878,15 @@ def shares_document(shares: RouterShares) -> dict[str, Any]:
             for t in shares.tiers
         },
     }
+
+
+def _drop(t: Mapping[str, Any], where: str) -> float | None:
+    v = t.get("dropPoints")
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ConfigError(f"{where}.dropPoints: must be a finite number, got {v!r}")
+    return float(v)
 
 
 def parse_shares(doc: Mapping[str, Any]) -> RouterShares:
@@ -896,6 +919,7 @@ def parse_shares(doc: Mapping[str, Any]) -> RouterShares:
             tiers.append(TierShares(
                 str(name), _get(t, "reference", where, str), tuple(options),
                 bool(t.get("prefillPerSample", False)), str(t.get("note", "")),
+                _drop(t, where),
             ))  # fmt: skip
         except ValueError as err:
             if isinstance(err, ConfigError):

@@ -273,6 +273,7 @@ class Llmfleet:
         interval_seconds: float | None = None,
     ) -> None:
         self.fleet_policy = scenario.snapshot().policies[0]
+        self.router_shares = scenario.router_shares()  # the twin's router (scenario routing)
         # the fleet as the controller's index gives it to the cycle (same order, same filter)
         self.snap = policy_snapshot(scenario.objects(), self.fleet_policy.namespace)
         spec = self.fleet_policy.spec
@@ -314,6 +315,7 @@ class Llmfleet:
             last_plan=self.last_spec,
             last_plan_name=self.last_name,
             previous=self.previous,
+            router_shares=self.router_shares,
         )
 
     def cycle_ports(self, obs: Observation) -> CyclePorts:
