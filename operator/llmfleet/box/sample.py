@@ -72,9 +72,11 @@ class BoxFleet:
     tier: str = "box-interactive"
     ttft_p95_seconds: float = 2.0
     target_utilization: float = 0.6
-    tokens_per_minute: int = 20000
+    tokens_per_minute: int = 30000
     """The tenant's budget: the demand planned for before Prometheus has any (quota
-    fallback), from every region in equal parts."""
+    fallback), from every region in equal parts: about a third of a replica of the tiny
+    model at its peak (the synthetic curve's trough is 30% of it), so the first plan runs
+    one, and the load step overloads it."""
     max_data_age_seconds: int = 60
     gateway: tuple[str, str] | None = None
     """(name, namespace) of the Gateway the HTTPRoutes attach to; None: no HTTPRoutes."""
@@ -146,6 +148,9 @@ def box_fleet(f: BoxFleet) -> list[dict[str, Any]]:
             "tier": f.tier,
             "models": [MODEL],
             "budgets": {"tokensPerMinute": f.tokens_per_minute},
+            # the requests the box's load generator sends (conv trace, tokens x 0.1): what
+            # the quota fallback sizes replicas for
+            "application": {"meanInputTokens": 115, "meanOutputTokens": 25},
             "origins": [
                 {"region": r, "fraction": round(1.0 / len(f.regions), 6)} for r in f.regions
             ],
