@@ -22,8 +22,8 @@ MAX_DAYS = 14.0
 def add_arguments(p: argparse.ArgumentParser) -> None:
     # Every flag is checked here, at parse time: a bad one fails before any trace is read.
     p.add_argument("scenario", nargs="?",
-                   help="scenario YAML, or an embedded scenario by name: default, storm "
-                   "(default: default)")
+                   help="scenario YAML, or an embedded scenario by name: default, storm, "
+                   "routing (default: default)")
     p.add_argument("--policies", type=policy_names,
                    help="comma-separated policy names (default: all)")
     p.add_argument("--days", type=days, help="days to simulate (default: the scenario's)")
@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also run each policy's knob at its other values (reactive target "
                    "utilisation, static-peak headroom, SageServe thresholds, llmfleet tier "
                    "utilisation) for the frontier plot and the cost at equal SLO")
+    p.add_argument("--no-routing-baseline", action="store_true",
+                   help="with a scenario that routes (its routing: entries), skip the extra "
+                   "llmfleet run with routing off (the report's routing section)")
 
 
 def policy_names(text: str) -> list[str]:
@@ -111,7 +114,14 @@ def run(args: argparse.Namespace) -> int:
     # imported here: the CLI builds its parser from add_arguments without loading the twin
     from llmfleet.fairness.schedulers import make_scheduler
     from llmfleet.sim.policies import policy_factories
-    from llmfleet.sim.report import run_policies, shipped, summary_table, write_report
+    from llmfleet.sim.report import (
+        add_routing,
+        routing_section,
+        run_policies,
+        shipped,
+        summary_table,
+        write_report,
+    )
     from llmfleet.sim.sweep import equal_slo, equal_slo_table, points, sweep_factories
     from llmfleet.sim.workload import stream_workload
 
@@ -136,6 +146,20 @@ def run(args: argparse.Namespace) -> int:
     print(summary_table(shipped(cmp)))
     print(equal_slo_table(equal_slo(points(cmp))))
     files = write_report(cmp, args.out)
+    if (scenario.router_shares() is not None and "llmfleet" in cmp.runs
+            and not getattr(args, "no_routing_baseline", False)):
+        plain = scenario.with_routing(False)
+        wl_off = stream_workload(plain, snap, traces=args.traces, days=args.days, seed=args.seed)
+        sys.stderr.write("llmfleet with routing off (same arrivals):\n")
+        off = run_policies(plain, ["llmfleet"], seed=args.seed, progress=_Bar(), workload=wl_off,
+                           scheduler_factory=scheduler)
+        section = routing_section(scenario, wl, cmp.runs["llmfleet"], off.runs["llmfleet"])
+        add_routing(args.out, section)
+        lf = section["llmfleet"]
+        print(f"routing: llmfleet USD {lf['routing_off']['usd']:,.0f} -> "
+              f"{lf['routing_on']['usd']:,.0f} ({lf['usd_saving']:.1%} saved), GPU-h "
+              f"{lf['routing_off']['gpu_hours']:,.0f} -> {lf['routing_on']['gpu_hours']:,.0f} "
+              f"({lf['gpu_hours_saving']:.1%})")
     print(f"report: {len(files)} files in {args.out}/ (report.md, metrics.json, summary.txt, plots)")
     return 0
 

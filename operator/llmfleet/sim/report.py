@@ -611,3 +611,125 @@ def _save(fig: Any, plt: Any, path: Path) -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+# ---------------------------------------------------------------- routing (issue 13)
+
+
+def routed_counts(wl: AnyWorkload, tiers: Sequence[str]) -> dict[str, dict[str, list[float]]]:
+    """Per routed tier, per serving model: the requests, prompt and output tokens the
+    workload sent there (one pass over the stream)."""
+    index = {wl.tiers.index(t): t for t in tiers if t in wl.tiers}
+    out: dict[str, dict[str, list[float]]] = {t: {} for t in index.values()}
+    for c in wl.chunks():
+        for ti, name in index.items():
+            sel = c.tier == ti
+            if not sel.any():
+                continue
+            m = c.model[sel]
+            n = np.bincount(m, minlength=len(c.models))
+            p = np.bincount(m, weights=c.prompt[sel].astype(float), minlength=len(c.models))
+            o = np.bincount(m, weights=c.output[sel].astype(float), minlength=len(c.models))
+            for j, model in enumerate(c.models):
+                if n[j]:
+                    cell = out[name].setdefault(model, [0.0, 0.0, 0.0])
+                    cell[0] += float(n[j])
+                    cell[1] += float(p[j])
+                    cell[2] += float(o[j])
+    return out
+
+
+def _run_cost(r: RunResult) -> dict[str, Any]:
+    s = r.summary
+    return {"usd": s["usd_total"], "gpu_hours": s["gpu_hours_total"],
+            "attainment": {t: v["attainment"] for t, v in s["tiers"].items()},
+            "hourly_in_slo": {t: v["hourly_attainment"] for t, v in s["tiers"].items()},
+            "wall_seconds": r.wall_seconds}
+
+
+def routing_section(
+    scenario: Scenario, wl: AnyWorkload, on: RunResult, off: RunResult
+) -> dict[str, Any]:
+    """The report's routing section: per routed tier the calibrated and the sent shares,
+    the quality floor and the calibration's measured drop; llmfleet's cost and SLOs on the
+    same arrivals with routing on (``on``, the scenario as given) and off (``off``)."""
+    snap = scenario.snapshot()
+    tier_specs = {t.metadata.name: t.spec for t in snap.tiers}
+    entries = [(r, ts) for r, ts in scenario.tier_shares() if r.enabled]
+    counts = routed_counts(wl, [r.tier for r, _ in entries])
+    tiers: dict[str, Any] = {}
+    for r, ts in entries:
+        spec = tier_specs[r.tier].routing
+        sent = counts.get(r.tier, {})
+        tot = [sum(v[i] for v in sent.values()) or 1.0 for i in range(3)]
+        tiers[r.tier] = {
+            "reference": ts.reference,
+            "metric": spec.metric if spec else "",
+            "quality_floor_points": spec.max_quality_drop if spec else None,
+            "measured_drop_points": ts.drop_points,
+            "note": ts.note,
+            "calibrated": [{"model": o.model, "samples": o.samples, "requests": o.requests,
+                            "prompt_tokens": o.prompt_tokens, "output_tokens": o.output_tokens}
+                           for o in ts.options],
+            "sent": {m: {"requests": v[0] / tot[0], "prompt_tokens": v[1] / tot[1],
+                         "output_tokens": v[2] / tot[2], "count": int(v[0])}
+                     for m, v in sorted(sent.items())},
+        }  # fmt: skip
+    a, b = _run_cost(on), _run_cost(off)
+    return {
+        "tiers": tiers,
+        "llmfleet": {
+            "routing_on": a, "routing_off": b,
+            "usd_saving": 1 - a["usd"] / b["usd"] if b["usd"] else float("nan"),
+            "gpu_hours_saving": (1 - a["gpu_hours"] / b["gpu_hours"]
+                                 if b["gpu_hours"] else float("nan")),
+        },
+    }  # fmt: skip
+
+
+def routing_markdown(section: Mapping[str, Any]) -> str:
+    """The routing section of report.md (:func:`routing_section`)."""
+    out = ["## Quality-aware routing (llmfleet with routing off and on)", "",
+           "Same arrivals both ways; with routing on, each request of a routed tier goes to "
+           "the model the router's calibrated shares draw (the baselines above ran with "
+           "routing on), and llmfleet plans with the same shares.", ""]
+    for tier, t in section["tiers"].items():
+        floor, drop = t["quality_floor_points"], t["measured_drop_points"]
+        out += [f"Tier `{tier}` (reference {t['reference']}): quality floor {floor:g} "
+                f"points of {t['metric']}; measured drop on the calibration data "
+                + (f"{drop:.2f} points" if drop is not None else "not given")
+                + (f" ({t['note']})" if t["note"] else "") + ".", "",
+                "| model | calibrated requests | sent requests | calibrated prompt | "
+                "sent prompt | calibrated output | sent output |",
+                "|---|---:|---:|---:|---:|---:|---:|"]
+        for o in t["calibrated"]:
+            name = o["model"] + (f"@{o['samples']}" if o["samples"] > 1 else "")
+            s = t["sent"].get(o["model"], {})
+            out.append(
+                f"| {name} | {o['requests']:.1%} | {s.get('requests', 0.0):.1%} | "
+                f"{o['prompt_tokens']:.1%} | {s.get('prompt_tokens', 0.0):.1%} | "
+                f"{o['output_tokens'] * o['samples']:.1%} | {s.get('output_tokens', 0.0):.1%} |")
+        out.append("")
+    lf = section["llmfleet"]
+    a, b = lf["routing_on"], lf["routing_off"]
+    tiers = sorted(set(a["attainment"]) | set(b["attainment"]))
+    out += ["| llmfleet | USD | GPU-h | " + " | ".join(f"{t} in SLO" for t in tiers) + " |",
+            "|---|---:|---:|" + "---:|" * len(tiers)]
+    for name, r in (("routing off", b), ("routing on", a)):
+        out.append(f"| {name} | {r['usd']:,.0f} | {r['gpu_hours']:,.0f} | " + " | ".join(
+            f"{100 * r['attainment'].get(t, float('nan')):.2f}%" for t in tiers) + " |")
+    out += ["", f"Routing saves {lf['usd_saving']:.1%} of USD and {lf['gpu_hours_saving']:.1%} "
+            "of GPU-hours.", ""]
+    return "\n".join(out)
+
+
+def add_routing(out: Path | str, section: Mapping[str, Any]) -> None:
+    """Add the routing section to ``out``'s metrics.json and report.md."""
+    d = Path(out)
+    p = d / "metrics.json"
+    data = json.loads(p.read_text()) if p.is_file() else {}
+    data["routing"] = section
+    p.write_text(json.dumps(data, indent=2, default=float))
+    md = d / "report.md"
+    text = md.read_text() if md.is_file() else ""
+    md.write_text(text.rstrip("\n") + "\n\n" + routing_markdown(section))

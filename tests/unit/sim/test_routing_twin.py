@@ -4,7 +4,9 @@ routing cuts the fleet's cost by what the shares predict with the SLOs held."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,8 +22,9 @@ from llmfleet.routing.models.serving import (
 )
 from llmfleet.sim.engine import Engine
 from llmfleet.sim.policies.planner import Llmfleet
+from llmfleet.sim.report import RunResult, add_routing, routing_section
 from llmfleet.sim.scenario import Scenario, ScenarioError
-from llmfleet.sim.workload import build_workload
+from llmfleet.sim.workload import Workload, build_workload
 from support.tiny import API
 
 BIG, SMALL = "big", "small"
@@ -165,15 +168,18 @@ def test_the_planners_demand_per_model_equals_the_routed_arrivals() -> None:
         sorted(f.point.requests_per_s[0] for f in plain), sorted(v[0] for v in got.values()))
 
 
-def _run(sc: Scenario) -> dict[str, Any]:
+def _run(sc: Scenario) -> tuple[RunResult, Workload]:
     wl = build_workload(sc, days=DAYS)
-    return Engine(sc.snapshot(), wl, Llmfleet(sc, wl), sc.engine, seed=0).run().summary()
+    rec = Engine(sc.snapshot(), wl, Llmfleet(sc, wl), sc.engine, seed=0).run()
+    return RunResult("llmfleet", rec.summary(), rec, 0.0), wl
 
 
-def test_routing_cuts_cost_by_what_the_shares_predict_and_slos_hold() -> None:
+def test_routing_cuts_cost_by_what_the_shares_predict_and_slos_hold(tmp_path: Path) -> None:
     ts = shares(0.5)
-    off = _run(scenario(ts, enabled=False))
-    on = _run(scenario(ts))
+    sc = scenario(ts)
+    off_run, _ = _run(sc.with_routing(False))
+    on_run, wl = _run(sc)
+    off, on = off_run.summary, on_run.summary
     # same speed per replica: the GPUs the load needs go from 4 per unit to
     # 4 x 0.5 + 1 x 0.5 (decode; prefill 4 x 0.4 + 1 x 0.6): a fluid saving of 37.5%; the
     # planner's headroom, whole replicas and the cold start keep it below that (measured:
@@ -185,3 +191,15 @@ def test_routing_cuts_cost_by_what_the_shares_predict_and_slos_hold() -> None:
     # the SLO holds as well as without routing (the misses are the cold start's minutes)
     got, base = on["tiers"]["chat"]["attainment"], off["tiers"]["chat"]["attainment"]
     assert got >= base - 0.005 and got >= 0.95
+    # the report's routing section says the same
+    section = routing_section(sc, wl, on_run, off_run)
+    lf = section["llmfleet"]
+    assert lf["usd_saving"] == pytest.approx(saving)
+    chat = section["tiers"]["chat"]
+    assert chat["quality_floor_points"] == 1.0 and chat["measured_drop_points"] == 0.8
+    assert chat["sent"][SMALL]["requests"] == pytest.approx(0.5, abs=0.02)
+    (tmp_path / "metrics.json").write_text(json.dumps({"policies": {}}))
+    (tmp_path / "report.md").write_text("# report\n")
+    add_routing(tmp_path, section)
+    assert json.loads((tmp_path / "metrics.json").read_text())["routing"]["tiers"]["chat"]
+    assert "Routing saves" in (tmp_path / "report.md").read_text()
