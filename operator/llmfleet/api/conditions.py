@@ -7,6 +7,19 @@ from typing import Any
 
 from llmfleet.api.base import Condition, ConditionStatus
 
+ROUTER_SHARES_READ = "RouterSharesRead"
+"""FleetPolicy condition: the router's shares were read (``True``: the routed tiers'
+demand is split among their candidates), or why not (no split)."""
+
+
+class SharesReason:
+    """Reasons of the ``RouterSharesRead`` condition."""
+
+    READ = "SharesRead"
+    NONE = "NoShares"
+    INVALID = "SharesInvalid"
+    UNREADABLE = "SharesUnreadable"
+
 
 def upsert_condition(
     conditions: list[dict[str, Any]],

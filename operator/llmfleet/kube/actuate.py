@@ -80,6 +80,10 @@ from typing import Any, Literal
 
 import yaml
 
+from llmfleet.api.conditions import (  # re-exported: llmfleet.kube.actuate's names before
+    ROUTER_SHARES_READ,
+    SharesReason,
+)
 from llmfleet.api.model import LLMModel
 from llmfleet.api.plan import FleetPlanSpec
 from llmfleet.api.policy import FleetPolicy
@@ -128,11 +132,13 @@ from llmfleet.routing.models.serving import ConfigError, RouterShares
 from llmfleet.routing.table import RouteEntry, RoutingTable
 
 __all__ = [
+    "ROUTER_SHARES_READ",
     "ActuationError",
     "ActuationEvent",
     "ActuationResult",
     "Observation",
     "RegionClusters",
+    "SharesReason",
     "actuate",
     "observe",
     "read_router_shares",
@@ -144,18 +150,6 @@ MANAGED_MODEL = f"{MANAGED_BY}={MANAGER},{LABEL_MODEL}"
 """Selector of the model objects llmfleet made (Deployments, Services)."""
 MANAGED_ROUTING = f"{MANAGED_BY}={MANAGER},{LABEL_COMPONENT}=routing"
 """Selector of the routing objects llmfleet made (HTTPRoutes, routing ConfigMaps)."""
-ROUTER_SHARES_READ = "RouterSharesRead"
-"""FleetPolicy condition: the router's shares were read (``True``: the routed tiers'
-demand is split among their candidates), or why not (no split)."""
-
-
-class SharesReason:
-    """Reasons of the ``RouterSharesRead`` condition."""
-
-    READ = "SharesRead"
-    NONE = "NoShares"
-    INVALID = "SharesInvalid"
-    UNREADABLE = "SharesUnreadable"
 
 
 @dataclass(frozen=True)
