@@ -174,7 +174,7 @@ def test_plan_is_applied_in_order_and_reapplying_changes_nothing(
         for r in rules
         if {"type": "Exact", "name": "x-tier", "value": "fast"}
         in r["matches"][0]["headers"]
-        and {"type": "Exact", "name": "x-llmfleet-origin", "value": a} in r["matches"][0]["headers"]
+        and {"type": "Exact", "name": "x-origin-region", "value": a} in r["matches"][0]["headers"]
     )
     assert {x["name"]: x["weight"] for x in fast_a["backendRefs"]} == {
         service_name(MODEL, a): 700,

@@ -32,8 +32,9 @@ ROUTING_API_VERSION = "llmfleet.dev/routing/v1"
 MODEL_HEADER = "x-gateway-model-name"
 """Header carrying the OpenAI ``model`` of a request; set by a body-based router (the
 Gateway API Inference Extension's body-based routing writes this name)."""
-ORIGIN_HEADER = "x-llmfleet-origin"
-"""Header carrying the origin region, needed only where one gateway serves several regions."""
+ORIGIN_HEADER = "x-origin-region"
+"""Header carrying the origin region, needed only where one gateway serves several regions
+(the load generator and the gateway metrics' `origin_region` label use the same name)."""
 
 
 @dataclass(frozen=True)

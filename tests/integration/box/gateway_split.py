@@ -58,9 +58,8 @@ def box(tmp_path: Path) -> Iterator[GatewayBox]:
 
 
 def _headers(tier: str, origin: str) -> dict[str, str]:
-    # x-origin-region: Traefik's origin_region label; x-llmfleet-origin: what the routes match
-    return {"x-tier": tier, "x-tenant-id": "acme", "x-origin-region": origin,
-            ORIGIN_HEADER: origin}  # fmt: skip
+    # x-origin-region (ORIGIN_HEADER): what the routes match and Traefik's origin_region label
+    return {"x-tier": tier, "x-tenant-id": "acme", ORIGIN_HEADER: origin}
 
 
 def test_the_split_per_backend_follows_the_plans_routes(box: GatewayBox) -> None:

@@ -187,7 +187,7 @@ def test_shared_cluster_matches_origin_and_splits_past_16_rules():
     assert routes[1]["metadata"]["name"].startswith("llmfleet-llama-3-3-70b-2-")
     assert len(routes[0]["spec"]["rules"]) == MAX_RULES_PER_ROUTE
     headers = routes[0]["spec"]["rules"][0]["matches"][0]["headers"]
-    assert {"type": "Exact", "name": "x-llmfleet-origin", "value": "r0"} in headers
+    assert {"type": "Exact", "name": "x-origin-region", "value": "r0"} in headers
 
 
 def test_node_pool_patches_own_only_their_field():
