@@ -52,7 +52,10 @@ sequences; for the load: prompt share ``p`` of its tokens (``1 - p`` output), ``
    does: its slots sit mostly idle while prompts queue for the prefill (measured on the
    default scenario: a 120k tokens/s burst on 21 replicas at 20-28% slot use missed the
    1 s target at the percentile). The twin checks (4) on one replica (at ``slo`` the TTFT
-   percentile holds, at 1.6 ``slo`` it does not).
+   percentile holds, at 1.6 ``slo`` it does not). Where the prompts' own ``s_q`` is over
+   the target (``slo = 0``: an idle replica misses the percentile too) the GPU cannot serve
+   the tier, as in (2): the planner uses a faster one (default scenario: a 70B fast-tier
+   flow of mean prompts over ~2,100 tokens leaves the A100s for the H100s).
 
 Deadline tiers have no latency target, so only 1 and 4 apply (``c = C``).
 

@@ -4,6 +4,7 @@ times that load misses it."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -48,3 +49,18 @@ def test_at_the_slo_true_load_the_replica_meets_the_ttft_percentile():
 def test_the_slo_true_load_is_not_far_below_what_the_replica_can_hold():
     # the model is an approximation; it must not leave most of the replica idle
     assert _p95_at(1.6) > TTFT
+
+
+def test_prompts_too_long_for_the_target_even_idle_rule_the_gpu_out():
+    sc = tiny_scenario(prefill=PREFILL, decode=4000.0, max_seqs=64, ttft=TTFT, target=1.0)
+    snap = sc.snapshot()
+    prof = profile_spec(snap.models[0].spec.profiles[0])
+    tier = tier_spec(next(t for t in snap.tiers if t.metadata.name == "fast"))
+    prompt = 0.9 * TTFT * PREFILL  # mean prefill 2.7 s: its p95 is over the 3 s target
+    share = prompt / (prompt + OUT)
+    assert slo_load(prof, tier, share, prompt) == 0.0
+    # an idle replica misses the percentile: this GPU cannot serve the tier (as for (2))
+    assert replica_throughput(prof, tier, share, prompt + OUT) == 0.0
+    # a faster prefill can
+    fast = dataclasses.replace(prof, prefill_tokens_per_s=4 * PREFILL)
+    assert replica_throughput(fast, tier, share, prompt + OUT) > 0
