@@ -194,7 +194,10 @@ def _policy_doc(f: Fleet, mode: str) -> dict[str, Any]:
             "intervalSeconds": 1800,
             "maxChangesPerCycle": 1000,
             "horizon": {"stepSeconds": 300, "steps": 6},
-            "forecast": {"method": "naive", "historySeconds": 3 * 3600, "backtestFolds": 1},
+            # demand moves in steps here and the plan must follow at once: no burst reserve
+            # (it would hold the last peak for 3 steps; tests/unit/forecast tests it)
+            "forecast": {"method": "naive", "historySeconds": 3 * 3600, "backtestFolds": 1,
+                         "burstMemorySteps": 0},
             "solver": {"timeLimitSeconds": 5, "relativeGap": round(f.gap, 4)},
             "prometheus": {"url": f.prom.url, "timeoutSeconds": 5, "maxDataAgeSeconds": 900},
             "plansToKeep": 3,
