@@ -6,72 +6,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import random
-import subprocess
-import sys
 import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from llmfleet.box.loadgen import Outcome, Planned, Router, replay
-from support.controlplane import find_free_port_block
-
-ROOT = Path(__file__).resolve().parents[3]
-FLEET = ROOT / "hack" / "fleet.sh"
-NAMESPACE = "llmfleet"
+from support.fleetbox import FleetBox
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+class Box(FleetBox):
+    log_names = ("operator", "harness", "kwok", "kube-scheduler")
 
-
-class Box:
     def __init__(self, workdir: Path, *, operator: bool = False, plan_interval: int = 30) -> None:
-        self.dir = workdir
-        port = find_free_port_block(10)
-        octets = (random.randrange(128, 250), random.randrange(0, 256))
-        self.env = {
-            **os.environ,
-            "FLEET_PORT": str(port),
-            "FLEET_PROMETHEUS_PORT": str(port + 9),
-            "FLEET_SERVICE_CIDR": f"127.{octets[0]}.{octets[1]}.0/24",
-            "FLEET_NAMESPACE": NAMESPACE,
-            "FLEET_SCRAPE_INTERVAL": "1s",
+        super().__init__(workdir, {
             "FLEET_TRAEFIK": "0",
             "FLEET_OPERATOR": "1" if operator else "0",
             "FLEET_PLAN_INTERVAL": str(plan_interval),
-            "LLMFLEET_VENV": str(Path(sys.executable).parents[1]),
-        }
-        self.prometheus = f"http://127.0.0.1:{port + 9}"
-
-    def run(self, sub: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["bash", str(FLEET), sub, str(self.dir)],
-            check=False, env=self.env, cwd=ROOT, capture_output=True, text=True,
-            timeout=timeout,
-        )  # fmt: skip
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.dir / "cp" / "kubeconfig"
-
-    def state(self) -> dict[str, Any]:
-        try:
-            return json.loads((self.dir / "harness" / "state.json").read_text())  # type: ignore[no-any-return]
-        except (OSError, ValueError):
-            return {}
+        })  # fmt: skip
 
     def set_down(self, regions: Sequence[str]) -> None:
         """The harness's emulators of ``regions`` die (and stay dead)."""
@@ -84,15 +39,6 @@ class Box:
         q = urllib.parse.urlencode({"query": expr})
         with urllib.request.urlopen(f"{self.prometheus}/api/v1/query?{q}", timeout=5) as r:
             return json.loads(r.read())["data"]["result"]  # type: ignore[no-any-return]
-
-    def logs(self, lines: int = 20) -> str:
-        out = []
-        for name in ("operator", "harness", "kwok", "kube-scheduler"):
-            p = self.dir / f"{name}.log"
-            if p.exists():
-                tail = "\n".join(p.read_text(errors="replace").splitlines()[-lines:])
-                out.append(f"--- {name}.log\n{tail}")
-        return "\n".join(out)
 
 
 class LoadThread(threading.Thread):

@@ -8,11 +8,6 @@ attach the operator's HTTPRoutes and to query Prometheus."""
 from __future__ import annotations
 
 import json
-import os
-import random
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,12 +21,9 @@ from llmfleet.api.model import LLMModel
 from llmfleet.api.region import NodePool
 from llmfleet.kube import render
 from llmfleet.kube.client import Cluster
-from support.controlplane import find_free_port_block
+from support.fleetbox import NAMESPACE, ROOT, FleetBox, wait_for
 
-ROOT = Path(__file__).resolve().parents[3]
-FLEET = ROOT / "hack" / "fleet.sh"
 TRAEFIK = ROOT / "hack" / "bin" / "traefik"
-NAMESPACE = "llmfleet"
 GATEWAY = "llmfleet-gateway"
 API = "llmfleet.dev/v1alpha1"
 MODEL = "tiny"
@@ -39,32 +31,16 @@ SERVED = "org/tiny"
 REGIONS = ("r1", "r2")
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
-
-
-class GatewayBox:
+class GatewayBox(FleetBox):
     """``hack/fleet.sh up DIR`` with Traefik, the router and Prometheus on ports of its own."""
 
+    log_names = ("router", "traefik", "prometheus", "harness", "kwok", "kube-scheduler")
+
     def __init__(self, workdir: Path, scrape_interval: str = "1s") -> None:
-        self.dir = workdir
-        port = find_free_port_block(11)
-        octets = (random.randrange(128, 250), random.randrange(0, 256))
-        self.env = {
-            **os.environ,
-            "FLEET_PORT": str(port),
-            "FLEET_SERVICE_CIDR": f"127.{octets[0]}.{octets[1]}.0/24",
-            "FLEET_NAMESPACE": NAMESPACE,
+        super().__init__(workdir, ports=11, scrape_interval=scrape_interval)
+        port = self.port
+        self.env.update({
             "FLEET_PROMETHEUS": "1",
-            "FLEET_PROMETHEUS_PORT": str(port + 9),
-            "FLEET_SCRAPE_INTERVAL": scrape_interval,
             "FLEET_TRAEFIK": "1",
             "FLEET_GATEWAY_PORT": str(port + 5),
             "FLEET_TRAEFIK_ADMIN_PORT": str(port + 6),
@@ -72,38 +48,11 @@ class GatewayBox:
             "FLEET_ROUTER_METRICS_PORT": str(port + 8),
             "FLEET_OPERATOR": "0",
             "FLEET_GATEWAY": GATEWAY,
-            "LLMFLEET_VENV": str(Path(sys.executable).parents[1]),
-        }
+        })  # fmt: skip
         self.traefik = f"http://127.0.0.1:{port + 5}"
         self.admin = f"http://127.0.0.1:{port + 6}"
         self.router = f"http://127.0.0.1:{port + 7}"
         self.router_metrics = f"http://127.0.0.1:{port + 8}/metrics"
-        self.prometheus = f"http://127.0.0.1:{port + 9}"
-
-    def run(self, sub: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["bash", str(FLEET), sub, str(self.dir)],
-            check=False, env=self.env, cwd=ROOT, capture_output=True, text=True,
-            timeout=timeout,
-        )  # fmt: skip
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.dir / "cp" / "kubeconfig"
-
-    def state(self) -> dict[str, Any]:
-        try:
-            return json.loads((self.dir / "harness" / "state.json").read_text())  # type: ignore[no-any-return]
-        except (OSError, ValueError):
-            return {}
-
-    def logs(self) -> str:
-        out = []
-        for name in ("router", "traefik", "prometheus", "harness", "kwok", "kube-scheduler"):
-            p = self.dir / f"{name}.log"
-            if p.exists():
-                out.append(f"--- {name}.log\n" + "\n".join(p.read_text().splitlines()[-20:]))
-        return "\n".join(out)
 
     # ------------------------------------------------------------------ Prometheus
 

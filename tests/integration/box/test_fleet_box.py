@@ -10,14 +10,9 @@ hack/setup.sh builds (hack/fleet.sh build) and Prometheus (hack/tools.sh prometh
 from __future__ import annotations
 
 import json
-import os
-import random
-import subprocess
-import sys
-import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,65 +24,13 @@ from llmfleet.api.model import LLMModel
 from llmfleet.api.region import NodePool
 from llmfleet.kube import render
 from llmfleet.kube.client import Cluster
-from support.controlplane import find_free_port_block
+from support.fleetbox import NAMESPACE, FleetBox, wait_for
 
-ROOT = Path(__file__).resolve().parents[3]
-FLEET = ROOT / "hack" / "fleet.sh"
-NAMESPACE = "llmfleet"
 API = "llmfleet.dev/v1alpha1"
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
-
-
-class Fleet:
-    def __init__(self, workdir: Path) -> None:
-        self.dir = workdir
-        port = find_free_port_block(10)
-        octets = (random.randrange(128, 250), random.randrange(0, 256))
-        self.env = {
-            **os.environ,
-            "FLEET_PORT": str(port),
-            "FLEET_PROMETHEUS_PORT": str(port + 9),
-            "FLEET_SERVICE_CIDR": f"127.{octets[0]}.{octets[1]}.0/24",
-            "FLEET_NAMESPACE": NAMESPACE,
-            "FLEET_SCRAPE_INTERVAL": "1s",
-            "LLMFLEET_VENV": str(Path(sys.executable).parents[1]),
-        }
-        self.prometheus = f"http://127.0.0.1:{port + 9}"
-
-    def run(self, sub: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["bash", str(FLEET), sub, str(self.dir)],
-            check=False, env=self.env, cwd=ROOT, capture_output=True, text=True,
-            timeout=timeout,
-        )  # fmt: skip
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.dir / "cp" / "kubeconfig"
-
-    def state(self) -> dict[str, Any]:
-        try:
-            return json.loads((self.dir / "harness" / "state.json").read_text())  # type: ignore[no-any-return]
-        except (OSError, ValueError):
-            return {}
-
-    def logs(self) -> str:
-        out = []
-        for name in ("harness", "kwok", "kube-scheduler"):
-            p = self.dir / f"{name}.log"
-            if p.exists():
-                out.append(f"--- {name}.log\n" + "\n".join(p.read_text().splitlines()[-20:]))
-        return "\n".join(out)
+class Fleet(FleetBox):
+    """The plain box: control plane, scheduler, kwok, harness and Prometheus."""
 
 
 @pytest.fixture

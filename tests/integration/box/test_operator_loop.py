@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from boxfleet import NAMESPACE, Box, LoadThread, phases, wait_for
+from boxfleet import Box, LoadThread, phases
 
 from llmfleet.api import API_VERSION
 from llmfleet.box import sample
@@ -39,6 +39,7 @@ from llmfleet.box.loadgen import Outcome, Planned, plan_azure, summarize
 from llmfleet.box.routes import RouteFollower, weights_for
 from llmfleet.kube.client import Cluster
 from llmfleet.sim.traces import read_azure
+from support.fleetbox import NAMESPACE, wait_for
 
 EAST, WEST = sample.REGIONS
 TIER = sample.BoxFleet().tier

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from boxfleet import NAMESPACE, Box, LoadThread, wait_for
+from boxfleet import Box, LoadThread
 
 from llmfleet.api import KINDS
 from llmfleet.api.crdgen import crd_for
@@ -41,6 +41,7 @@ from llmfleet.sim.policy import FleetTarget, Observation
 from llmfleet.sim.scenario import EngineSpec
 from llmfleet.sim.traces import read_azure
 from llmfleet.sim.workload import Workload
+from support.fleetbox import NAMESPACE, wait_for
 
 REGION = sample.REGIONS[0]
 REPLICAS = 2

@@ -26,11 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import random
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -47,12 +42,9 @@ from llmfleet.api.region import NodePool
 from llmfleet.kube import render
 from llmfleet.kube.client import Cluster
 from llmfleet.routing.table import MODEL_HEADER, RouteEntry
-from support.controlplane import find_free_port_block
+from support.fleetbox import NAMESPACE, ROOT, FleetBox, wait_for
 
-ROOT = Path(__file__).resolve().parents[3]
-FLEET = ROOT / "hack" / "fleet.sh"
 TRAEFIK = ROOT / "hack" / "bin" / "traefik"
-NAMESPACE = "llmfleet"
 GATEWAY = "llmfleet-gateway"
 API = "llmfleet.dev/v1alpha1"
 SERVED = "org/tiny"
@@ -67,27 +59,13 @@ HEADERS = {
 }
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+class Fleet(FleetBox):
+    log_names = ("traefik", "harness", "kwok", "kube-scheduler")
 
-
-class Fleet:
     def __init__(self, workdir: Path) -> None:
-        self.dir = workdir
-        port = find_free_port_block(10)
-        octets = (random.randrange(128, 250), random.randrange(0, 256))
-        self.env = {
-            **os.environ,
-            "FLEET_PORT": str(port),
-            "FLEET_SERVICE_CIDR": f"127.{octets[0]}.{octets[1]}.0/24",
-            "FLEET_NAMESPACE": NAMESPACE,
+        super().__init__(workdir, ports=11)
+        port = self.port
+        self.env.update({
             "FLEET_PROMETHEUS": "0",
             "FLEET_TRAEFIK": "1",
             "FLEET_GATEWAY_PORT": str(port + 5),
@@ -95,35 +73,9 @@ class Fleet:
             "FLEET_ROUTER_PORT": str(port + 7),
             "FLEET_ROUTER_METRICS_PORT": str(port + 8),
             "FLEET_GATEWAY": GATEWAY,
-            "LLMFLEET_VENV": str(Path(sys.executable).parents[1]),
-        }
+        })  # fmt: skip
         self.gateway = f"http://127.0.0.1:{port + 5}"
         self.admin = f"http://127.0.0.1:{port + 6}"
-
-    def run(self, sub: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["bash", str(FLEET), sub, str(self.dir)],
-            check=False, env=self.env, cwd=ROOT, capture_output=True, text=True,
-            timeout=timeout,
-        )  # fmt: skip
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.dir / "cp" / "kubeconfig"
-
-    def state(self) -> dict[str, Any]:
-        try:
-            return json.loads((self.dir / "harness" / "state.json").read_text())  # type: ignore[no-any-return]
-        except (OSError, ValueError):
-            return {}
-
-    def logs(self) -> str:
-        out = []
-        for name in ("traefik", "harness", "kwok", "kube-scheduler"):
-            p = self.dir / f"{name}.log"
-            if p.exists():
-                out.append(f"--- {name}.log\n" + "\n".join(p.read_text().splitlines()[-20:]))
-        return "\n".join(out)
 
 
 @pytest.fixture
