@@ -71,6 +71,9 @@ REGION_UNREACHABLE = "RegionUnreachable"
 """FleetPolicy: a region's cluster did not answer; it is held at the last plan."""
 ACTUATED = "Actuated"
 """FleetPolicy: the last plan is applied in every region."""
+CORRECTED = "Corrected"
+"""FleetPolicy: the short-term correction runs replicas above the plan (``True``), none
+(``False``, reason ``AsPlanned``), or could not read or apply what it needs."""
 THROTTLING_PUBLISHED = "ThrottlingPublished"
 """FleetPolicy: the tenants' fair-share limits are published to the ingress."""
 OBJECTS_EXCLUDED = "ObjectsExcluded"
@@ -82,6 +85,11 @@ SUPERSEDED = "Superseded"
 class Reason:
     """Condition reasons (CamelCase, as ``metav1.Condition`` wants)."""
 
+    # Corrected
+    ABOVE_PLAN = "AbovePlan"
+    AS_PLANNED = "AsPlanned"
+    CORRECTION_READ_FAILED = "CorrectionReadFailed"
+    CORRECTION_NOT_APPLIED = "CorrectionNotApplied"
     # Planned
     PLAN_RECORDED = "PlanRecorded"
     PLAN_NOT_RECORDED = "PlanNotRecorded"

@@ -152,6 +152,31 @@ class ForecastSettings(ApiModel):
     a step cannot wait for); 0 turns the reserve off."""
 
 
+class CorrectionSettings(ApiModel):
+    """The short-term correction between plans (:mod:`llmfleet.cycle.correction`): every
+    ``intervalSeconds``, and right after each new plan, replicas are added on top of the
+    plan (never fewer than it; the next plan starts again from its own) where the last
+    ``windowSeconds`` of interactive demand, routed along the plan, needs more than are
+    ready or loading, or where a (model, region)'s sequence slots plus queue are fuller than
+    ``utilisation``. Needs ``mode: apply``; in ``plan-only`` nothing is corrected."""
+
+    enabled: bool = True
+    """False: the plan alone sizes the fleet until the next plan."""
+    interval_seconds: int = Field(default=60, ge=15, le=3600)
+    """How often the correction runs, seconds."""
+    window_seconds: int = Field(default=60, ge=30, le=900)
+    """The window of the demand it reads (the demand templates at this ``$window``), seconds."""
+    utilisation: float = Field(default=0.9, gt=0, le=1)
+    """Share of a (model, region)'s sequence slots in use, plus its queue, above which it
+    adds replicas (vLLM's running plus waiting requests over the ready replicas' slots)."""
+    demand_margin: float = Field(default=0.1, ge=0, le=10)
+    """The window's demand must need this share more replicas than are ready or loading
+    before any are added (the noise of a minute's counts)."""
+    spill_rtt_ms: float = Field(default=250, ge=0, le=10000)
+    """Where the serving region has no room (its pools at ``maxNodes``), replicas go to the
+    nearest regions within this round trip, where the ingress spills the burst."""
+
+
 class ObjectiveWeights(ApiModel):
     """Relative weights of the planner's objective terms (dimensionless multipliers)."""
 
@@ -477,6 +502,8 @@ class FleetPolicySpec(ApiModel):
     """Where routing and throttling go."""
     plans_to_keep: int = Field(default=10, ge=1, le=1000)
     """How many FleetPlans to keep; older ones are deleted."""
+    correction: CorrectionSettings = Field(default_factory=CorrectionSettings)
+    """The short-term correction between plans."""
 
 
 class FleetPolicyStatus(StatusBase):
@@ -494,6 +521,10 @@ class FleetPolicyStatus(StatusBase):
     """When the controller last planned."""
     next_run_time: Timestamp | None = None
     """When the controller plans next."""
+    corrected_replicas: int | None = Field(default=None, ge=0)
+    """Replicas the short-term correction runs above the last applied plan now."""
+    last_correction_time: Timestamp | None = None
+    """When the short-term correction last changed the fleet."""
 
 
 class FleetPolicy(Resource):

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from llmfleet.api.model import LLMModel
+from llmfleet.api.model import GPUProfile, LLMModel
 from llmfleet.api.policy import FleetPolicy
 from llmfleet.api.references import FleetSnapshot
 from llmfleet.api.region import Region
@@ -261,26 +261,29 @@ def _region(r: Region) -> RegionSpec:
     )
 
 
+def profile_spec(p: GPUProfile) -> ProfileSpec:
+    """The planner's view of one LLMModel profile."""
+    return ProfileSpec(
+        gpu_type=p.gpu_type,
+        gpus_per_replica=p.gpus_per_replica,
+        prefill_tokens_per_s=p.prefill_tokens_per_second,
+        decode_tokens_per_s=p.decode_tokens_per_second,
+        max_concurrency=p.max_concurrent_sequences,
+        load_seconds=p.load_seconds,
+    )
+
+
 def _model(m: LLMModel) -> ModelSpec:
     return ModelSpec(
         name=m.metadata.name,
-        profiles=tuple(
-            ProfileSpec(
-                gpu_type=p.gpu_type,
-                gpus_per_replica=p.gpus_per_replica,
-                prefill_tokens_per_s=p.prefill_tokens_per_second,
-                decode_tokens_per_s=p.decode_tokens_per_second,
-                max_concurrency=p.max_concurrent_sequences,
-                load_seconds=p.load_seconds,
-            )
-            for p in m.spec.profiles
-        ),
+        profiles=tuple(profile_spec(p) for p in m.spec.profiles),
         allowed_regions=tuple(m.spec.allowed_regions),
         min_replicas_per_region=m.spec.min_replicas_per_region,
     )
 
 
-def _tier(t: SLATier) -> TierSpec:
+def tier_spec(t: SLATier) -> TierSpec:
+    """The planner's view of one SLATier."""
     s = t.spec
     inter = s.interactive
     return TierSpec(
@@ -342,7 +345,7 @@ def from_snapshot(
     return PlanningInstance(
         regions=tuple(_region(r) for r in snapshot.regions),
         models=tuple(_model(m) for m in snapshot.models),
-        tiers=tuple(_tier(t) for t in snapshot.tiers),
+        tiers=tuple(tier_spec(t) for t in snapshot.tiers),
         demand=tuple(forecasts),
         settings=settings,
         current=current,

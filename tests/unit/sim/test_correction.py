@@ -29,7 +29,7 @@ def _obs(recent: dict, ready: int = 2, loading: int = 0) -> Observation:
 
 
 def _per_replica(pol: Llmfleet, prompt: int = 300, out: int = 60) -> float:
-    return replica_throughput(pol.profiles[KEY], pol.tier_specs["fast"],
+    return replica_throughput(pol.fleet.profiles[KEY], pol.fleet.tiers["fast"],
                               prompt / (prompt + out), prompt + out)
 
 

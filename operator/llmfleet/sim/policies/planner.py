@@ -7,18 +7,13 @@ the same known-flow filter, quota fallback, floors, tenant limits and warm start
 FleetPlanSpec it returns is what the twin executes (replicas per (model, region, pool) and
 the routing weights per (model, tier, origin)); the tenants' limits of the plan are enforced
 at the twin's ingress (:mod:`llmfleet.sim.gateway`), from the usage the twin saw per tenant.
-Between plans a short-term correction runs every ``react_seconds`` and adds replicas on top
-of the plan (never fewer than the plan; the next plan resets them, keeping what the last
-minute's demand still needs) where
-
-* a (model, region, pool)'s replicas are busier than their tier allows, or requests queue
-  (slot use plus queue over ``correction_utilisation``), or
-* the demand of the last minute (:attr:`~llmfleet.sim.policy.Observation.recent`, the
-  gateway's per-flow rate) routed along the plan's fractions needs more replicas of a
-  (model, region), at the planner's own capacity per replica for each tier
-  (:func:`llmfleet.plan.capacity.replica_throughput`), than it has ready or loading, by more
-  than ``recent_margin``: a burst inside a planning step is met at once, without waiting
-  for the slots to fill (at real size a replica's TTFT goes long while its slots are not).
+Between plans the controller's short-term correction
+(:func:`llmfleet.cycle.correction.correct`, the same code the controller runs every
+``spec.correction.intervalSeconds``) adds replicas on top of the plan, never fewer than it,
+from what the twin shows as the controller's Prometheus would: the last minute's demand per
+flow (:attr:`~llmfleet.sim.policy.Observation.recent`, the gateway's ``rate(...[1m])``) and
+each (model, region)'s running and waiting requests (vLLM's gauges); right after each plan
+it keeps what the last minute's demand still needs.
 
 ``oracle`` is the same cycle with the true future as its forecaster (:class:`TrueFuture`:
 point = the realised mean of each coming step, upper = its busiest 5 minutes), without the
@@ -54,21 +49,26 @@ from llmfleet.cycle import (
     policy_snapshot,
     run_cycle,
 )
+from llmfleet.cycle.correction import (
+    Correction,
+    CorrectionFleet,
+    CorrectionInputs,
+    cell_loads,
+    correct,
+)
 from llmfleet.cycle.ports import Forecaster, forecast_histories
 from llmfleet.fairness.limits import Usage
 from llmfleet.forecast.forecaster import forecast_all
 from llmfleet.forecast.types import DemandForecast, DemandHistory, DemandRates, FlowKey
-from llmfleet.plan.capacity import replica_throughput
 from llmfleet.plan.instance import (
     CurrentState,
     InstanceError,
     PlanningInstance,
-    ProfileSpec,
     from_snapshot,
 )
 from llmfleet.plan.sageserve import solve_sageserve
 from llmfleet.plan.types import Plan
-from llmfleet.sim.policies.sizing import best_pool, profile_spec, tier_spec
+from llmfleet.sim.policies.sizing import best_pool
 from llmfleet.sim.policy import FleetTarget, Observation, ReplicaKey, RouteKey
 from llmfleet.sim.scenario import Scenario
 from llmfleet.sim.workload import AnyWorkload
@@ -94,26 +94,6 @@ def slot_counts(snap: FleetSnapshot) -> dict[ReplicaKey, int]:
                         out[(m.metadata.name, r.metadata.name, p.name)] = (
                             prof.max_concurrent_sequences
                         )
-    return out
-
-
-SPILL_RTT_MS = 250.0
-"""The correction adds replicas in another region only this near the serving one (a quarter
-of the fastest tier's 1 s TTFT target: the ingress's spill must still meet it there)."""
-
-
-def replica_profiles(snap: FleetSnapshot) -> dict[ReplicaKey, ProfileSpec]:
-    """The planner's profile of one replica per (model, region, pool) it can run on."""
-    out: dict[ReplicaKey, ProfileSpec] = {}
-    for r in snap.regions:
-        for p in r.spec.pools:
-            for m in snap.models:
-                allowed = m.spec.allowed_regions
-                if allowed and r.metadata.name not in allowed:
-                    continue
-                for prof in m.spec.profiles:
-                    if prof.gpu_type == p.gpu_type and prof.gpus_per_replica <= p.gpus_per_node:
-                        out[(m.metadata.name, r.metadata.name, p.name)] = profile_spec(prof)
     return out
 
 
@@ -254,15 +234,9 @@ class Llmfleet:
     the twin's reactive correction in between (module doc)."""
 
     name = "llmfleet"
-    react_seconds = 60.0
-    correction_utilisation = 0.9
-    """Mean slot use (plus queue) above which the correction adds replicas."""
     spill = True
     """Between plans the ingress spills a burst to a region that meets the tier's TTFT
     (:attr:`~llmfleet.sim.policy.FleetTarget.spill`)."""
-    recent_margin = 0.1
-    """The last minute's demand must need this much more than the replicas ready or loading
-    before the correction adds any (Poisson noise of a minute's counts)."""
 
     def __init__(
         self,
@@ -279,6 +253,8 @@ class Llmfleet:
         spec = self.fleet_policy.spec
         self.step = int(spec.horizon.step_seconds)
         self.interval_seconds = float(interval_seconds or spec.interval_seconds)
+        self.react_seconds = float(spec.correction.interval_seconds)
+        """How often the short-term correction runs (``spec.correction.intervalSeconds``)."""
         self.oracle = oracle and workload is not None
         self.truth = realised_rates(workload, self.step) if self.oracle and workload else None
         if oracle:
@@ -292,18 +268,9 @@ class Llmfleet:
         self.max_seqs = slot_counts(self.snap)
         self.failures = 0
         self.last_result: CycleResult | None = None
-        self.tier_specs = {t.metadata.name: tier_spec(t) for t in self.snap.tiers}
-        self.profiles = replica_profiles(self.snap)
-        self.spot_pools = {(r.metadata.name, p.name) for r in self.snap.regions
-                           for p in r.spec.pools if p.capacity_type == "spot"}
-        self.pool_gpus = {(r.metadata.name, p.name): p.max_nodes * p.gpus_per_node
-                          for r in self.snap.regions for p in r.spec.pools}
-        price = {(r.metadata.name, p.name): p.price_per_node_hour / p.gpus_per_node
-                 for r in self.snap.regions for p in r.spec.pools}
-        self.replica_price = {k: price[k[1:]] * prof.gpus_per_replica
-                              for k, prof in self.profiles.items()}
-        self.rtt = {r.metadata.name: {lat.region: lat.rtt_ms for lat in r.spec.latencies}
-                    for r in self.snap.regions}
+        self.fleet = CorrectionFleet.of(self.snap)
+        """The fleet as the short-term correction sees it (:mod:`llmfleet.cycle.correction`)."""
+        self.last_correction: Correction | None = None
 
     def cycle_inputs(self, obs: Observation) -> CycleInputs:
         """What the controller's cycle would be given at ``obs.now``."""
@@ -341,11 +308,13 @@ class Llmfleet:
             spill=self.spill,
         )
         self.planned = dict(self.target.replicas)
-        if self.truth is None:  # a new plan keeps what the last minute's demand still needs
-            want = dict(self.planned)
-            if self._for_recent_demand(obs, want):
-                self.target = dataclasses.replace(self.target, replicas=want)
+        if self.truth is None:  # a new plan keeps what the last window's demand still needs
+            correction = correct(self.correction_inputs(obs, after_plan=True))
+            self.last_correction = correction
+            if correction.changed:
+                self.target = dataclasses.replace(self.target, replicas=dict(correction.replicas))
         return self.target
+
     def _keep(self, why: str) -> FleetTarget:
         """A failed solve keeps the last good plan."""
         t = self.target
@@ -353,103 +322,39 @@ class Llmfleet:
                            spill=t.spill)
 
     def react(self, obs: Observation) -> FleetTarget | None:
-        """Add replicas where the planned ones are overloaded or the last minute's demand
-        needs more (module doc); None when nothing changes."""
+        """The controller's short-term correction (:func:`llmfleet.cycle.correction.correct`)
+        on the twin's observation; None when nothing changes."""
         if self.truth is not None:
             return None
-        want = dict(self.target.replicas)
-        changed = self._for_recent_demand(obs, want)
-        for key, st in obs.replicas.items():
-            planned = self.planned.get(key, 0)
-            cur = want.get(key, 0)
-            if st.ready == 0 or cur == 0 or key not in self.max_seqs:
-                continue
-            u = st.busy + st.waiting / (st.ready * self.max_seqs[key])
-            if u > self.correction_utilisation and st.loading == 0:
-                more = max(math.ceil(st.ready * u / self.correction_utilisation) - st.ready, 1)
-                want[key] = max(cur, st.ready + more, planned)
-                changed = want[key] != cur or changed
-        if not changed:
+        correction = correct(self.correction_inputs(obs))
+        self.last_correction = correction
+        if not correction.changed:
             return None
-        self.target = dataclasses.replace(self.target, replicas=want, throttles=None)
+        self.target = dataclasses.replace(self.target, replicas=dict(correction.replicas),
+                                          throttles=None)
         return self.target
 
-    def _for_recent_demand(self, obs: Observation, want: dict[ReplicaKey, int]) -> bool:
-        """The demand rule of the correction (module doc): raise ``want`` in place where the
-        last minute's routed interactive demand needs more replicas than are ready or
-        loading; True when it did."""
-        need: dict[tuple[str, str], float] = {}
-        pool_of: dict[tuple[str, str], ReplicaKey] = {}
-        spot_ok: dict[tuple[str, str], bool] = {}
-        for fk, (rps, prompt, output) in obs.recent.items():
-            tps = prompt + output
-            tier = self.tier_specs.get(fk.tier)
-            if tps <= 0 or rps <= 0 or tier is None or tier.kind == "deadline":
-                continue  # deadline work queues; the plan sizes it for its deadline
-            routes = self.target.routes.get((fk.model, fk.tier, fk.origin)) or {fk.origin: 1.0}
-            total = sum(routes.values())
-            for region, f in routes.items():
-                key = self._serving_pool(want, fk.model, region, tier.spot_allowed)
-                if key is None or total <= 0:
-                    continue
-                cap = replica_throughput(self.profiles[key], tier, prompt / tps, tps / rps)
-                if cap > 0:
-                    cell = (fk.model, region)
-                    need[cell] = need.get(cell, 0.0) + (f / total) * tps / cap
-                    pool_of.setdefault(cell, key)
-                    spot_ok[cell] = spot_ok.get(cell, True) and tier.spot_allowed
-        changed = False
-        for cell, n in sorted(need.items()):
-            have = sum(s.ready + s.loading for k, s in obs.replicas.items() if k[:2] == cell)
-            have = max(have, sum(v for k, v in want.items() if k[:2] == cell))
-            if n > have * (1.0 + self.recent_margin):
-                self._place(want, pool_of[cell], math.ceil(n - have), spot_ok[cell])
-                changed = True
-        return changed
-
-    def _place(self, want: dict[ReplicaKey, int], first: ReplicaKey, count: int,
-               spot_ok: bool) -> None:
-        """Add ``count`` replicas of ``first``'s model to ``want``: in ``first``'s pool while
-        it has room (its ``maxNodes``), then in the region's other pools that can run the
-        model, cheapest per replica first, then in the nearest regions by round trip
-        (within :data:`SPILL_RTT_MS`: the ingress spills the burst there); what finds no
-        room anywhere is dropped (the next plan sees the demand)."""
-        model, region, _ = first
-        rtt = self.rtt.get(region, {})
-        near = sorted((r for r in self.rtt if r != region and rtt.get(r, math.inf) <= SPILL_RTT_MS),
-                      key=lambda r: rtt[r])
-        regions = [region, *near]
-        for reg in regions:
-            keys = sorted(
-                (k for k in self.profiles if k[:2] == (model, reg)
-                 and (spot_ok or k[1:] not in self.spot_pools)),
-                key=lambda k: (k != first, self.replica_price[k], k))
-            for key in keys:
-                if count <= 0:
-                    return
-                free = self._room(want, key)
-                if free > 0:
-                    take = min(free, count)
-                    want[key] = want.get(key, 0) + take
-                    count -= take
-
-    def _room(self, want: Mapping[ReplicaKey, int], key: ReplicaKey) -> int:
-        """Replicas of ``key``'s model that still fit in its pool's ``maxNodes`` beside what
-        ``want`` asks of the pool already."""
-        _, region, pool = key
-        cap_gpus = self.pool_gpus[(region, pool)]
-        used = sum(v * self.profiles[k].gpus_per_replica for k, v in want.items()
-                   if k[1:] == (region, pool) and k in self.profiles)
-        return max(0, (cap_gpus - used) // self.profiles[key].gpus_per_replica)
-
-    def _serving_pool(
-        self, want: Mapping[ReplicaKey, int], model: str, region: str, spot_ok: bool
-    ) -> ReplicaKey | None:
-        """The pool of ``region`` with the most replicas of ``model`` wanted now (spot pools
-        only for a tier that allows spot); None where the plan runs none there."""
-        keys = [k for k, v in want.items() if k[:2] == (model, region) and v > 0
-                and k in self.profiles and (spot_ok or k[1:] not in self.spot_pools)]
-        return max(keys, key=lambda k: (want[k], k)) if keys else None
+    def correction_inputs(self, obs: Observation, *, after_plan: bool = False) -> CorrectionInputs:
+        """What the controller's correction would read at ``obs.now``: the plan in force,
+        the replicas wanted now, vLLM's load per (model, serving region) and the gateway's
+        demand over the last window."""
+        ready = {k: st.ready for k, st in obs.replicas.items()}
+        started = {k: st.ready + st.loading for k, st in obs.replicas.items()}
+        running: dict[tuple[str, str], float] = {}
+        waiting: dict[tuple[str, str], float] = {}
+        for k, st in obs.replicas.items():
+            running[k[:2]] = running.get(k[:2], 0.0) + st.busy * st.ready * self.fleet.slots(k)
+            waiting[k[:2]] = waiting.get(k[:2], 0.0) + st.waiting
+        return CorrectionInputs(
+            settings=self.fleet_policy.spec.correction,
+            fleet=self.fleet,
+            plan=self.planned,
+            routes=self.target.routes,
+            wanted=self.target.replicas,
+            cells=cell_loads(self.fleet, ready, started, running, waiting),
+            recent=obs.recent,
+            after_plan=after_plan,
+        )
 
 
 class Oracle(Llmfleet):

@@ -7,27 +7,7 @@ from llmfleet.api.references import FleetSnapshot
 from llmfleet.api.region import NodePool
 from llmfleet.api.tier import SLATier
 from llmfleet.plan.capacity import replica_throughput
-from llmfleet.plan.instance import ProfileSpec, TierSpec
-
-
-def tier_spec(t: SLATier) -> TierSpec:
-    s = t.spec
-    it = s.interactive
-    return TierSpec(
-        name=t.metadata.name,
-        kind="deadline" if s.type == "deadline" else "interactive",
-        ttft_s=it.ttft_p95_seconds if it else None,
-        e2e_s=it.e2e_p95_seconds if it else None,
-        tpot_s=it.tpot_p95_seconds if it else None,
-        deadline_s=float(s.deadline.completion_seconds) if s.deadline else None,
-        spot_allowed=s.spot_allowed,
-        target_utilization=s.target_utilization,
-    )
-
-
-def profile_spec(p: GPUProfile) -> ProfileSpec:
-    return ProfileSpec(p.gpu_type, p.gpus_per_replica, p.prefill_tokens_per_second,
-                       p.decode_tokens_per_second, p.max_concurrent_sequences, p.load_seconds)
+from llmfleet.plan.instance import profile_spec, tier_spec
 
 
 def throughput(p: GPUProfile, tier: SLATier, prompt_share: float = 0.85,
