@@ -90,6 +90,17 @@ class FleetMetrics:
             USAGE_METRIC,
             "Token rate each tenant used per model when the newest plan was made.",
         )
+        self.corrected_replicas = gauge(
+            "llmfleet_corrected_replicas",
+            "Replicas the short-term correction runs above the last applied plan now.",
+        )
+        self.corrections = Counter(
+            "llmfleet_correction_replicas_added_total",
+            "Replicas the short-term correction added, per (model, region, pool) and rule "
+            "(demand: the last window's demand; load: slots plus queue).",
+            _labels("llmfleet_correction_replicas_added_total"),
+            registry=r,
+        )
         self.cycle_crashes = Counter(
             "llmfleet_planning_cycle_crashes_total",
             "Planning cycles that ended in an unforeseen exception (each is a Planned=False "

@@ -44,6 +44,7 @@ from pydantic import ValidationError
 from llmfleet.api.base import API_VERSION, GROUP, VERSION, ConditionStatus
 from llmfleet.api.conditions import (
     ACTUATED,
+    CORRECTED,
     PLANNED,
     THROTTLING_PUBLISHED,
     Reason,
@@ -55,6 +56,7 @@ from llmfleet.api.policy import FleetPolicy
 from llmfleet.api.references import FleetSnapshot
 from llmfleet.api.resource import Resource
 from llmfleet.api.tenant import TenantQuota
+from llmfleet.controller.correction import CorrectionRun, run_correction
 from llmfleet.controller.metrics import FleetMetrics
 from llmfleet.cycle import (
     ConditionUpdate,
@@ -76,6 +78,7 @@ from llmfleet.cycle.records import (
 )
 from llmfleet.kube.actuate import (
     ROUTER_SHARES_READ,
+    Observation,
     RegionClusters,
     actuate,
     observe,
@@ -184,6 +187,10 @@ class PlanningLoop:
     _previous: dict[str, Plan] = field(default_factory=dict)
     _finished: dict[str, tuple[float, float]] = field(default_factory=dict)
     """policy uid -> (monotonic time the last cycle finished, its interval seconds)."""
+    _corrected_at: dict[str, float] = field(default_factory=dict)
+    """policy uid -> monotonic time of its last short-term correction (or plan)."""
+    _applied: dict[str, tuple[str, FleetPlanSpec]] = field(default_factory=dict)
+    """policy uid -> (name, spec) of its last applied plan (the correction's floor)."""
 
     @property
     def cluster(self) -> Cluster:
@@ -212,6 +219,8 @@ class PlanningLoop:
         """A deleted policy is no longer watched for liveness."""
         self._finished.pop(uid, None)
         self._previous.pop(uid, None)
+        self._corrected_at.pop(uid, None)
+        self._applied.pop(uid, None)
 
     # ---------------------------------------------------------------- the handler
 
@@ -225,11 +234,16 @@ class PlanningLoop:
     ) -> None:
         now = self.wall_clock()
         generation = body.metadata.get("generation")
-        if not is_due(status, generation, now):
-            return
         # a deep copy: kopf's live body changes under us while the cycle runs
         cond = _Conditions(copy.deepcopy(list(status.get("conditions") or [])), now, generation)
         t = _Tick(body, status, patch, cond, now, body.metadata.namespace or "default", logger)
+        if not is_due(status, generation, now):
+            try:
+                self._correct(t, kwargs)
+            except Exception:  # the correction's boundary: it must not stop the timer
+                logger.exception("short-term correction crashed")
+                self.metrics.cycle_crashes.inc()
+            return
         try:
             self._plan(t, kwargs)
         except Exception as err:  # the cycle's boundary: nothing may stop the timer
@@ -252,11 +266,7 @@ class PlanningLoop:
             self._fail(t, Failure(Reason.INVALID_SPEC, msg, permanent=True), interval=RETRY_SECONDS * 60)
             return
         interval = float(policy.spec.interval_seconds)
-        objects: list[Resource] = []
-        for name, idx in kwargs.items():
-            if name.startswith("idx_") and idx is not None:
-                objects += [o for values in idx.values() for o in values]
-        snapshot = policy_snapshot(objects, t.namespace)
+        snapshot = policy_snapshot(_indexed(kwargs), t.namespace)
         last_name = t.status.get("lastAppliedPlan") or t.status.get("lastPlan")
         uid = str(t.body.metadata.uid)
         with RegionClusters(
@@ -264,7 +274,9 @@ class PlanningLoop:
             kubeconfig_namespaces=self.settings.kubeconfig_secret_namespaces,
             create_namespaces=self.settings.create_namespaces,
         ) as clusters:
-            current, observe_note, unreachable = self._observe(clusters, snapshot, t.namespace)
+            current, observe_note, unreachable, observed = self._observe(
+                clusters, snapshot, t.namespace
+            )
             reader = DemandReader(
                 policy.spec.prometheus,
                 allow=self.settings.prometheus_allow,
@@ -287,9 +299,10 @@ class PlanningLoop:
                     ),
                     CyclePorts(demand=reader, usage=reader),
                 )
+                self._record(t, policy, snapshot, result, unreachable, clusters, interval,
+                             _After(observed, reader))
             finally:
                 reader.close()
-            self._record(t, policy, snapshot, result, unreachable, clusters, interval)
         self._finished[uid] = (self.clock(), interval)
 
     # ---------------------------------------------------------------- steps
@@ -314,8 +327,10 @@ class PlanningLoop:
         unreachable: Mapping[str, str],
         clusters: RegionClusters,
         interval: float,
+        after: _After | None = None,
     ) -> None:
-        """Write what the cycle decided: the failure, or the plan and its actuation."""
+        """Write what the cycle decided: the failure, or the plan and its actuation (the
+        plan as the short-term correction leaves it, ``after`` reading what it needs)."""
         t.cond.apply(result.conditions)
         self._report_excluded(t, result)
         if result.demand is not None and result.demand.age_seconds is not None:
@@ -347,7 +362,16 @@ class PlanningLoop:
             f"{sum(n.nodes for n in spec.nodes)} nodes, "
             f"{sum(r.replicas for r in spec.replicas)} replicas ({result.demand.source if result.demand else 'no'} demand)",
         )  # fmt: skip
-        applied, lost = self._actuate(t, policy, snapshot, spec, plan_obj, clusters)
+        to_apply = spec
+        uid = str(t.body.metadata.uid)
+        if after is not None and after.observed is not None and self._corrects(policy):
+            run = run_correction(policy, snapshot, spec, after.observed, after.reader,
+                                 t.now.timestamp(), after_plan=True)
+            self._corrected_at[uid] = self.clock()
+            to_apply = self._report_correction(t, run, name) or spec
+        applied, lost = self._actuate(t, policy, snapshot, to_apply, plan_obj, clusters)
+        if applied:
+            self._applied[uid] = (name, spec)
         self._throttle(t, policy, snapshot, result, name)
         self._reachability(t, snapshot, {**unreachable, **lost}, result)
         t.patch.status["lastPlan"] = name
@@ -375,6 +399,111 @@ class PlanningLoop:
         if applied:
             t.patch.status["lastAppliedPlan"] = last
             t.logger.info("the last plan %s is applied now (retried)", last)
+
+    # ---------------------------------------------------------------- correction
+
+    @staticmethod
+    def _corrects(policy: FleetPolicy) -> bool:
+        return policy.spec.mode == "apply" and policy.spec.correction.enabled
+
+    def _correct(self, t: _Tick, kwargs: Mapping[str, Any]) -> None:
+        """The short-term correction between plans (:mod:`llmfleet.controller.correction`),
+        when it is due."""
+        try:
+            policy = FleetPolicy.from_wire({
+                "apiVersion": t.body.get("apiVersion"), "kind": t.body.get("kind"),
+                "metadata": dict(t.body.metadata), "spec": dict(t.body.spec),
+            })  # fmt: skip
+        except ValidationError:
+            return  # the planning tick reports it
+        uid = str(t.body.metadata.uid)
+        last = self._corrected_at.get(uid)
+        if not self._corrects(policy) or (
+            last is not None and self.clock() - last < policy.spec.correction.interval_seconds
+        ):
+            return
+        applied = self._last_applied(t, uid)
+        if applied is None:
+            return
+        self._corrected_at[uid] = self.clock()
+        name, plan = applied
+        snapshot = policy_snapshot(_indexed(kwargs), t.namespace)
+        with RegionClusters(
+            self.cluster,
+            kubeconfig_namespaces=self.settings.kubeconfig_secret_namespaces,
+            create_namespaces=self.settings.create_namespaces,
+        ) as clusters:
+            *_, observed = self._observe(clusters, snapshot, t.namespace)
+            if observed is None:
+                return  # the next plan says why
+            reader = DemandReader(
+                policy.spec.prometheus,
+                allow=self.settings.prometheus_allow,
+                served_names={m.spec.served_model_name: m.metadata.name for m in snapshot.models},
+            )
+            try:
+                run = run_correction(policy, snapshot, plan, observed, reader, t.now.timestamp())
+            finally:
+                reader.close()
+            spec = self._report_correction(t, run, name)
+            if spec is not None:
+                result = actuate(clusters, snapshot, spec, policy, t.namespace)
+                for ev in result.events:
+                    if ev.type == "Warning":
+                        kopf.event(t.body, type="Warning", reason=ev.reason,
+                                   message=f"correcting FleetPlan {name}: {ev.kind} {ev.name}: {ev.message}")  # fmt: skip
+                if result.errors:
+                    self.metrics.record_actuation_errors(_error_labels(result.errors))
+                    t.cond.set(CORRECTED, "False", Reason.CORRECTION_NOT_APPLIED,
+                               f"FleetPlan {name}: {len(result.errors)} errors applying the "
+                               f"correction, e.g. {result.errors[0]}")  # fmt: skip
+        if t.cond.changed:
+            t.patch.status["conditions"] = t.cond.merged_into(
+                copy.deepcopy(list(t.status.get("conditions") or []))
+            )
+
+    def _last_applied(self, t: _Tick, uid: str) -> tuple[str, FleetPlanSpec] | None:
+        """The last applied plan (remembered, else read back after a restart)."""
+        name = t.status.get("lastAppliedPlan")
+        if not name:
+            return None
+        known = self._applied.get(uid)
+        if known is not None and known[0] == name:
+            return known
+        spec = self._plan_spec(name, t.namespace)
+        if spec is None:
+            return None
+        self._applied[uid] = (name, spec)
+        return name, spec
+
+    def _report_correction(self, t: _Tick, run: CorrectionRun, plan: str) -> FleetPlanSpec | None:
+        """Condition, status, Events and metrics of one correction; the spec to actuate
+        (None: the plan as it is)."""
+        if run.failure is not None:
+            t.cond.set(CORRECTED, "False", Reason.CORRECTION_READ_FAILED,
+                       f"FleetPlan {plan}: {run.failure}")  # fmt: skip
+            return None
+        decided = run.correction
+        if decided is None:
+            return None
+        for a in decided.additions:
+            self.metrics.corrections.labels(a.model, a.region, a.pool, a.rule).inc(a.replicas)
+            kopf.event(t.body, type="Normal", reason="Corrected", message=f"FleetPlan {plan}: {a}")
+        for (model, region), n in decided.unplaced:
+            kopf.event(t.body, type="Warning", reason="CorrectionNoRoom",
+                       message=f"FleetPlan {plan}: {n} more replicas of {model} in {region} "
+                       "found no room within maxNodes and spillRttMs")  # fmt: skip
+        self.metrics.corrected_replicas.labels(str(t.body.metadata.name)).set(run.above_plan)
+        if (t.status.get("correctedReplicas") or 0) != run.above_plan:
+            t.patch.status["correctedReplicas"] = run.above_plan
+        if decided.changed:
+            t.patch.status["lastCorrectionTime"] = iso(t.now)
+        if run.above_plan:
+            t.cond.set(CORRECTED, "True", Reason.ABOVE_PLAN,
+                       f"FleetPlan {plan} plus {run.above_plan} replicas: {decided.summary()}")  # fmt: skip
+        else:
+            t.cond.set(CORRECTED, "False", Reason.AS_PLANNED, f"FleetPlan {plan} as planned")
+        return run.spec
 
     def _report_excluded(self, t: _Tick, result: CycleResult) -> None:
         """A Warning Event on each object the cycle left out, naming the field and the fix
@@ -421,15 +550,16 @@ class PlanningLoop:
 
     def _observe(
         self, clusters: RegionClusters, snapshot: FleetSnapshot, namespace: str
-    ) -> tuple[CurrentState, str, dict[str, str]]:
-        """The fleet now, a note on what could not be read, and the unreachable regions."""
+    ) -> tuple[CurrentState, str, dict[str, str], Observation | None]:
+        """The fleet now, a note on what could not be read, the unreachable regions, and
+        the observation itself (None when it failed)."""
         try:
             obs = observe(clusters, snapshot, namespace)
         except KubeError as err:
-            return CurrentState(), f"fleet not observed: {err}", {}
+            return CurrentState(), f"fleet not observed: {err}", {}, None
         note = f"observing the fleet: {'; '.join(str(e) for e in obs.errors)}" if obs.errors else ""
         current = CurrentState(nodes=dict(obs.nodes), replicas=dict(obs.replicas))
-        return current, note, dict(obs.unreachable)
+        return current, note, dict(obs.unreachable), obs
 
     def _plan_spec(self, name: str | None, namespace: str) -> FleetPlanSpec | None:
         """The spec of FleetPlan ``name`` (None when it is gone or unreadable)."""
@@ -631,6 +761,24 @@ class PlanningLoop:
             except ValidationError:
                 out.append(q)
         return out
+
+
+@dataclass(frozen=True)
+class _After:
+    """What the correction right after a new plan reads: the fleet as observed for the
+    cycle, and the cycle's Prometheus reader."""
+
+    observed: Observation | None
+    reader: DemandReader
+
+
+def _indexed(kwargs: Mapping[str, Any]) -> list[Resource]:
+    """Every fleet object of kopf's indexes (the handler's ``idx_*`` arguments)."""
+    objects: list[Resource] = []
+    for name, idx in kwargs.items():
+        if name.startswith("idx_") and idx is not None:
+            objects += [o for values in idx.values() for o in values]
+    return objects
 
 
 def _error_labels(errors: Sequence[ActuationError]) -> list[tuple[str, str]]:

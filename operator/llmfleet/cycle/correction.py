@@ -270,7 +270,8 @@ def _demand_need(inputs: CorrectionInputs, placer: _Placer) -> tuple[dict[Cell, 
     need: dict[Cell, float] = {}
     pool_of: dict[Cell, ReplicaKey] = {}
     spot_ok: dict[Cell, bool] = {}
-    for fk, (rps, prompt, output) in sorted(inputs.recent.items()):
+    for fk, (rps, prompt, output) in sorted(
+            inputs.recent.items(), key=lambda kv: (kv[0].model, kv[0].origin, kv[0].tier)):
         tps = prompt + output
         tier = f.tiers.get(fk.tier)
         if tps <= 0 or rps <= 0 or tier is None or tier.kind == "deadline":

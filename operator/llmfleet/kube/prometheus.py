@@ -447,6 +447,10 @@ def newest_with_data(histories: Sequence[DemandHistory]) -> float | None:
     return newest
 
 
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else 0.0
+
+
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(p.title() for p in rest)
@@ -593,6 +597,26 @@ class DemandReader:
             return usage_from_results(out, queries, self.served_names)
         except (AttributeError, TypeError, KeyError) as err:  # not the API's result shape
             raise self._garbled(err) from None
+
+    def read_recent(
+        self, queries: PrometheusQueries, *, end: float, window_seconds: int
+    ) -> dict[FlowKey, tuple[float, float, float]]:
+        """Each flow's (requests, prompt tokens, output tokens) per second over the last
+        ``window_seconds`` before ``end``: the demand templates as instant queries at
+        ``$window`` = the window (the short-term correction's demand rule)."""
+        results: dict[Series, list[dict[str, Any]]] = {}
+        for series, fieldname in QUERY_FIELDS.items():
+            query = render(queries.template(fieldname), window_seconds)
+            out = self._instant(f"spec.prometheus.queries.{_camel(fieldname)} {query!r}", query, end)
+            results[series] = [{"metric": item.get("metric"), "values": [item.get("value")]}
+                               for item in out if isinstance(item, Mapping)]
+        try:
+            histories = histories_from_results(
+                results, end - window_seconds, window_seconds, 1, queries, self.served_names)
+        except (AttributeError, TypeError, KeyError) as err:  # not the API's result shape
+            raise self._garbled(err) from None
+        return {h.key: (_finite(h.rates.requests_per_s[0]), _finite(h.rates.prompt_tokens_per_s[0]),
+                        _finite(h.rates.output_tokens_per_s[0])) for h in histories}
 
     def read_replica_state(
         self, queries: PrometheusQueries, *, end: float

@@ -36,6 +36,8 @@ LLMFLEET: dict[str, tuple[str, ...]] = {
     "llmfleet_unmet_demand_tokens_per_second": ("model_name", "region"),
     "llmfleet_capacity_tokens_per_second": ("model_name", "region"),
     "llmfleet_actuation_errors_total": ("region", "target"),
+    "llmfleet_corrected_replicas": ("policy",),
+    "llmfleet_correction_replicas_added_total": ("model_name", "region", "pool", "rule"),
     "llmfleet_demand_data_age_seconds": (),
     "llmfleet_region_reachable": ("region",),
     "llmfleet_routing_weight": ("model_name", "origin_region", "region"),
