@@ -36,6 +36,12 @@ class FakeSource:
     queries: list[PrometheusQueries] = field(default_factory=list)
     peak_seconds: int = 0
     """The ``peak_seconds`` of the last ``read``."""
+    recent: dict[Any, tuple[float, float, float]] | Exception = field(default_factory=dict)
+    """What ``read_recent`` returns (or raises): the short-term correction's demand."""
+    states: tuple[Any, ...] = ()
+    """What ``read_replica_state`` returns: vLLM's view per (model, serving region)."""
+    recent_windows: list[int] = field(default_factory=list)
+    """The ``window_seconds`` of every ``read_recent``."""
 
     def read(
         self, queries: PrometheusQueries, *, end: float, history_seconds: int, step_seconds: int,
@@ -55,6 +61,17 @@ class FakeSource:
         if isinstance(self.usage, Exception):
             raise self.usage
         return self.usage
+
+    def read_recent(
+        self, queries: PrometheusQueries, *, end: float, window_seconds: int
+    ) -> dict[Any, tuple[float, float, float]]:
+        self.recent_windows.append(window_seconds)
+        if isinstance(self.recent, Exception):
+            raise self.recent
+        return dict(self.recent)
+
+    def read_replica_state(self, queries: PrometheusQueries, *, end: float) -> tuple[Any, ...]:
+        return self.states
 
     def close(self) -> None:
         """As :class:`~llmfleet.kube.prometheus.DemandReader` has."""

@@ -13,8 +13,9 @@ two rules says the fleet is short, per *cell* (model, serving region):
 
   replicas, with ``c`` the planner's own tokens/s per replica for the tier at the flow's
   prompt share and request size (:func:`llmfleet.plan.capacity.replica_throughput`) on the
-  cell's serving pool (the pool with most replicas of the model wanted there; a tier that
-  forbids spot counts only on-demand pools). With ``have`` the replicas ready or loading (at
+  cell's serving pool (the pool with most replicas of the model wanted there, else, for a
+  model scaled to zero there, the cheapest per replica that can run it; a tier that forbids
+  spot counts only on-demand pools). With ``have`` the replicas ready or loading (at
   least those wanted), ``ceil(n - have)`` are added when ``n > have (1 + demandMargin)``:
   a burst is met at once, before slots fill (at real replica size TTFT goes long while
   slots are still free). Deadline tiers never trigger it: their work queues and the plan
@@ -229,12 +230,17 @@ class _Placer:
         return max(0, (f.pool_gpus[(region, pool)] - used) // f.profiles[key].gpus_per_replica)
 
     def serving_pool(self, model: str, region: str, spot_ok: bool) -> ReplicaKey | None:
-        """The pool of ``region`` with the most replicas of ``model`` wanted now (spot pools
-        only when ``spot_ok``); None where none run there."""
+        """The pool of ``region`` with the most replicas of ``model`` wanted now, else (a
+        model scaled to zero there) the cheapest per replica that can run it; spot pools only
+        when ``spot_ok``; None where no pool of the region can run the model."""
         f = self.fleet
         keys = [k for k, v in self.want.items() if k[:2] == (model, region) and v > 0
                 and k in f.profiles and (spot_ok or k[1:] not in f.spot_pools)]
-        return max(keys, key=lambda k: (self.want[k], k)) if keys else None
+        if keys:
+            return max(keys, key=lambda k: (self.want[k], k))
+        able = [k for k in f.profiles if k[:2] == (model, region)
+                and (spot_ok or k[1:] not in f.spot_pools)]
+        return min(able, key=lambda k: (f.replica_price[k], k)) if able else None
 
     def place(self, first: ReplicaKey, count: int, spot_ok: bool) -> tuple[list[tuple[ReplicaKey, int]], int]:
         """Add ``count`` replicas of ``first``'s model: where they went, and how many found

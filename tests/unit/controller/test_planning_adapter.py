@@ -17,7 +17,10 @@ from llmfleet.controller import planning
 from llmfleet.controller.metrics import FleetMetrics
 from llmfleet.controller.operator import EndlessBackoffs
 from llmfleet.cycle import DemandRead
+from llmfleet.cycle.correction import CorrectionFleet
+from llmfleet.forecast.types import FlowKey
 from llmfleet.kube.actuate import ActuationResult, Observation
+from llmfleet.plan.capacity import replica_throughput
 from support.cycles import FakeSource
 from support.plans import fleet_plan
 from support.tiny import tiny_scenario
@@ -201,3 +204,113 @@ def test_malformed_router_shares_are_a_condition_and_an_event_not_a_failed_cycle
     warned = [e for e in events if e["reason"] == "SharesInvalid"]
     assert warned and warned[0]["type"] == "Warning" and "shares.json" in warned[0]["message"]
     assert _cond(patch, "Planned")["reason"] == "PlanRecorded"  # planned without a split
+
+
+# ---------------------------------------------------------------- the short-term correction
+
+FAST = FlowKey(model="m", origin="r1", tier="fast")
+
+
+def _burst(replicas: float) -> tuple[float, float, float]:
+    """The last minute's demand of ``fast`` that ``replicas`` replicas of the tiny model serve
+    (300 prompt and 60 output tokens a request)."""
+    fleet = CorrectionFleet.of(tiny_scenario().snapshot())
+    cap = replica_throughput(fleet.profiles[("m", "r1", "gpu")], fleet.tiers["fast"], 300 / 360, 360)
+    rps = replicas * cap / 360
+    return rps, rps * 300, rps * 60
+
+
+@pytest.fixture
+def correcting(wired, monkeypatch):
+    """``wired`` with one Prometheus source the test sets, and the actuated specs kept."""
+    loop, hub, events, tick, now, _actuated = wired
+    src = FakeSource(read_result=DemandRead((), 0.0, 300, None, None))
+    monkeypatch.setattr(planning, "DemandReader", lambda source, **_: src)
+    specs: list[Any] = []
+
+    def fake_actuate(clusters, snapshot, spec, policy, namespace, dry_run=False, **kw):
+        specs.append(spec)
+        return ActuationResult(dry_run=dry_run)
+
+    monkeypatch.setattr(planning, "actuate", fake_actuate)
+    return loop, hub, events, tick, now, src, specs
+
+
+def _replicas(spec: Any) -> dict[tuple[str, str, str], int]:
+    return {(r.model, r.region, r.pool): r.replicas for r in spec.replicas if r.replicas}
+
+
+def test_a_new_plan_is_actuated_with_what_the_last_minutes_demand_still_needs(correcting):
+    _loop, hub, events, tick, _now, src, specs = correcting
+    src.recent = {FAST: _burst(7.5)}
+    patch = tick(mode="apply")  # no last plan: the quotas' fallback plans
+    assert _cond(patch, "Planned")["reason"] == "PlanRecorded", patch.status
+    recorded = next(o for o in hub.applied if o.get("kind") == "FleetPlan" and "spec" in o)
+    planned = sum(r["replicas"] for r in recorded["spec"]["replicas"])
+    assert planned < 8 and src.recent_windows == [60]  # spec.correction.windowSeconds
+    assert _replicas(specs[-1]) == {("m", "r1", "gpu"): 8}  # ceil(7.5): the plan plus the burst
+    assert patch.status["correctedReplicas"] == 8 - planned
+    c = _cond(patch, "Corrected")
+    assert (c["status"], c["reason"]) == ("True", "AbovePlan")
+    assert "demand: the last 60s need 7.5 replicas" in c["message"]
+    assert any(e["reason"] == "Corrected" for e in events)
+
+
+def _applied_plan(hub: Any, replicas: int) -> dict[str, Any]:
+    spec = fleet_plan(nodes={("r1", "gpu"): 1}, replicas={("m", "r1", "gpu"): replicas},
+                      policy="tiny", gpu_type="G")  # fmt: skip
+    hub.docs["p-1"] = {"apiVersion": "llmfleet.dev/v1alpha1", "kind": "FleetPlan",
+                       "metadata": {"name": "p-1", "namespace": "default"}, "spec": spec.to_wire()}  # fmt: skip
+    planned = {"type": "Planned", "status": "True", "reason": "PlanRecorded", "message": "",
+               "observedGeneration": 1, "lastTransitionTime": "2026-11-23T14:00:00Z"}  # fmt: skip
+    return {"lastPlan": "p-1", "lastAppliedPlan": "p-1", "conditions": [planned],
+            "nextRunTime": "2026-11-23T16:00:00Z"}  # fmt: skip
+
+
+def test_between_plans_the_correction_runs_every_interval_on_the_applied_plan(correcting, monkeypatch):
+    _loop, hub, events, tick, now, src, specs = correcting
+    status = _applied_plan(hub, 2)
+    monkeypatch.setattr(planning, "observe", lambda *a: Observation(
+        replicas={("m", "r1", "gpu"): 2}, ready_replicas={("m", "r1", "gpu"): 2}))
+    src.recent = {FAST: _burst(4.6)}
+    patch = tick(mode="apply", status=status)
+    assert "lastRunTime" not in patch.status  # no plan: a correction
+    assert [_replicas(s) for s in specs] == [{("m", "r1", "gpu"): 5}]
+    assert [n.nodes for n in specs[0].nodes] == [1]  # 5 one-GPU replicas fit one 8-GPU node
+    assert patch.status["correctedReplicas"] == 3
+    assert _cond(patch, "Corrected")["reason"] == "AbovePlan"
+    tick(mode="apply", status=status)  # within spec.correction.intervalSeconds: nothing
+    assert len(specs) == 1 and len(src.recent_windows) == 1
+    now[0] += 60
+    tick(mode="apply", status=status)  # due again; the fleet still has 2: corrected again
+    assert len(specs) == 2
+    now[0] += 60
+    tick(mode="plan-only", status=status)  # due, but plan-only: never corrected
+    assert len(specs) == 2 and len(src.recent_windows) == 2
+
+
+def test_a_correction_that_cannot_read_its_demand_changes_nothing_and_says_why(correcting, monkeypatch):
+    _loop, hub, events, tick, _now, src, specs = correcting
+    from llmfleet.cycle.ports import SourceUnreachable
+
+    status = _applied_plan(hub, 2)
+    src.recent = SourceUnreachable("Prometheus http://prom.test: connection refused")
+    patch = tick(mode="apply", status=status)
+    assert specs == []
+    c = _cond(patch, "Corrected")
+    assert (c["status"], c["reason"]) == ("False", "CorrectionReadFailed")
+    assert "connection refused" in c["message"]
+
+
+def test_a_fleet_within_its_plan_is_left_as_it_is(correcting, monkeypatch):
+    _loop, hub, events, tick, _now, src, specs = correcting
+    status = _applied_plan(hub, 2)
+    monkeypatch.setattr(planning, "observe", lambda *a: Observation(
+        replicas={("m", "r1", "gpu"): 2}, ready_replicas={("m", "r1", "gpu"): 2}))
+    src.recent = {FAST: _burst(2.1)}  # within the 10% margin of the two replicas
+    patch = tick(mode="apply", status=status)
+    assert specs == []
+    c = _cond(patch, "Corrected")
+    assert (c["status"], c["reason"]) == ("False", "AsPlanned")
+    assert "correctedReplicas" not in patch.status
+    assert not [e for e in events if e["reason"] == "Corrected"]

@@ -4,6 +4,7 @@ timer's adapter and through the twin's llmfleet policy give the same plan."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from llmfleet.controller import planning
 from llmfleet.controller.metrics import FleetMetrics
-from llmfleet.cycle import DemandRead
+from llmfleet.cycle import DemandRead, policy_snapshot
 from llmfleet.forecast.types import DemandHistory, DemandRates, FlowKey
 from llmfleet.kube.actuate import ActuationResult, Observation
 from llmfleet.sim.policies.planner import Llmfleet
@@ -118,3 +119,42 @@ def test_controller_and_twin_make_the_same_plan_from_the_same_inputs(monkeypatch
     for key in ("nodes", "replicas", "routing", "costPerHour", "throttles", "unmet", "explanation"):
         assert ctl.get(key) == mine.get(key), key
     assert plans[0]["metadata"]["name"] == twin.last_name
+
+
+# ---------------------------------------------------------------- the short-term correction
+
+
+@pytest.mark.parametrize("after_plan", [False, True])
+def test_the_controller_and_the_twin_run_one_short_term_correction(after_plan):
+    """The same fleet, load and last minute's demand through the controller's adapter
+    (kube observation, vLLM's gauges, the gateway's rates) and the twin's policy (its
+    observation) give the same correction."""
+    from llmfleet.controller.correction import correction_inputs
+    from llmfleet.cycle.correction import correct, plan_replicas, plan_routes
+    from support.plans import fleet_plan
+
+    sc = tiny_scenario(max_seqs=16)
+    key = ("m", "r1", "gpu")
+    spec = fleet_plan(nodes={("r1", "gpu"): 1}, replicas={key: 3},
+                      routing={("m", "fast", "r1"): {"r1": 1.0}}, policy="tiny", gpu_type="G")  # fmt: skip
+    recent = {FAST: (0.9, 675.0, 135.0), BATCH: (50.0, 1e5, 1e4)}  # 2.9 replicas' worth
+    # the twin: 3 wanted, 3 ready, 95% of slots busy, 6 queued
+    twin = Llmfleet(sc)
+    twin.planned, twin.last_spec = plan_replicas(spec), spec
+    twin.target = dataclasses.replace(twin.target, replicas={key: 3}, routes=plan_routes(spec))
+    stats = ReplicaStats(ready=3, loading=0, busy=0.95, waiting=6, tokens_per_s=0.0)
+    obs = TwinObservation(now=600.0, start_unix=START, step_seconds=300, history={}, nodes={},
+                          replicas={key: stats}, recent=recent, recent_seconds=60.0)  # fmt: skip
+    by_twin = correct(twin.correction_inputs(obs, after_plan=after_plan))
+    # the controller: Deployment spec/ready replicas, vLLM running and waiting per cell
+    kube = Observation(replicas={key: 3}, ready_replicas={key: 3})
+    running = {("m", "r1"): 0.95 * 3 * 16}
+    by_controller = correct(correction_inputs(
+        sc.snapshot().policies[0], policy_snapshot(sc.objects(), "default"), spec, kube,
+        recent, running, {("m", "r1"): 6.0}, after_plan=after_plan))  # fmt: skip
+    assert by_twin == by_controller
+    if after_plan:  # the demand is within its margin; the load rule waits after a plan
+        assert not by_twin.changed and by_twin.replicas == {key: 3}
+    else:  # (0.95 x 48 + 6) / 48 slots = 107.5% > 90%: one more
+        assert [(a.rule, a.replicas) for a in by_twin.additions] == [("load", 1)]
+        assert by_twin.replicas == {key: 4}
