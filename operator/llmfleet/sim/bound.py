@@ -18,7 +18,7 @@ import numpy as np
 
 from llmfleet.api.references import FleetSnapshot
 from llmfleet.plan.capacity import mix_throughput
-from llmfleet.sim.policies.sizing import profile_spec
+from llmfleet.plan.instance import profile_spec
 from llmfleet.sim.workload import AnyWorkload
 
 

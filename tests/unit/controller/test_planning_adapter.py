@@ -268,7 +268,7 @@ def _applied_plan(hub: Any, replicas: int) -> dict[str, Any]:
 
 
 def test_between_plans_the_correction_runs_every_interval_on_the_applied_plan(correcting, monkeypatch):
-    _loop, hub, events, tick, now, src, specs = correcting
+    _loop, hub, _events, tick, now, src, specs = correcting
     status = _applied_plan(hub, 2)
     monkeypatch.setattr(planning, "observe", lambda *a: Observation(
         replicas={("m", "r1", "gpu"): 2}, ready_replicas={("m", "r1", "gpu"): 2}))
@@ -289,8 +289,8 @@ def test_between_plans_the_correction_runs_every_interval_on_the_applied_plan(co
     assert len(specs) == 2 and len(src.recent_windows) == 2
 
 
-def test_a_correction_that_cannot_read_its_demand_changes_nothing_and_says_why(correcting, monkeypatch):
-    _loop, hub, events, tick, _now, src, specs = correcting
+def test_a_correction_that_cannot_read_its_demand_changes_nothing_and_says_why(correcting):
+    _loop, hub, _events, tick, _now, src, specs = correcting
     from llmfleet.cycle.ports import SourceUnreachable
 
     status = _applied_plan(hub, 2)

@@ -7,9 +7,9 @@ import pytest
 
 from conftest import Fixed, hand_workload, tiny_scenario
 from llmfleet.plan.capacity import mix_throughput, replica_throughput
+from llmfleet.plan.instance import profile_spec, tier_spec
 from llmfleet.sim.engine import Engine
 from llmfleet.sim.metrics import DONE
-from llmfleet.sim.policies.sizing import profile_spec, tier_spec
 
 
 def _run(sc, wl, policy=None, seed=0):

@@ -11,9 +11,9 @@ import numpy as np
 
 from conftest import Fixed, hand_workload, tiny_scenario
 from llmfleet.plan.capacity import PROMPT_SCV, mix_throughput, replica_throughput, slo_load
+from llmfleet.plan.instance import profile_spec, tier_spec
 from llmfleet.sim.engine import Engine
 from llmfleet.sim.metrics import DONE
-from llmfleet.sim.policies.sizing import profile_spec, tier_spec
 
 PREFILL, TTFT, MEAN_PROMPT, OUT = 4000.0, 3.0, 2000, 10
 
