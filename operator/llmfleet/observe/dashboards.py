@@ -128,6 +128,22 @@ def replicas_desired_vs_current() -> Panel:
     )
 
 
+def corrected_replicas() -> Panel:
+    return Panel(
+        "Short-term correction",
+        "Replicas the correction runs above the last applied plan, and what it added per "
+        "rule over 10 minutes (demand: the last window's demand; load: slots plus queue).",
+        (
+            Target("max by (policy) (llmfleet_corrected_replicas)", "{{policy}} above plan"),
+            Target(
+                "sum by (model_name, region, rule) "
+                "(increase(llmfleet_correction_replicas_added_total[10m]))",
+                "{{model_name}} in {{region}} +{{rule}}",
+            ),
+        ),
+    )
+
+
 def unmet_demand() -> Panel:
     return Panel(
         "Unmet demand",
@@ -343,6 +359,7 @@ def dashboards() -> tuple[Dashboard, ...]:
                 gpus_by_pool(),
                 nodes_desired(),
                 replicas_desired_vs_current(),
+                corrected_replicas(),
                 unmet_demand(),
                 solver_duration(),
                 solver_gap(),

@@ -90,7 +90,7 @@ def _metric_names(expr: str) -> set[str]:
     words = set(re.findall(r"(?<![\w\"=~{,])([a-z_][a-z0-9_]*(?::[a-z0-9_]+)*)(?![\w(\"])", expr))
     keywords = {"sum", "by", "max", "min", "and", "or", "scalar", "rate", "increase", "time"}
     labels = {"tier", "le", "slo", "region", "pool", "capacity_type", "model_name", "tenant",
-              "policy", "status", "origin_region", "target"}  # fmt: skip
+              "policy", "status", "origin_region", "target", "rule"}  # fmt: skip
     return {w for w in words if w not in keywords | labels}
 
 
