@@ -79,6 +79,7 @@ def _fleet_series(t0: float) -> list[Series]:
         "tier": list(TIERS[:2]),
         "slo": ["ttft", "e2e"],
         "tenant": [t for t, _ in TENANTS],
+        "rule": ["demand", "load"],
     }
     for name, labels in m.LLMFLEET.items():
         combos: list[dict[str, str]] = [{}]

@@ -16,7 +16,9 @@ two rules says the fleet is short, per *cell* (model, serving region):
   cell's serving pool (the pool with most replicas of the model wanted there, else, for a
   model scaled to zero there, the cheapest per replica that can run it; a tier that forbids
   spot counts only on-demand pools). With ``have`` the replicas ready or loading (at
-  least those wanted), ``ceil(n - have)`` are added when ``n > have (1 + demandMargin)``:
+  least those wanted; replicas on spot count only up to the need of the tiers that allow
+  spot, and replicas other cells spilled into this one in the same run not at all),
+  ``ceil(n - have)`` are added when ``n > have (1 + demandMargin)``:
   a burst is met at once, before slots fill (at real replica size TTFT goes long while
   slots are still free). Deadline tiers never trigger it: their work queues and the plan
   sizes it for its deadline.
@@ -269,11 +271,13 @@ class _Placer:
         return placed, max(count, 0)
 
 
-def _demand_need(inputs: CorrectionInputs, placer: _Placer) -> tuple[dict[Cell, float], dict[Cell, ReplicaKey], dict[Cell, bool]]:
+def _demand_need(inputs: CorrectionInputs, placer: _Placer) -> tuple[dict[Cell, float], dict[Cell, float], dict[Cell, ReplicaKey], dict[Cell, bool]]:
     """Replicas the window's interactive demand needs per cell (module doc, demand rule),
-    each cell's serving pool, and whether every tier it serves allows spot."""
+    the part of it from tiers that allow spot, each cell's serving pool, and whether every
+    tier it serves allows spot."""
     f = inputs.fleet
     need: dict[Cell, float] = {}
+    spot_need: dict[Cell, float] = {}
     pool_of: dict[Cell, ReplicaKey] = {}
     spot_ok: dict[Cell, bool] = {}
     for fk, (rps, prompt, output) in sorted(
@@ -293,10 +297,13 @@ def _demand_need(inputs: CorrectionInputs, placer: _Placer) -> tuple[dict[Cell, 
             cap = replica_throughput(f.profiles[key], tier, prompt / tps, tps / rps)
             if cap > 0:
                 cell = (fk.model, region)
-                need[cell] = need.get(cell, 0.0) + (frac / total) * tps / cap
+                n = (frac / total) * tps / cap
+                need[cell] = need.get(cell, 0.0) + n
+                if tier.spot_allowed:
+                    spot_need[cell] = spot_need.get(cell, 0.0) + n
                 pool_of.setdefault(cell, key)
                 spot_ok[cell] = spot_ok.get(cell, True) and tier.spot_allowed
-    return need, pool_of, spot_ok
+    return need, spot_need, pool_of, spot_ok
 
 
 def correct(inputs: CorrectionInputs) -> Correction:
@@ -313,11 +320,15 @@ def correct(inputs: CorrectionInputs) -> Correction:
     added: list[Addition] = []
     unplaced: list[tuple[Cell, int]] = []
 
-    need, pool_of, spot_ok = _demand_need(inputs, placer)
+    need, spot_need, pool_of, spot_ok = _demand_need(inputs, placer)
+    before = dict(want)  # a cell's own replicas, not what other cells spill into it
     for cell, n in sorted(need.items()):
         load = inputs.cells.get(cell)
         started = (load.ready + load.loading) if load else 0
-        have = max(started, sum(v for k, v in want.items() if k[:2] == cell))
+        have = max(started, sum(v for k, v in before.items() if k[:2] == cell))
+        on_spot = sum(v for k, v in before.items() if k[:2] == cell and k[1:] in f.spot_pools)
+        # spot replicas serve only the tiers that allow spot
+        have -= max(on_spot - math.ceil(spot_need.get(cell, 0.0)), 0)
         if n > have * (1.0 + s.demand_margin):
             count = math.ceil(n - have)
             placed, left = placer.place(pool_of[cell], count, spot_ok[cell])
