@@ -1,5 +1,6 @@
 """A real Prometheus for tests: series backfilled with ``promtool tsdb create-blocks-from
-openmetrics``, then ``prometheus`` (Debian package) serving them and evaluating rules."""
+openmetrics``, then ``prometheus`` (Debian package) serving them and evaluating rules; or
+scraping live targets (:meth:`LocalPrometheus.scrape`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,30 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _need(*tools: str) -> None:
+    for tool in tools:
+        if not shutil.which(tool):
+            raise AssertionError(f"{tool} is missing: run `bash hack/tools.sh prometheus`")
+
+
+def rfc3339(text: str) -> float:
+    """Unix time of an RFC 3339 timestamp as Prometheus writes them (nanoseconds)."""
+    # fromisoformat takes at most microseconds
+    head, _, frac = text.partition(".")
+    if frac:
+        digits = "".join(c for c in frac if c.isdigit())
+        zone = frac[len(digits) :]
+        text = f"{head}.{digits[:6]}{zone}"
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def scraped_after(targets: list[dict[str, Any]], job: str, t: float) -> bool:
+    """Every target of ``job`` in ``/api/v1/targets``' active targets is up and was scraped
+    after Unix time ``t``."""
+    mine = [x for x in targets if x["labels"].get("job") == job]
+    return bool(mine) and all(x["health"] == "up" and rfc3339(x["lastScrape"]) > t for x in mine)
+
+
 @dataclass
 class LocalPrometheus:
     """``prometheus`` on a free port over a temp TSDB holding backfilled series."""
@@ -69,9 +95,8 @@ class LocalPrometheus:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, series: Iterable[Series], start: float, end: float, step: float = 60) -> None:
-        for tool in ("prometheus", "promtool"):
-            if not shutil.which(tool):
-                raise AssertionError(f"{tool} is missing: run `bash hack/tools.sh prometheus`")
+        """Serve ``series`` backfilled over [start, end] every ``step`` s, and the rules."""
+        _need("prometheus", "promtool")
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
         om = self.workdir / "series.om"
@@ -80,15 +105,25 @@ class LocalPrometheus:
             ["promtool", "tsdb", "create-blocks-from", "openmetrics", str(om), str(data)],
             check=True, capture_output=True, timeout=120,
         )  # fmt: skip
+        self._launch({"global": {"evaluation_interval": "1s", "scrape_interval": "1m"},
+                      "rule_files": [str(p) for p in self.rule_files]})  # fmt: skip
+
+    def scrape(self, scrape_configs: list[dict[str, Any]], interval: str = "1s") -> None:
+        """Scrape live targets instead: ``scrape_configs`` as in prometheus.yml."""
+        _need("prometheus")
+        (self.workdir / "data").mkdir(parents=True, exist_ok=True)
+        self._launch({"global": {"evaluation_interval": interval, "scrape_interval": interval},
+                      "rule_files": [str(p) for p in self.rule_files],
+                      "scrape_configs": scrape_configs})  # fmt: skip
+
+    def scraped_after(self, job: str, t: float) -> bool:
+        """Every target of ``job`` is up and was scraped after Unix time ``t``."""
+        return scraped_after(self.api("targets")["activeTargets"], job, t)
+
+    def _launch(self, config: dict[str, Any]) -> None:
+        data = self.workdir / "data"
         cfg = self.workdir / "prometheus.yml"
-        cfg.write_text(
-            yaml.safe_dump(
-                {
-                    "global": {"evaluation_interval": "1s", "scrape_interval": "1m"},
-                    "rule_files": [str(p) for p in self.rule_files],
-                }
-            )
-        )
+        cfg.write_text(yaml.safe_dump(config))
         self.port = _free_port()
         log = (self.workdir / "prometheus.log").open("wb")
         self.proc = subprocess.Popen(

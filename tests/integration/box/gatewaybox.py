@@ -22,6 +22,7 @@ from llmfleet.api.region import NodePool
 from llmfleet.kube import render
 from llmfleet.kube.client import Cluster
 from support.fleetbox import NAMESPACE, ROOT, FleetBox, wait_for
+from support.promtools import scraped_after
 
 TRAEFIK = ROOT / "hack" / "bin" / "traefik"
 GATEWAY = "llmfleet-gateway"
@@ -70,22 +71,7 @@ class GatewayBox(FleetBox):
         """Prometheus scraped every target of ``job`` after Unix time ``t``."""
         with urllib.request.urlopen(f"{self.prometheus}/api/v1/targets", timeout=10) as r:
             targets = json.loads(r.read())["data"]["activeTargets"]
-        mine = [x for x in targets if x["labels"].get("job") == job]
-        return bool(mine) and all(
-            x["health"] == "up" and _rfc3339(x["lastScrape"]) > t for x in mine
-        )
-
-
-def _rfc3339(text: str) -> float:
-    from datetime import datetime
-
-    # Prometheus writes nanoseconds; fromisoformat takes at most microseconds
-    head, _, frac = text.partition(".")
-    if frac:
-        digits = "".join(c for c in frac if c.isdigit())
-        zone = frac[len(digits) :]
-        text = f"{head}.{digits[:6]}{zone}"
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        return scraped_after(targets, job, t)
 
 
 def gateway_box(tmp_path: Path, scrape_interval: str = "1s") -> Iterator[GatewayBox]:
