@@ -432,20 +432,26 @@ def _plots(cmp: Comparison, d: Path) -> list[Path]:
     ax.set_title("Cost over time")
     ax.legend()
     out.append(_save(fig, plt, d / "cost_over_time.png"))
+    # one colour per pool across every policy's plot, and one GPU scale
+    every = sorted({k for r in cmp.runs.values() for _, s in r.recorder.gpu_samples
+                    for k, v in s.items() if v})
+    colour = dict(zip(every, pool_colours(len(every), plt), strict=True))
+    top = max((sum(s.values()) for r in cmp.runs.values() for _, s in r.recorder.gpu_samples),
+              default=0)
     for name, r in cmp.runs.items():
         samples = r.recorder.gpu_samples
         if not samples:
             continue
-        pools = sorted({k for _, s in samples for k, v in s.items() if v})
+        pools = [k for k in every if any(s.get(k) for _, s in samples)]
         if not pools:
             continue
         t = np.array([s[0] for s in samples]) / 3600.0
         ys = [np.array([s[1].get(k, 0) for s in samples]) for k in pools]
         fig, ax = plt.subplots(figsize=(9, 4))
-        ax.stackplot(t, ys, labels=pools, colors=pool_colours(len(pools), plt),
-                     step="post")
+        ax.stackplot(t, ys, labels=pools, colors=[colour[k] for k in pools], step="post")
+        ax.set_ylim(0, top * 1.05 or 1)
         ax.set_xlabel("hour")
-        ax.set_ylabel("GPUs")
+        ax.set_ylabel("GPUs (same scale and pool colours for every policy)")
         ax.set_title(f"GPUs by pool: {name}")
         ax.legend(fontsize=7, loc="upper left", ncol=2)
         out.append(_save(fig, plt, d / f"gpus_by_pool-{name}.png"))
