@@ -41,6 +41,7 @@ import numpy as np
 
 from llmfleet.api.references import FleetSnapshot
 from llmfleet.api.region import NodePool
+from llmfleet.sim.gateway import THROTTLED
 
 if TYPE_CHECKING:
     from llmfleet.sim.workload import AnyWorkload
@@ -144,19 +145,31 @@ class TierStats:
     """Per hour of arrival: requests with an outcome (completed, rejected, overdue)."""
     hour_ok: list[int] = field(default_factory=list)
     """Per hour of arrival: of those, the ones that met every target of the tier."""
+    hour_throttled: list[int] = field(default_factory=list)
+    """Per hour of arrival: of the decided, the ones throttled over their tenant's limit."""
+    throttled: int = 0
 
-    def decide(self, arrival: float, ok: bool) -> None:
-        h = int(arrival // 3600)
+    def _grow(self, h: int) -> None:
         while len(self.hour_decided) <= h:
             self.hour_decided.append(0)
             self.hour_ok.append(0)
+            self.hour_throttled.append(0)
+
+    def decide(self, arrival: float, ok: bool, throttled: bool = False) -> None:
+        h = int(arrival // 3600)
+        self._grow(h)
         self.hour_decided[h] += 1
         self.hour_ok[h] += ok
+        self.hour_throttled[h] += throttled
+        self.throttled += throttled
 
-    def hours_within_target(self) -> tuple[int, int]:
+    def hours_within_target(self, within_limits: bool = False) -> tuple[int, int]:
         """(hours whose share of requests within target is >= SLO_PERCENTILE, hours with
-        decided requests)."""
+        decided requests); ``within_limits`` leaves out the requests throttled over their
+        tenant's limit (as an SLI leaves out the 429s of a client over its quota)."""
         d = np.asarray(self.hour_decided, dtype=float)
+        if within_limits:
+            d = d - np.asarray(self.hour_throttled, dtype=float)
         ok = np.asarray(self.hour_ok, dtype=float)
         busy = d > 0
         held = ok[busy] >= SLO_PERCENTILE * d[busy] - 1e-9
@@ -327,9 +340,8 @@ class Recorder:
         st.ok += ok
         h = int(arrival // 3600)  # TierStats.decide, inlined
         hd = st.hour_decided
-        while len(hd) <= h:
-            hd.append(0)
-            st.hour_ok.append(0)
+        if len(hd) <= h:
+            st._grow(h)
         hd[h] += 1
         st.hour_ok[h] += ok
         ts = self._tenant_stats[tenant]
@@ -362,7 +374,7 @@ class Recorder:
         st = self._tier_stats[req.tier]
         st.rejected += 1
         st.late += now > req.deadline
-        st.decide(req.arrival, False)
+        st.decide(req.arrival, False, throttled=reason == THROTTLED)
         ts = self._tenant_stats[req.tenant]
         ts.rejected += 1
         ts.rejected_by[reason] += 1
@@ -446,6 +458,19 @@ class Recorder:
                 self.tier_stats[req.tier].decide(req.arrival, False)
 
     # ---------------------------------------------------------------- summaries
+    def within_limits(self) -> dict[str, dict[str, float]]:
+        """Per tier with requests: those throttled over their tenant's limit, and the share of
+        hours in SLO without them (:meth:`TierStats.hours_within_target`)."""
+        out: dict[str, dict[str, float]] = {}
+        for name in self.wl.tiers:
+            st = self.tier_stats.get(name)
+            if st is None or st.requests == 0:
+                continue
+            held, hours = st.hours_within_target(within_limits=True)
+            out[name] = {"throttled": st.throttled,
+                         "hourly_attainment_within_limits": held / hours if hours else math.nan}
+        return out
+
     def summary(self) -> dict[str, Any]:
         gpu_h = {"on-demand": 0.0, "spot": 0.0}
         usd = {"on-demand": 0.0, "spot": 0.0}

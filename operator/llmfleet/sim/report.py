@@ -88,7 +88,10 @@ def run_policies(
         rec = eng.run()
         if report:
             report(name, 1.0)
-        return RunResult(name, rec.summary(), rec, time.perf_counter() - t0)
+        summary = rec.summary()
+        for tier, extra in rec.within_limits().items():
+            summary["tiers"][tier].update(extra)
+        return RunResult(name, summary, rec, time.perf_counter() - t0)
 
     n_workers = min(workers or os.cpu_count() or 1, len(names))
     if n_workers <= 1 or "fork" not in mp.get_all_start_methods():
@@ -235,7 +238,9 @@ def _aligned(rows: Sequence[Sequence[str]]) -> list[str]:
 def slo_table(cmp: Comparison) -> str:
     """Every tier's SLO as an SRE reads it, per policy: the share of hours in which the
     tier's p95 target held, TTFT p95 / p99 / p99.9 against the target, the share of requests
-    within every target, the worst tenant's, and the rejections by reason."""
+    within every target, the worst tenant's, and the rejections by reason. Where a tier had
+    requests throttled over their tenant's limit, its hours in SLO are given again without
+    them (an SLI leaves out the 429s of a client over its quota)."""
     rows = [["policy", "tier", "target", "hours in SLO", "TTFT p95", "p99", "p99.9",
              "requests in SLO", "worst tenant", "rejected"]]
     targets = {}
@@ -252,7 +257,9 @@ def slo_table(cmp: Comparison) -> str:
             wa = v.get("worst_tenant_attainment", float("nan"))
             rows.append([
                 name, tier, targets.get(tier, "-"),
-                f"{100 * v.get('hourly_attainment', float('nan')):.1f}% of {v.get('hours', 0)}",
+                f"{100 * v.get('hourly_attainment', float('nan')):.1f}% of {v.get('hours', 0)}"
+                + (f" ({100 * v['hourly_attainment_within_limits']:.1f}% within limits)"
+                   if v.get("throttled") else ""),
                 f"{v['ttft_p95']:.2f}s", f"{v['ttft_p99']:.2f}s", f"{v['ttft_p999']:.2f}s",
                 f"{100 * v['attainment']:.2f}%",
                 f"{worst} {100 * wa:.1f}%" if worst != "-" else "-",

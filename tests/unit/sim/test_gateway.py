@@ -72,3 +72,8 @@ def test_the_engine_throttles_at_the_ingress_counts_it_and_loses_nothing():
     assert rows["a"]["throttled"] == s["reject_reasons"]["throttled"]
     assert rows["b"]["throttled"] == 0  # the other tenant is not limited
     assert s["completed"] + s["rejected"] + s["in_flight_end"] == s["requests"] == n
+    # the tier's throttled requests are counted, and its hours in SLO without them hold
+    fast = rec.within_limits()["fast"]
+    assert fast["throttled"] == s["reject_reasons"]["throttled"]
+    assert s["tiers"]["fast"]["hourly_attainment"] == 0.0
+    assert fast["hourly_attainment_within_limits"] == 1.0

@@ -85,3 +85,21 @@ def test_hourly_slo_worst_tenant_and_p999_agree_with_the_per_request_record():
     # one tenant ("a") sends every fast request: it is the worst tenant, at the tier's share
     assert s["worst_tenant"] == "a"
     assert s["worst_tenant_attainment"] == pytest.approx(s["attainment"], abs=1e-9)
+
+
+def test_hours_within_limits_leave_out_only_the_throttled_requests():
+    from llmfleet.sim.metrics import TierStats
+
+    st = TierStats()
+    # hour 0: 95 in SLO of 100 (holds); hour 1: 90 in SLO, 10 throttled (misses, and holds
+    # without the throttled); hour 2: 90 in SLO, 5 throttled, 5 late (misses either way)
+    for h, ok, throttled, late in ((0, 95, 0, 5), (1, 90, 10, 0), (2, 90, 5, 5)):
+        for _ in range(ok):
+            st.decide(h * 3600 + 1, True)
+        for _ in range(throttled):
+            st.decide(h * 3600 + 1, False, throttled=True)
+        for _ in range(late):
+            st.decide(h * 3600 + 1, False)
+    assert st.hours_within_target() == (1, 3)
+    assert st.hours_within_target(within_limits=True) == (2, 3)
+    assert st.throttled == 15
