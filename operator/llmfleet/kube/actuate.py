@@ -876,33 +876,17 @@ class _Planner:
         ingress = self.policy.spec.ingress
         region = self.region_of(cluster)
         wanted: dict[str, dict[str, Any]] = {}
-        router_models = sorted({e.model for e in router_entries or ()})
-        for model_name in router_models:
+        # the model router's routes (matching the header it sets), then the plan's own
+        groups = [(render_router_httproutes, m,
+                   [e for e in router_entries or () if e.model == m])
+                  for m in sorted({e.model for e in router_entries or ()})]
+        groups += [(render_httproutes, m, list(table.for_model(m))) for m in table.models()]
+        for render, model_name, all_entries in groups:
             model = self.models.get(model_name)
-            entries = [
-                e for e in router_entries or () if e.origin in local and e.model == model_name
-            ]
+            entries = [e for e in all_entries if e.origin in local]
             if model is None or not entries:
                 continue
-            for route in render_router_httproutes(
-                model,
-                entries,
-                namespace=self.namespace,
-                parent_refs=ingress.parent_refs,
-                policy_namespace=self.policy.namespace or self.namespace,
-                tier_header=ingress.tier_header,
-                tenant_header=ingress.tenant_header,
-                local_regions=frozenset(local),
-                match_origin=len(local) > 1,
-                total=table.total,
-            ):
-                wanted[route["metadata"]["name"]] = route
-        for model_name in table.models():
-            model = self.models.get(model_name)
-            entries = [e for e in table.for_model(model_name) if e.origin in local]
-            if model is None or not entries:
-                continue
-            for route in render_httproutes(
+            for route in render(
                 model,
                 entries,
                 namespace=self.namespace,
