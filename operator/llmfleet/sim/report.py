@@ -91,6 +91,9 @@ def run_policies(
         summary = rec.summary()
         for tier, extra in rec.within_limits().items():
             summary["tiers"][tier].update(extra)
+        own = getattr(policy, "report", None)
+        if callable(own):  # what a policy says of itself (llmfleet: its plans, routing)
+            summary["policy"] = own()
         return RunResult(name, summary, rec, time.perf_counter() - t0)
 
     n_workers = min(workers or os.cpu_count() or 1, len(names))
@@ -689,6 +692,7 @@ def routing_section(
                      for m, v in sorted(sent.items())},
         }  # fmt: skip
     a, b = _run_cost(on), _run_cost(off)
+    a["replicas_because_of_routing"] = on.summary.get("policy", {}).get("routing", {})
     return {
         "tiers": tiers,
         "llmfleet": {
@@ -733,6 +737,15 @@ def routing_markdown(section: Mapping[str, Any]) -> str:
             f"{100 * r['attainment'].get(t, float('nan')):.2f}%" for t in tiers) + " |")
     out += ["", f"Routing saves {lf['usd_saving']:.1%} of USD and {lf['gpu_hours_saving']:.1%} "
             "of GPU-hours.", ""]
+    because = a.get("replicas_because_of_routing") or {}
+    if because:
+        out += ["Replicas because of routing (llmfleet's plans with routing on, mean over its "
+                "plans of step 0, all regions; proportional attribution, "
+                "`llmfleet.plan.explain.routed_replicas`):", "",
+                "| model | replicas routing put there | replicas it spared |", "|---|---:|---:|"]
+        out += [f"| {m} | {v['routed_replicas']:.1f} | {v['saved_replicas']:.1f} |"
+                for m, v in because.items()]
+        out.append("")
     return "\n".join(out)
 
 

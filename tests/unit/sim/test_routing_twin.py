@@ -170,8 +170,11 @@ def test_the_planners_demand_per_model_equals_the_routed_arrivals() -> None:
 
 def _run(sc: Scenario) -> tuple[RunResult, Workload]:
     wl = build_workload(sc, days=DAYS)
-    rec = Engine(sc.snapshot(), wl, Llmfleet(sc, wl), sc.engine, seed=0).run()
-    return RunResult("llmfleet", rec.summary(), rec, 0.0), wl
+    pol = Llmfleet(sc, wl)
+    rec = Engine(sc.snapshot(), wl, pol, sc.engine, seed=0).run()
+    summary = rec.summary()
+    summary["policy"] = pol.report()  # as llmfleet.sim.report's runs add it
+    return RunResult("llmfleet", summary, rec, 0.0), wl
 
 
 def test_routing_cuts_cost_by_what_the_shares_predict_and_slos_hold(tmp_path: Path) -> None:
@@ -198,8 +201,13 @@ def test_routing_cuts_cost_by_what_the_shares_predict_and_slos_hold(tmp_path: Pa
     chat = section["tiers"]["chat"]
     assert chat["quality_floor_points"] == 1.0 and chat["measured_drop_points"] == 0.8
     assert chat["sent"][SMALL]["requests"] == pytest.approx(0.5, abs=0.02)
+    # replicas of the small model exist because of routing; the big one's it spared
+    because = lf["routing_on"]["replicas_because_of_routing"]
+    assert because[SMALL]["routed_replicas"] > 0.5 and because[BIG]["saved_replicas"] > 0.5
+    assert off["policy"]["routing"] == {} and off["policy"]["plans"] > 0
     (tmp_path / "metrics.json").write_text(json.dumps({"policies": {}}))
     (tmp_path / "report.md").write_text("# report\n")
     add_routing(tmp_path, section)
     assert json.loads((tmp_path / "metrics.json").read_text())["routing"]["tiers"]["chat"]
     assert "Routing saves" in (tmp_path / "report.md").read_text()
+    assert f"| {SMALL} |" in (tmp_path / "report.md").read_text()

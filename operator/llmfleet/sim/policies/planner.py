@@ -35,6 +35,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -271,6 +272,19 @@ class Llmfleet:
         self.fleet = CorrectionFleet.of(self.snap)
         """The fleet as the short-term correction sees it (:mod:`llmfleet.cycle.correction`)."""
         self.last_correction: Correction | None = None
+        self.plans = 0
+        self.routed: dict[str, list[float]] = {}
+        """Per model, summed over the plans: [replicas routing put there, replicas the load
+        routing took away would need] (:attr:`CycleResult.routing`)."""
+
+    def report(self) -> dict[str, Any]:
+        """What the run's summary carries of this policy: the plans made and, per model, the
+        mean over them of the replicas that exist because of routing (and are spared by
+        it), summed over regions at each plan's step 0."""
+        n = max(self.plans, 1)
+        return {"plans": self.plans, "routing": {
+            m: {"routed_replicas": r / n, "saved_replicas": sv / n}
+            for m, (r, sv) in sorted(self.routed.items())}}
 
     def cycle_inputs(self, obs: Observation) -> CycleInputs:
         """What the controller's cycle would be given at ``obs.now``."""
@@ -301,6 +315,11 @@ class Llmfleet:
             why = result.failure.message if result.failure else "no plan"
             return self._keep(why)
         self.previous, self.last_spec, self.last_name = result.plan, result.spec, result.name
+        self.plans += 1
+        for cell in result.routing:
+            acc = self.routed.setdefault(cell.model, [0.0, 0.0])
+            acc[0] += cell.routed_replicas
+            acc[1] += cell.saved_replicas
         gap = result.spec.solver.gap
         self.target = spec_target(
             result.spec,
