@@ -98,7 +98,7 @@ def _sageserve(value: float) -> PolicyFactory:
 KNOBS: Mapping[str, Knob] = {
     k.policy: k
     for k in (
-        Knob("llmfleet", "utilisation", (0.8, 1.0, 1.2), 1.0, _llmfleet),
+        Knob("llmfleet", "utilisation", (0.8, 0.9, 1.0, 1.2), 1.0, _llmfleet),
         Knob("reactive", "target", (0.3, 0.45, 0.6), 0.6, _reactive),
         Knob("static-peak", "headroom", (1.0, 1.5), 1.0, _static),
         Knob("sageserve", "scale_out", (0.3, 0.5), 0.5, _sageserve),
