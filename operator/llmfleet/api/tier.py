@@ -17,7 +17,7 @@ from llmfleet.api.base import (
 from llmfleet.api.resource import AGE_COLUMN, VALID_COLUMN, KindInfo, PrinterColumn, Resource
 
 TierType = Literal["interactive", "deadline"]
-RouterKind = Literal["random", "good-enough", "quality", "cluster"]
+RouterKind = Literal["random", "good-enough", "quality", "cluster", "blend"]
 #: A quality metric's name: lower-case letters, digits, ``_`` and ``-`` (``accuracy``,
 #: ``mt-bench``); LLMModel ``spec.evaluations[].metric`` uses the same names.
 METRIC_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -48,7 +48,11 @@ class RouterChoice(ApiModel):
     """``random``: a random share of requests to the cheaper candidates (the baseline).
     ``good-enough``: Hybrid LLM's classifier of "the cheaper model is good enough" (exactly
     two candidates). ``quality``: one quality predictor per candidate. ``cluster``:
-    UniRoute's per-cluster error rates (a new candidate needs only a small labelled set)."""
+    UniRoute's per-cluster error rates (a new candidate needs only a small labelled set).
+    ``blend``: the mean of two quality estimates per candidate, the text one of ``quality``
+    (a linear model of the prompt's words) and boosted regression trees on hand-made
+    difficulty features (length, how many numbers, operation words, ...); the best router
+    of ``llmfleet bench routing``, and slower to fit."""
     threshold: float | None = Field(default=None, ge=0, le=1_000_000)
     """A fixed cost weight ``lambda`` (>= 0; 0 sends each request to the candidate of best
     expected quality, larger values to cheaper ones). Unset: the operator's calibration sets

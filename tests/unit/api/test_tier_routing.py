@@ -128,6 +128,7 @@ def test_schema_bounds_reject_with_the_field_named(change, field, fragment):
         "good-enough",
         "quality",
         "cluster",
+        "blend",
     ]
 
 

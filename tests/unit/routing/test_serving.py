@@ -8,8 +8,10 @@ import json
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from llmfleet.routing.models import HashingFeaturiser, cross_fit
+from llmfleet.routing.models.features import DifficultyFeaturiser
 from llmfleet.routing.models.policy import LengthCost, route
 from llmfleet.routing.models.serving import (
     Candidate,
@@ -48,11 +50,20 @@ def test_fast_hashing_equals_sklearns(bits):
 
 
 @functools.cache
+def _features(kind: str, bits: int, prompts):
+    """What fit_tier fits ``kind`` on: the hashed text (then the difficulty features)."""
+    x = HashingFeaturiser(bits).transform(prompts)
+    if kind == "blend":
+        x = sp.hstack([x, sp.csr_matrix(DifficultyFeaturiser().transform(prompts))]).tocsr()
+    return x
+
+
 def _decisions(kind: str, bits: int = 12):
     data = synthetic(500, seed=2)
     test = synthetic(300, seed=9)
-    x = HashingFeaturiser(bits).transform(data.prompts)
-    cf = cross_fit(lambda: make_serving_router(kind, 0), x, data.quality, data.cost, 3, 0)
+    x = _features(kind, bits, data.prompts)
+    cf = cross_fit(lambda: make_serving_router(kind, 0, text_columns=2**bits), x, data.quality,
+                   data.cost, 3, 0)  # fmt: skip
     members = compile_members(cf.routers, 2**bits)
     lengths = np.array([len(p) for p in data.prompts], dtype=np.float64)
     cost = LengthCost.fit(lengths, data.cost)
@@ -63,7 +74,7 @@ def _decisions(kind: str, bits: int = 12):
     lam, scale = 0.35, float(cost.predict(lengths).max(axis=1).mean())
     tier = TierRouter("t", kind, cands, 1, lam, scale, bits, members)
     seen = cost.predict(np.array([len(p) for p in test.prompts], dtype=np.float64))
-    u_ref = cf.utility(HashingFeaturiser(bits).transform(test.prompts))
+    u_ref = cf.utility(_features(kind, bits, test.prompts))
     expected = route(u_ref, seen, lam, scale)
     fast = FastHashing(bits)
     got = [tier.decide(p, fast).index for p in test.prompts]
@@ -71,7 +82,7 @@ def _decisions(kind: str, bits: int = 12):
     return expected, np.array(got), u_ref, u_fast, members
 
 
-@pytest.mark.parametrize("kind", ["quality", "good-enough", "cluster"])
+@pytest.mark.parametrize("kind", ["quality", "good-enough", "cluster", "blend"])
 def test_compiled_router_decides_as_sklearn(kind):
     expected, got, u_ref, u_fast, _ = _decisions(kind)
     np.testing.assert_allclose(u_fast, u_ref, rtol=1e-9, atol=1e-12)
@@ -98,6 +109,31 @@ def test_random_router_is_a_stable_share():
     idx, val = fast.features("same prompt")
     first = members[0].utility(idx, val, "same prompt")
     assert first.tolist() == members[0].utility(idx, val, "same prompt").tolist()
+
+
+def test_blend_members_round_trip_their_arrays_and_decide_the_same():
+    _, _, _, _, members = _decisions("blend")
+    back = members_from_arrays(members_to_arrays(members))
+    fast = FastHashing(12)
+    for text in TEXTS:
+        idx, val = fast.features(text)
+        for a, b in zip(members, back, strict=True):
+            np.testing.assert_array_equal(a.utility(idx, val, text), b.utility(idx, val, text))
+    # the trees are scikit-learn's: the same predictions on the difficulty features
+    data = synthetic(500, seed=2)
+    cf = cross_fit(lambda: make_serving_router("blend", 0, text_columns=2**12),
+                   _features("blend", 12, data.prompts), data.quality, data.cost, 3, 0)
+    z = DifficultyFeaturiser().transform(TEXTS)
+    for router, member in zip(cf.routers, members, strict=True):
+        ref = router._trees.utility(z)
+        got_trees = np.array([member.trees.predict(row) for row in z])
+        np.testing.assert_allclose(got_trees, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_fit_tier_calibrates_a_blend_router():
+    fitted = fit_tier(synthetic(900, seed=4), "blend", target_drop_points=2.0, bits=12, folds=3)
+    assert fitted.kind == "blend" and fitted.lam is not None
+    assert fitted.ucb_drop_points <= 2.0 and len(fitted.members) == 3
 
 
 def test_fit_tier_calibrates_within_the_drop_and_saves():

@@ -50,13 +50,21 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
 from sklearn.utils import murmurhash3_32
 
 from llmfleet.routing.models.crossfit import cross_fit
 from llmfleet.routing.models.data import FloatArray, IntArray, RoutingSet
-from llmfleet.routing.models.features import HashingFeaturiser
+from llmfleet.routing.models.features import (
+    DIFFICULTY_FEATURES,
+    DifficultyFeaturiser,
+    HashingFeaturiser,
+    difficulty_row,
+)
 from llmfleet.routing.models.policy import LengthCost, calibrate
 from llmfleet.routing.models.routers import (
+    BlendRouter,
     ClusterRouter,
     GoodEnoughRouter,
     QualityRouter,
@@ -67,7 +75,7 @@ from llmfleet.routing.models.routers import (
 
 CONFIG_API_VERSION = "llmfleet.dev/router/v1"
 #: The API's router kinds and the core's router each compiles from.
-KINDS = ("random", "good-enough", "quality", "cluster")
+KINDS = ("random", "good-enough", "quality", "cluster", "blend")
 _TIE = 1e-9
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 _CACHE_LIMIT = 200_000
@@ -195,7 +203,105 @@ class RandomMember:
         return u
 
 
-Member: TypeAlias = LinearMember | ClusterMember | RandomMember
+@dataclass(frozen=True, eq=False)
+class TreeMember:
+    """Gradient-boosted regression trees per candidate on the prompt's difficulty features
+    (:data:`~llmfleet.routing.models.features.DIFFICULTY_FEATURES`), every tree of every
+    candidate packed in one set of ``[trees, nodes]`` arrays so that one walk evaluates all
+    of them: tree ``t`` adds its leaf ``value`` to candidate ``group[t]``, on top of that
+    candidate's ``baseline``. A split sends ``x <= threshold`` left, a missing value where
+    ``missing_left`` says (scikit-learn's numeric splits)."""
+
+    feature: IntArray
+    threshold: FloatArray
+    left: IntArray
+    right: IntArray
+    leaf: npt.NDArray[np.bool_]
+    missing_left: npt.NDArray[np.bool_]
+    value: FloatArray
+    group: IntArray
+    baseline: FloatArray
+    depth: int
+
+    def predict(self, z: FloatArray) -> FloatArray:
+        """Each candidate's prediction for the difficulty row ``z``."""
+        out = np.array(self.baseline, dtype=np.float64)
+        if not self.group.size:
+            return out
+        rows = np.arange(self.group.size)
+        node = np.zeros(self.group.size, dtype=np.int64)
+        for _ in range(self.depth):
+            at_leaf = self.leaf[rows, node]
+            if at_leaf.all():
+                break
+            x = z[self.feature[rows, node]]
+            go_left = np.where(np.isnan(x), self.missing_left[rows, node],
+                               x <= self.threshold[rows, node])  # fmt: skip
+            step = np.where(go_left, self.left[rows, node], self.right[rows, node])
+            node = np.where(at_leaf, node, step)
+        out += np.bincount(self.group, weights=self.value[rows, node], minlength=out.size)
+        return out
+
+    @classmethod
+    def of(cls, models: Sequence[Any]) -> TreeMember:
+        """From a :class:`~llmfleet.routing.models.routers.BoostedRouter`'s per-candidate
+        models (a fitted ``HistGradientBoostingRegressor``, or a constant)."""
+        trees: list[Any] = []
+        group: list[int] = []
+        baseline = np.zeros(len(models), dtype=np.float64)
+        for j, m in enumerate(models):
+            if isinstance(m, float):
+                baseline[j] = m
+                continue
+            baseline[j] = float(np.asarray(m._baseline_prediction).reshape(-1)[0])
+            for stage in m._predictors:
+                for tree in stage:
+                    if np.any(tree.nodes["is_categorical"]):
+                        raise ValueError("categorical splits are not supported")
+                    trees.append(tree.nodes)
+                    group.append(j)
+        size = max((len(t) for t in trees), default=1)
+
+        def packed(field: str, dtype: Any) -> Any:
+            out = np.zeros((len(trees), size), dtype=dtype)
+            for i, t in enumerate(trees):
+                out[i, : len(t)] = t[field]
+            return out
+
+        leaf = packed("is_leaf", np.bool_)
+        leaf[:, :] |= np.arange(size)[None, :] >= np.array([len(t) for t in trees] or [0])[:, None]
+        return cls(
+            feature=packed("feature_idx", np.int64), threshold=packed("num_threshold", np.float64),
+            left=packed("left", np.int64), right=packed("right", np.int64), leaf=leaf,
+            missing_left=packed("missing_go_to_left", np.bool_),
+            value=packed("value", np.float64), group=np.asarray(group, dtype=np.int64),
+            baseline=baseline,
+            depth=int(max((int(t["depth"].max()) for t in trees), default=0)) + 1,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class BlendMember:
+    """The ``blend`` router: the mean of a :class:`LinearMember` on the hashed text and a
+    :class:`TreeMember` on the difficulty features."""
+
+    linear: LinearMember
+    trees: TreeMember
+
+    def utility(self, idx: IntArray, val: FloatArray, text: str) -> FloatArray:
+        return self.blend(idx, val, difficulty(text))
+
+    def blend(self, idx: IntArray, val: FloatArray, z: FloatArray) -> FloatArray:
+        return np.asarray(0.5 * (self.linear.utility(idx, val, "") + self.trees.predict(z)),
+                          dtype=np.float64)  # fmt: skip
+
+
+def difficulty(text: str) -> FloatArray:
+    """One prompt's difficulty row (as :class:`DifficultyFeaturiser` computes it)."""
+    return np.asarray(difficulty_row(text), dtype=np.float64).reshape(len(DIFFICULTY_FEATURES))
+
+
+Member: TypeAlias = LinearMember | ClusterMember | RandomMember | BlendMember
 
 
 def _head(p: _Predictor, features: int) -> Head:
@@ -234,24 +340,45 @@ def compile_members(routers: Sequence[Router], features: int) -> tuple[Member, .
             out.append(ClusterMember(comps, np.asarray(r._kmeans.cluster_centers_), r.table))
         elif isinstance(r, RandomRouter):
             out.append(RandomMember(r._reference, r._models))
+        elif isinstance(r, BlendRouter):
+            if r.text_columns != features:
+                raise ValueError(f"a blend router's text block has {r.text_columns} columns, "
+                                 f"the featuriser {features}")  # fmt: skip
+            text = LinearMember(tuple(_head(p, features) for p in r._text._predictors))
+            out.append(BlendMember(text, TreeMember.of(r._trees._models)))
         else:
             raise ValueError(f"cannot compile router {type(r).__name__}")
     return tuple(out)
+
+
+_TREE_ARRAYS = ("feature", "threshold", "left", "right", "leaf", "missing_left", "value",
+                "group", "baseline")
 
 
 def members_to_arrays(members: Sequence[Member]) -> dict[str, FloatArray]:
     """The members as named arrays (an ``.npz`` artefact's content)."""
     out: dict[str, FloatArray] = {"members": np.array([len(members)], dtype=np.float64)}
     links = {"logistic": 0.0, "identity": 1.0, "constant": 2.0, "never": 3.0}
+
+    def linear(m: LinearMember, p: str) -> None:
+        out[p + "links"] = np.array([links[h.link] for h in m.heads])
+        out[p + "scalars"] = np.array([[h.intercept, h.value] for h in m.heads])
+        for j, h in enumerate(m.heads):
+            if h.weights.size:
+                out[f"{p}w{j}"] = h.weights
+
     for i, m in enumerate(members):
         p = f"m{i}."
         if isinstance(m, LinearMember):
             out[p + "kind"] = np.array([0.0])
-            out[p + "links"] = np.array([links[h.link] for h in m.heads])
-            out[p + "scalars"] = np.array([[h.intercept, h.value] for h in m.heads])
-            for j, h in enumerate(m.heads):
-                if h.weights.size:
-                    out[f"{p}w{j}"] = h.weights
+            linear(m, p)
+        elif isinstance(m, BlendMember):
+            out[p + "kind"] = np.array([3.0])
+            linear(m.linear, p)
+            t = m.trees
+            for name in _TREE_ARRAYS:
+                out[f"{p}t.{name}"] = np.asarray(getattr(t, name), dtype=np.float64)
+            out[p + "t.depth"] = np.array([float(t.depth)])
         elif isinstance(m, ClusterMember):
             out[p + "kind"] = np.array([1.0])
             out[p + "components"], out[p + "centers"] = m.components, m.centers
@@ -270,7 +397,8 @@ def members_from_arrays(arrays: Mapping[str, Any]) -> tuple[Member, ...]:
         for i in range(int(np.asarray(arrays["members"])[0])):
             p = f"m{i}."
             kind = int(np.asarray(arrays[p + "kind"])[0])
-            if kind == 0:
+
+            def linear(p: str) -> LinearMember:
                 links = np.asarray(arrays[p + "links"])
                 scalars = np.asarray(arrays[p + "scalars"], dtype=np.float64)
                 heads = []
@@ -279,7 +407,20 @@ def members_from_arrays(arrays: Mapping[str, Any]) -> tuple[Member, ...]:
                     heads.append(
                         Head(names[int(code)], w, float(scalars[j, 0]), float(scalars[j, 1]))
                     )
-                out.append(LinearMember(tuple(heads)))
+                return LinearMember(tuple(heads))
+
+            if kind == 0:
+                out.append(linear(p))
+            elif kind == 3:
+                t = {n: np.asarray(arrays[f"{p}t.{n}"]) for n in _TREE_ARRAYS}
+                out.append(BlendMember(linear(p), TreeMember(
+                    feature=t["feature"].astype(np.int64), threshold=t["threshold"],
+                    left=t["left"].astype(np.int64), right=t["right"].astype(np.int64),
+                    leaf=t["leaf"].astype(np.bool_), missing_left=t["missing_left"].astype(np.bool_),
+                    value=t["value"], group=t["group"].astype(np.int64),
+                    baseline=t["baseline"].astype(np.float64),
+                    depth=int(np.asarray(arrays[p + "t.depth"])[0]),
+                )))  # fmt: skip
             elif kind == 1:
                 out.append(ClusterMember(
                     np.asarray(arrays[p + "components"], dtype=np.float64),
@@ -357,7 +498,9 @@ class TierRouter:
 
     def utility(self, text: str, featuriser: FastHashing) -> FloatArray:
         idx, val = featuriser.features(text)
-        us = [m.utility(idx, val, text) for m in self.members]
+        z = difficulty(text) if any(isinstance(m, BlendMember) for m in self.members) else None
+        us = [m.blend(idx, val, z) if isinstance(m, BlendMember) and z is not None
+              else m.utility(idx, val, text) for m in self.members]  # fmt: skip
         return np.asarray(us[0] if len(us) == 1 else np.mean(us, axis=0), dtype=np.float64)
 
     def decide(self, text: str, featuriser: FastHashing, tenant: str | None = None) -> Decision:
@@ -411,8 +554,9 @@ class FittedTier:
     (:func:`calibrated_shares` turns them into the planner's shares)."""
 
 
-def make_serving_router(kind: str, seed: int = 0) -> Router:
-    """The core router of an API router kind (``good-enough`` is Hybrid LLM's)."""
+def make_serving_router(kind: str, seed: int = 0, text_columns: int | None = None) -> Router:
+    """The core router of an API router kind (``good-enough`` is Hybrid LLM's; ``blend``
+    needs ``text_columns``, the hashed text block's width before the difficulty features)."""
     if kind == "random":
         return RandomRouter(seed)
     if kind == "good-enough":
@@ -421,6 +565,10 @@ def make_serving_router(kind: str, seed: int = 0) -> Router:
         return QualityRouter()
     if kind == "cluster":
         return ClusterRouter(seed=seed)
+    if kind == "blend":
+        if text_columns is None:
+            raise ValueError("router kind 'blend' needs text_columns")
+        return BlendRouter(text_columns, seed=seed)
     raise ValueError(f"unknown router kind {kind!r} ({', '.join(KINDS)})")
 
 
@@ -439,13 +587,15 @@ def fit_tier(
     ``llmfleet bench routing`` does), and compile the fold routers."""
     featuriser = HashingFeaturiser(bits)
     x = featuriser.transform(data.prompts)
+    if kind == "blend":  # the hashed text, then the difficulty features
+        x = sp.hstack([x, sp.csr_matrix(DifficultyFeaturiser().transform(data.prompts))]).tocsr()
     lengths = np.array([len(p) for p in data.prompts], dtype=np.float64)
     cost = LengthCost.fit(lengths, data.cost)
     seen = cost.predict(lengths)
     ref = data.reference if reference is None else reference
 
     def make() -> Router:
-        return make_serving_router(kind, seed)
+        return make_serving_router(kind, seed, text_columns=2**bits)
 
     cf = cross_fit(make, x, data.quality, data.cost, folds, seed)
     cal = calibrate(
@@ -560,14 +710,19 @@ def parse_config(
         else:
             tier_members = ()
         for m in tier_members:
-            n = m.table.shape[0] if isinstance(m, ClusterMember) else (
-                len(m.heads) if isinstance(m, LinearMember) else m.candidates)  # fmt: skip
-            if n != len(cands):
+            lin = m.linear if isinstance(m, BlendMember) else m
+            if isinstance(lin, ClusterMember):
+                n = lin.table.shape[0]
+            elif isinstance(lin, RandomMember):
+                n = lin.candidates
+            else:
+                n = len(lin.heads)
+            if n != len(cands) or (isinstance(m, BlendMember) and m.trees.baseline.size != n):
                 raise ConfigError(
                     f"{where}: the router scores {n} models, the tier has {len(cands)} candidates"
                 )
-            if isinstance(m, LinearMember) and any(
-                h.weights.size not in (0, 2**bits) for h in m.heads
+            if isinstance(lin, LinearMember) and any(
+                h.weights.size not in (0, 2**bits) for h in lin.heads
             ):
                 raise ConfigError(
                     f"{where}.bits: the router's weights do not have 2**{bits} columns"
