@@ -36,20 +36,21 @@ import aiohttp
 import numpy as np
 
 from llmfleet.gateway.config import save_artefact
-from llmfleet.routing.models import HashingFeaturiser, RoutingSet
+from llmfleet.routing.models import RoutingSet
 from llmfleet.routing.models.policy import route
 from llmfleet.routing.models.serving import (
     Candidate,
     FastHashing,
     FittedTier,
     TierRouter,
+    fit_features,
     fit_tier,
 )
 from llmfleet_bench.routing import DEFAULT_DATA, load_datasets
 from llmfleet_bench.targets import Threshold
 
 DECISION_P99_MS = 2.0
-KINDS = ("quality", "cluster", "good-enough", "random")
+KINDS = ("quality", "cluster", "good-enough", "random", "blend")
 
 UPSTREAM = """
 import sys
@@ -107,13 +108,13 @@ def decision_times(
 
 def mismatches(fitted: FittedTier, prompts: Sequence[str]) -> int:
     """Prompts whose served decision differs from the scikit-learn fold routers' (their
-    mean utility on ``HashingFeaturiser`` features, then ``policy.route``)."""
+    mean utility on the features they were fitted on, then ``policy.route``)."""
     tier = _tier(fitted)
     featuriser = FastHashing(fitted.bits)
     fast = np.array([tier.decide(p, featuriser).index for p in prompts])
     if fitted.lam is None:
         return int((fast != fitted.reference).sum())
-    x = HashingFeaturiser(fitted.bits).transform(prompts)
+    x = fit_features(fitted.kind, fitted.bits, prompts)
     u = np.mean([r.utility(x) for r in fitted.routers], axis=0)
     seen = fitted.cost.predict(np.array([len(p) for p in prompts], dtype=np.float64))
     return int((fast != route(u, seen, fitted.lam, fitted.scale)).sum())

@@ -15,7 +15,10 @@ decisions are identical):
   ridge, a constant, or *never*), :class:`ClusterMember` (UniRoute: SVD projection,
   L2-normalised, nearest k-means centre, that cluster's column of the quality table),
   :class:`RandomMember` (a uniform draw for the reference, from a hash of the prompt so the
-  same prompt gets the same model); the utility is the members' mean;
+  same prompt gets the same model), :class:`BlendMember` (``blend``: the mean of a linear
+  member and a :class:`TreeMember`, boosted regression trees on the prompt's difficulty
+  features packed into arrays; a tier walks all its members' trees at once); the utility is
+  the members' mean;
 * :class:`TierRouter` — the tier's candidates, each cost estimate ``a_m + b_m * chars``
   (:class:`~llmfleet.routing.models.policy.LengthCost`), the calibrated knob ``lambda`` and
   cost scale; :meth:`TierRouter.decide` is ``argmax_m U_m - (lambda + 1e-9) c~_m`` as
@@ -41,6 +44,7 @@ the forecasts.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import math
@@ -222,25 +226,62 @@ class TreeMember:
     group: IntArray
     baseline: FloatArray
     depth: int
+    _flat: dict[str, Any] = field(init=False, repr=False)
+    _base: IntArray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # flat views: node ``n`` of tree ``t`` at ``t * nodes + n`` (one gather a level)
+        trees, nodes = self.feature.shape
+        flat = {name: np.ascontiguousarray(getattr(self, name)).reshape(-1) for name in
+                ("feature", "threshold", "left", "right", "leaf", "missing_left", "value")}
+        object.__setattr__(self, "_flat", flat)
+        object.__setattr__(self, "_base", np.arange(trees, dtype=np.int64) * nodes)
 
     def predict(self, z: FloatArray) -> FloatArray:
         """Each candidate's prediction for the difficulty row ``z``."""
         out = np.array(self.baseline, dtype=np.float64)
         if not self.group.size:
             return out
-        rows = np.arange(self.group.size)
-        node = np.zeros(self.group.size, dtype=np.int64)
+        f, base = self._flat, self._base
+        pos = base.copy()
         for _ in range(self.depth):
-            at_leaf = self.leaf[rows, node]
+            at_leaf = f["leaf"][pos]
             if at_leaf.all():
                 break
-            x = z[self.feature[rows, node]]
-            go_left = np.where(np.isnan(x), self.missing_left[rows, node],
-                               x <= self.threshold[rows, node])  # fmt: skip
-            step = np.where(go_left, self.left[rows, node], self.right[rows, node])
-            node = np.where(at_leaf, node, step)
-        out += np.bincount(self.group, weights=self.value[rows, node], minlength=out.size)
+            x = z[f["feature"][pos]]
+            go_left = x <= f["threshold"][pos]
+            missing = np.isnan(x)
+            if missing.any():
+                go_left = np.where(missing, f["missing_left"][pos], go_left)
+            step = np.where(go_left, f["left"][pos], f["right"][pos])
+            pos = np.where(at_leaf, pos, base + step)
+        out += np.bincount(self.group, weights=f["value"][pos], minlength=out.size)
         return out
+
+    @classmethod
+    def mean_of(cls, members: Sequence[TreeMember]) -> TreeMember:
+        """One forest whose prediction is the mean of ``members``' (all trees walked at
+        once: what a tier of several fold routers evaluates per request)."""
+        k = len(members)
+        size = max(m.feature.shape[1] for m in members)
+
+        def cat(name: str) -> Any:
+            parts = []
+            for m in members:
+                a = getattr(m, name)
+                pad = np.zeros((a.shape[0], size - a.shape[1]), dtype=a.dtype)
+                if name == "leaf":
+                    pad[:] = True
+                parts.append(np.hstack([a, pad]))
+            return np.vstack(parts)
+
+        return cls(
+            feature=cat("feature"), threshold=cat("threshold"), left=cat("left"),
+            right=cat("right"), leaf=cat("leaf"), missing_left=cat("missing_left"),
+            value=cat("value") / k, group=np.concatenate([m.group for m in members]),
+            baseline=np.mean([m.baseline for m in members], axis=0),
+            depth=max(m.depth for m in members),
+        )  # fmt: skip
 
     @classmethod
     def of(cls, models: Sequence[Any]) -> TreeMember:
@@ -488,6 +529,14 @@ class TierRouter:
         if self.lam is not None and not self.members:
             raise ConfigError(f"tier {self.tier}: a threshold needs a fitted router (members)")
 
+    @functools.cached_property
+    def _forest(self) -> TreeMember | None:
+        """The blend members' trees as one forest (None unless every member blends)."""
+        blends = [m for m in self.members if isinstance(m, BlendMember)]
+        if not blends or len(blends) != len(self.members):
+            return None
+        return TreeMember.mean_of([m.trees for m in blends])
+
     def routes(self, model: str | None) -> bool:
         """Whether a request naming ``model`` (None: none) is routed."""
         return (
@@ -498,9 +547,12 @@ class TierRouter:
 
     def utility(self, text: str, featuriser: FastHashing) -> FloatArray:
         idx, val = featuriser.features(text)
-        z = difficulty(text) if any(isinstance(m, BlendMember) for m in self.members) else None
-        us = [m.blend(idx, val, z) if isinstance(m, BlendMember) and z is not None
-              else m.utility(idx, val, text) for m in self.members]  # fmt: skip
+        forest = self._forest
+        if forest is not None:  # blend: the linear heads' mean, and every tree in one walk
+            blends = [m for m in self.members if isinstance(m, BlendMember)]
+            lin = np.mean([m.linear.utility(idx, val, text) for m in blends], axis=0)
+            return np.asarray(0.5 * (lin + forest.predict(difficulty(text))), dtype=np.float64)
+        us = [m.utility(idx, val, text) for m in self.members]
         return np.asarray(us[0] if len(us) == 1 else np.mean(us, axis=0), dtype=np.float64)
 
     def decide(self, text: str, featuriser: FastHashing, tenant: str | None = None) -> Decision:
@@ -572,6 +624,15 @@ def make_serving_router(kind: str, seed: int = 0, text_columns: int | None = Non
     raise ValueError(f"unknown router kind {kind!r} ({', '.join(KINDS)})")
 
 
+def fit_features(kind: str, bits: int, prompts: Sequence[str]) -> Any:
+    """The feature matrix ``kind`` is fitted on: the hashed text (``blend``: then the
+    difficulty features)."""
+    x = HashingFeaturiser(bits).transform(prompts)
+    if kind == "blend":
+        x = sp.hstack([x, sp.csr_matrix(DifficultyFeaturiser().transform(prompts))]).tocsr()
+    return x
+
+
 def fit_tier(
     data: RoutingSet,
     kind: str,
@@ -585,10 +646,7 @@ def fit_tier(
     """Cross-fit ``kind`` on hashed features of ``data``, calibrate ``lambda`` for the
     target drop on the out-of-fold utilities with prompt-length cost estimates (as
     ``llmfleet bench routing`` does), and compile the fold routers."""
-    featuriser = HashingFeaturiser(bits)
-    x = featuriser.transform(data.prompts)
-    if kind == "blend":  # the hashed text, then the difficulty features
-        x = sp.hstack([x, sp.csr_matrix(DifficultyFeaturiser().transform(data.prompts))]).tocsr()
+    x = fit_features(kind, bits, data.prompts)
     lengths = np.array([len(p) for p in data.prompts], dtype=np.float64)
     cost = LengthCost.fit(lengths, data.cost)
     seen = cost.predict(lengths)
