@@ -11,6 +11,9 @@ llmfleet dashboards [--check]             generate the chart's dashboards, rules
 llmfleet actuate PLAN [--dry-run]         apply a recorded FleetPlan (an older one reverts)
 llmfleet simulate [SCENARIO]              replay the traces on the digital twin, every policy
 llmfleet router serve --config F --upstream URL [--port N]   the model router service (proxy)
+llmfleet router calibrate --data D --tier T (--out DIR | --apply)   fit a routed tier's router on
+                                          per-query quality data; write router.json, the
+                                          artefact and shares.json (or apply the ConfigMap)
 llmfleet bench TARGET [...]               a benchmark from llmfleet_bench: planner, controller,
                                           forecast, sim, fairness, calibrate, routing, router; prints its targets
 
@@ -374,8 +377,8 @@ BENCH_TARGETS = ("forecast", "planner", "fairness", "sim", "controller", "calibr
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    # The only imports of llmfleet_bench in the product: lazy, one benchmark at a time
-    # (.importlinter allows exactly these).
+    # The imports of llmfleet_bench in the product: lazy, one benchmark at a time, and the
+    # routing data reader of `llmfleet router calibrate` (.importlinter allows llmfleet.cli's).
     bench: Callable[[list[str]], int]
     if args.target == "forecast":
         from llmfleet_bench.forecast import main as bench
@@ -417,6 +420,210 @@ def _cmd_router(args: argparse.Namespace) -> int:
                              read_seconds=args.read_timeout, reload_seconds=args.reload_seconds)  # fmt: skip
     serve(Path(args.config), settings, args.host, args.port, logging.getLogger("llmfleet.router"),
           metrics_port=args.metrics_port, metrics=GenAIMetrics(attributes))  # fmt: skip
+    return 0
+
+
+CALIBRATE_FIELD_MANAGER = "llmfleet-router-calibrate"
+"""The field manager ``router calibrate --apply`` applies the router's ConfigMap with: not
+the operator's (``llmfleet``), whose applies of ``data["router.json"]`` alone would otherwise
+remove ``shares.json`` and the artefacts from the ConfigMap."""
+
+
+def _column_map(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        model, sep, column = item.partition("=")
+        if not sep or not model or not column:
+            raise UserError(f"--column {item!r}: expected MODEL=COLUMN (an LLMModel, a data column)")
+        if model in out:
+            raise UserError(f"--column {model}: given twice")
+        out[model] = column
+    return out
+
+
+def _calibration_data(args: argparse.Namespace, candidates: list[str], tier: str):  # type: ignore[no-untyped-def]
+    """The routing set of ``--data`` with the tier's candidates as its models (in order)."""
+    from llmfleet.routing.models.data import RoutingSet
+    from llmfleet_bench.routing import RoutingDataError, load_datasets
+
+    where = f"--data {args.data}"
+    try:
+        sets = load_datasets(Path(args.data))
+    except RoutingDataError as err:
+        raise UserError(str(err)) from None
+    if len(sets) != 1:
+        names = ", ".join(name for name, _ in sets)
+        raise UserError(f"{where}: holds {len(sets)} datasets ({names}); give one of their folders")
+    data = sets[0][1]
+    columns = _column_map(args.column or [])
+    for model in columns:
+        if model not in candidates:
+            raise UserError(
+                f"--column {model}={columns[model]}: {model} is not a candidate of SLATier "
+                f"{tier} ({', '.join(candidates)})"
+            )
+    index = []
+    for model in candidates:
+        column = columns.get(model, model if model in data.models else None)
+        if column is None:
+            raise UserError(
+                f"--column: SLATier {tier}'s candidate {model} has no column (give --column "
+                f"{model}=COLUMN; the data's models: {', '.join(data.models)})"
+            )
+        if column not in data.models:
+            raise UserError(
+                f"--column {model}={column}: {where} has no model column {column!r} "
+                f"(its models: {', '.join(data.models)})"
+            )
+        index.append(data.models.index(column))
+    if len(set(index)) != len(index):
+        raise UserError("--column: two candidates map to the same data column")
+    return RoutingSet.build(
+        data.prompts, candidates, data.quality[:, index], data.cost[:, index]
+    ), sets[0][0]
+
+
+def _cmd_router_calibrate(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from llmfleet.api.loading import load_manifests, snapshot_of
+    from llmfleet.gateway.config import load_config
+    from llmfleet.kube.errors import refuse_foreign
+    from llmfleet.kube.router_config import (
+        ROUTER_CONFIG_MAP,
+        ConfigMapTooLarge,
+        calibrated_router_data,
+        shares_from_config_map,
+    )
+    from llmfleet.routing.models.serving import ConfigError, calibrated_shares, fit_tier
+
+    if args.bits is not None and not 1 <= args.bits <= 24:
+        raise UserError(f"--bits {args.bits}: must be in [1, 24]")
+    if args.folds < 2:
+        raise UserError(f"--folds {args.folds}: must be >= 2")
+    namespace = args.namespace
+    cluster = None
+    try:
+        if args.manifests:
+            snap = snapshot_of(load_manifests([Path(p) for p in args.manifests], namespace=namespace))
+            source = " ".join(args.manifests)
+        if not args.manifests or args.apply:
+            cluster = _connect(args)
+        if not args.manifests:
+            from llmfleet.kube.actuate_cmd import read_snapshot
+
+            assert cluster is not None
+            snap, problems = read_snapshot(cluster, namespace)
+            for p in problems:
+                print(f"skipped: {p}", file=sys.stderr)
+            source = f"namespace {namespace}"
+        tier = next((t for t in snap.tiers if t.name == args.tier), None)
+        if tier is None:
+            known = ", ".join(sorted(t.name for t in snap.tiers)) or "none"
+            raise UserError(f"--tier {args.tier}: no SLATier of that name in {source}; known: {known}")
+        routing = tier.spec.routing
+        if routing is None:
+            routed = ", ".join(sorted(t.name for t in snap.tiers if t.spec.routing)) or "none"
+            raise UserError(
+                f"--tier {args.tier}: SLATier {tier.name} has no spec.routing (routed tiers: {routed})"
+            )
+        candidates = list(routing.candidates)
+        data, dataset = _calibration_data(args, candidates, tier.name)
+        stored = (
+            cluster.get("v1", "ConfigMap", ROUTER_CONFIG_MAP, namespace) if cluster is not None else None
+        )
+        policy = min(snap.policies, key=lambda p: p.name) if snap.policies else None
+        ingress = policy.spec.ingress if policy is not None else None
+        tier_header = ingress.tier_header if ingress is not None else "x-tier"
+        tenant_header = ingress.tenant_header if ingress is not None else "x-tenant-id"
+        bits = 16 if args.bits is None else args.bits
+        kind = routing.router.kind
+        try:
+            fitted = fit_tier(
+                data, kind, routing.max_quality_drop, routing.router.confidence, bits,
+                args.folds, args.seed, reference=candidates.index(routing.reference_model),
+            )  # fmt: skip
+        except ValueError as err:
+            raise UserError(f"--data {args.data}: cannot fit SLATier {tier.name}'s {kind} router: {err}") from None
+        shares = calibrated_shares(fitted, data, tier.name)
+        try:
+            out = calibrated_router_data(
+                tier, fitted, shares, snap.tiers, snap.models, snap.tenants, stored,
+                tier_header=tier_header, tenant_header=tenant_header,
+            )  # fmt: skip
+        except ConfigMapTooLarge as err:
+            flag = f": run again with --bits {err.suggested_bits}" if err.suggested_bits is not None else ""
+            raise UserError(f"SLATier {tier.name}: {err}{flag}; nothing written") from None
+        except ValueError as err:
+            raise UserError(f"SLATier {tier.name}: {err}") from None
+        cm = out.config_map(namespace)
+        # what the router service and the planner read back, checked before writing anything
+        with tempfile.TemporaryDirectory() as tmp:
+            for key, text in out.data.items():
+                (Path(tmp) / key).write_text(text, encoding="utf-8")
+            for key, raw in out.binary.items():
+                (Path(tmp) / key).write_bytes(raw)
+            try:
+                load_config(Path(tmp) / "router.json")
+                shares_from_config_map(cm)
+            except ConfigError as err:
+                raise RuntimeError(f"the calibrated ConfigMap does not parse: {err}") from err
+        if args.apply:
+            assert cluster is not None
+            refuse_foreign(stored, cm)
+            res = cluster.resource("v1", "ConfigMap")
+            # Cluster.apply has the operator's field manager (see CALIBRATE_FIELD_MANAGER)
+            cluster._call(
+                f"apply ConfigMap {ROUTER_CONFIG_MAP}",
+                lambda: res.server_side_apply(
+                    body=cm, name=ROUTER_CONFIG_MAP, namespace=namespace,
+                    field_manager=CALIBRATE_FIELD_MANAGER, force_conflicts=True,
+                    _request_timeout=cluster.timeout,
+                ),
+            )  # fmt: skip
+            wrote = (
+                f"applied ConfigMap {namespace}/{ROUTER_CONFIG_MAP}: data {', '.join(sorted(out.data))}; "
+                f"binaryData {', '.join(sorted(out.binary))}"
+            )
+        else:
+            folder = Path(args.out)
+            folder.mkdir(parents=True, exist_ok=True)
+            for key, text in out.data.items():
+                (folder / key).write_text(text, encoding="utf-8")
+            for key, raw in out.binary.items():
+                (folder / key).write_bytes(raw)
+            wrote = f"wrote {', '.join(str(folder / k) for k in sorted([*out.data, *out.binary]))}"
+    finally:
+        if cluster is not None:
+            cluster.close()
+    entry = out.document["tiers"][tier.name]
+    lam = entry["lambda"]
+    source_of_lam = entry["calibration"]["threshold"]
+    mine = out.shares.get(tier.name)
+    assert mine is not None
+    print(
+        f"SLATier {tier.name}: {kind} router over {', '.join(candidates)} (reference "
+        f"{routing.reference_model}), fitted on {data.n} prompts of {dataset} "
+        f"(seed {args.seed}, {bits} hashing bits, {args.folds} folds)"
+    )
+    print(
+        f"  lambda {'none (every request to the reference)' if lam is None else f'{lam:.6g}'} "
+        f"({source_of_lam}); drop {fitted.drop_points:.2f} points, bound "
+        f"{fitted.ucb_drop_points:.2f} at {fitted.confidence:.0%} (maxQualityDrop "
+        f"{routing.max_quality_drop:g}); saving {fitted.saving:.1%}"
+    )
+    if routing.router.threshold is not None:
+        print(f"  note: spec.routing.router.threshold {routing.router.threshold:g} is fixed: the "
+              "router uses it; the drop, saving and shares are at the calibrated lambda "
+              f"{fitted.lam}")  # fmt: skip
+    print("  shares of requests: " + ", ".join(f"{m} {mine.share(m):.1%}" for m in candidates))
+    print(
+        f"  artefact {out.artefact}: {out.artefact_bytes:,} bytes; ConfigMap content "
+        f"{out.size:,} bytes (limit 1,000,000)"
+    )
+    for note in out.notes:
+        print(f"  note: {note}")
+    print(f"  {wrote}")
     return 0
 
 
@@ -608,6 +815,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="request headers recorded as metric labels, as Envoy AI Gateway's "
                    "metricsRequestHeaderAttributes: x-tenant-id:tenant.id,x-tier:tier")
     p.set_defaults(func=_cmd_router)
+    p = router.add_parser(
+        "calibrate", help="fit a routed SLATier's router on per-query quality data and write "
+        "the router's ConfigMap content (router.json, <tier>.npz, shares.json)",
+    )
+    p.add_argument("--data", required=True, help="per-query quality data: a CSV of prompt,"
+                   "quality:<model>,cost:<model>,... (or a folder of them), or RouteLLM's folder")
+    p.add_argument("--tier", required=True, help="the SLATier to calibrate (it has spec.routing)")
+    p.add_argument("--column", action="append", metavar="MODEL=COLUMN",
+                   help="the data's model column of a candidate LLMModel (repeatable; default: "
+                   "the column of the LLMModel's own name)")
+    p.add_argument("--manifests", nargs="+", metavar="PATH",
+                   help="the fleet's manifests (files or folders); default: read them from the cluster")
+    p.add_argument("-n", "--namespace", default="llmfleet", help="the fleet's namespace (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds and routers (default: %(default)s)")
+    p.add_argument("--bits", type=int, default=None,
+                   help="hashing bits of the prompt features (default: 16); fewer: a smaller artefact")
+    p.add_argument("--folds", type=int, default=5, help="cross-fit folds (default: %(default)s)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", metavar="DIR", help="write router.json, <tier>.npz and shares.json into DIR")
+    where.add_argument("--apply", action="store_true",
+                       help="server-side apply them into the ConfigMap llmfleet-router of the namespace")
+    _add_cluster_args(p)
+    p.set_defaults(func=_cmd_router_calibrate)
 
     p = sub.add_parser(
         "bench", help="benchmarks that print figures (see `llmfleet bench X --help`)"

@@ -36,11 +36,16 @@ serve it; a candidate served nowhere is reported (its requests would find no bac
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from llmfleet.api.model import LLMModel
 from llmfleet.api.policy import ParentRef
@@ -57,7 +62,10 @@ from llmfleet.routing.models.serving import (
     ConfigError,
     FittedTier,
     RouterShares,
+    TierShares,
+    members_to_arrays,
     parse_shares,
+    shares_document,
 )
 from llmfleet.routing.table import RouteEntry, RoutingTable
 from llmfleet.routing.weights import integer_weights
@@ -72,6 +80,10 @@ ROUTER_CONFIG_MAP = "llmfleet-router"
 ``spec.ingress`` has no field for its name yet)."""
 ROUTER_COMPONENT = "model-router"
 CHARS_PER_TOKEN = 4
+CONFIG_MAP_LIMIT = 1_000_000
+"""Most bytes :func:`calibrated_router_data` puts in the router's ConfigMap: the API server
+refuses a ConfigMap whose data and binaryData (keys and values, binaryData counted raw)
+exceed 1 MiB; the rest is left for the object's metadata."""
 
 
 @dataclass(frozen=True)
@@ -357,3 +369,179 @@ def render_router_httproutes(
     for part, route in enumerate(routes, start=1):
         route["metadata"]["name"] = router_route_name(model.name, part)
     return routes
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+class ConfigMapTooLarge(ValueError):
+    """The calibrated router does not fit in one ConfigMap (:data:`CONFIG_MAP_LIMIT`)."""
+
+    def __init__(self, message: str, size: int, artefact_bytes: int, bits: int,
+                 suggested_bits: int | None) -> None:  # fmt: skip
+        super().__init__(message)
+        self.size = size
+        self.artefact_bytes = artefact_bytes
+        self.bits = bits
+        self.suggested_bits = suggested_bits
+        """The largest hashing width whose artefact should fit (None: none does)."""
+
+
+@dataclass(frozen=True)
+class CalibratedRouter:
+    """What calibrating one tier writes into the router's ConfigMap: ``data``
+    (``router.json``, ``shares.json``), ``binary`` (each calibrated tier's ``.npz``, raw
+    bytes), the documents they hold, the size counted against :data:`CONFIG_MAP_LIMIT`, and
+    what was not carried over from the stored ConfigMap (``notes``)."""
+
+    tier: str
+    artefact: str
+    data: Mapping[str, str]
+    binary: Mapping[str, bytes]
+    document: Mapping[str, Any]
+    shares: RouterShares
+    size: int
+    notes: tuple[str, ...] = ()
+
+    @property
+    def artefact_bytes(self) -> int:
+        return len(self.binary[self.artefact])
+
+    def config_map(self, namespace: str, name: str = ROUTER_CONFIG_MAP) -> dict[str, Any]:
+        """The ConfigMap manifest (``binaryData`` base64, as the API carries it)."""
+        cm = render_config_map(name, namespace, self.data, component=ROUTER_COMPONENT)
+        cm["binaryData"] = {
+            k: base64.b64encode(v).decode("ascii") for k, v in sorted(self.binary.items())
+        }
+        return cm
+
+
+def artefact_bytes(fitted: FittedTier) -> bytes:
+    """The fitted tier's members as a compressed ``.npz`` (what ``np.load`` reads back)."""
+    buf = io.BytesIO()
+    arrays: dict[str, Any] = dict(members_to_arrays(fitted.members))
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def _stored_binary(config_map: Mapping[str, Any] | None) -> dict[str, bytes]:
+    raw = (config_map or {}).get("binaryData") or {}
+    out: dict[str, bytes] = {}
+    for key, value in raw.items() if isinstance(raw, Mapping) else ():
+        try:
+            out[str(key)] = (
+                value if isinstance(value, bytes) else base64.b64decode(value, validate=True)
+            )
+        except (ValueError, TypeError):
+            continue
+    return out
+
+
+def _routes(tier: SLATier, models: Sequence[LLMModel]) -> bool:
+    """Whether the operator publishes ``tier`` (it routes among LLMModels that exist)."""
+    routing = tier.spec.routing
+    names = {m.name for m in models if m.namespace == tier.namespace}
+    return routing is not None and {routing.reference_model, *routing.candidates} <= names
+
+
+def calibrated_router_data(
+    tier: SLATier,
+    fitted: FittedTier,
+    shares: TierShares,
+    tiers: Sequence[SLATier],
+    models: Sequence[LLMModel],
+    tenants: Sequence[TenantQuota],
+    stored: Mapping[str, Any] | None = None,
+    *,
+    tier_header: str = "x-tier",
+    tenant_header: str = "x-tenant-id",
+    limit: int = CONFIG_MAP_LIMIT,
+) -> CalibratedRouter:
+    """The router ConfigMap's content with ``tier``'s new calibration (``fitted``, its
+    candidates LLMModel names, and the planner's ``shares`` of it; the artefact
+    ``<tier>.npz``). From ``stored`` (the ConfigMap as read, or None) every other routed
+    tier's calibration is kept with its artefact and its shares, as the actuation keeps them;
+    one that no longer fits its tier, or whose artefact is missing, is dropped (the tier
+    published uncalibrated) and named in ``notes``.
+
+    Raises ``ValueError`` naming the field when ``tier`` and its fit disagree, and
+    :class:`ConfigMapTooLarge` (with the hashing width that would fit) when the content
+    exceeds ``limit`` bytes."""
+    if tier.spec.routing is None:
+        raise ValueError(f"SLATier {tier.name}: spec.routing is not set (the tier does not route)")
+    if shares.tier != tier.name:
+        raise ValueError(f"the shares are of tier {shares.tier!r}, not {tier.name!r}")
+    artefact = f"{tier.name}.npz"
+    npz = artefact_bytes(fitted)
+    mine = router_config_document(
+        [tier], models, tenants, {tier.name: TierCalibration.of(fitted, artefact)},
+        tier_header=tier_header, tenant_header=tenant_header,
+    )  # fmt: skip
+    doc = router_config_document(
+        [], models, tenants, {}, tier_header=tier_header, tenant_header=tenant_header
+    )
+    notes: list[str] = []
+    stored_cals = stored_calibrations(stored)
+    stored_npz = _stored_binary(stored)
+    binary: dict[str, bytes] = {artefact: npz}
+    for other in sorted(tiers, key=lambda t: t.name):
+        if other.name == tier.name or not _routes(other, models):
+            continue
+        cal = stored_cals.get(other.name)
+        if cal is not None and (cal.artefact == artefact or cal.artefact not in stored_npz):
+            notes.append(f"SLATier {other.name}: the stored calibration's artefact "
+                         f"{cal.artefact!r} is not in the ConfigMap; published uncalibrated")  # fmt: skip
+            cal = None
+        one = None
+        if cal is not None:
+            try:
+                one = router_config_document([other], models, tenants, {other.name: cal},
+                                             tier_header=tier_header, tenant_header=tenant_header)  # fmt: skip
+                binary[cal.artefact] = stored_npz[cal.artefact]
+            except ValueError as err:
+                notes.append(f"SLATier {other.name}: the stored calibration is not used "
+                             f"(published uncalibrated): {err}")  # fmt: skip
+        if one is None:
+            try:
+                one = router_config_document([other], models, tenants, {},
+                                             tier_header=tier_header, tenant_header=tenant_header)  # fmt: skip
+            except ValueError as err:
+                notes.append(f"SLATier {other.name}: left out: {err}")
+                continue
+        doc["tiers"].update(one["tiers"])
+    doc["tiers"].update(mine["tiers"])
+    doc["tiers"] = dict(sorted(doc["tiers"].items()))
+
+    try:
+        old = shares_from_config_map(stored)
+    except ConfigError as err:
+        notes.append(f"the stored {SHARES_KEY} is not used: {err}")
+        old = None
+    kept = [t for t in (old.tiers if old else ()) if t.tier in doc["tiers"] and t.tier != tier.name]
+    all_shares = RouterShares(tuple(sorted([*kept, shares], key=lambda t: t.tier)))
+    data = {
+        ROUTER_CONFIG_KEY: json.dumps(doc, sort_keys=True, indent=1, allow_nan=False),
+        SHARES_KEY: json.dumps(
+            shares_document(all_shares), sort_keys=True, indent=1, allow_nan=False
+        ),
+    }
+    size = sum(len(k) + len(v.encode("utf-8")) for k, v in data.items()) + sum(
+        len(k) + len(v) for k, v in binary.items()
+    )
+    if size > limit:
+        rest = size - len(npz)
+        room = limit - rest
+        suggested = None
+        if room > 0:
+            # the weights (and projections) have 2**bits columns: halving them per bit less
+            down = max(1, math.ceil(math.log2(len(npz) / room)))
+            suggested = fitted.bits - down if fitted.bits - down >= 1 else None
+        hint = (f"fit with fewer hashing bits ({suggested} should fit)" if suggested is not None
+                else "the other tiers' artefacts and documents leave no room")  # fmt: skip
+        raise ConfigMapTooLarge(
+            f"the router's ConfigMap would hold {size:,} bytes, over the {limit:,} a ConfigMap "
+            f"may (1 MiB): the artefact {artefact} is {len(npz):,} bytes at {fitted.bits} "
+            f"hashing bits; {hint}",
+            size, len(npz), fitted.bits, suggested,
+        )  # fmt: skip
+    return CalibratedRouter(tier.name, artefact, data, binary, doc, all_shares, size, tuple(notes))
