@@ -571,16 +571,7 @@ def _cmd_router_calibrate(args: argparse.Namespace) -> int:
         if args.apply:
             assert cluster is not None
             refuse_foreign(stored, cm)
-            res = cluster.resource("v1", "ConfigMap")
-            # Cluster.apply has the operator's field manager (see CALIBRATE_FIELD_MANAGER)
-            cluster._call(
-                f"apply ConfigMap {ROUTER_CONFIG_MAP}",
-                lambda: res.server_side_apply(
-                    body=cm, name=ROUTER_CONFIG_MAP, namespace=namespace,
-                    field_manager=CALIBRATE_FIELD_MANAGER, force_conflicts=True,
-                    _request_timeout=cluster.timeout,
-                ),
-            )  # fmt: skip
+            cluster.apply(cm, field_manager=CALIBRATE_FIELD_MANAGER)
             wrote = (
                 f"applied ConfigMap {namespace}/{ROUTER_CONFIG_MAP}: data {', '.join(sorted(out.data))}; "
                 f"binaryData {', '.join(sorted(out.binary))}"

@@ -291,9 +291,10 @@ class Cluster:
         force: bool = True,
         dry_run: bool = False,
         subresource: str | None = None,
+        field_manager: str = FIELD_MANAGER,
     ) -> dict[str, Any]:
-        """Server-side apply of one object (field manager ``llmfleet``); ``subresource``
-        (e.g. ``status``) applies to that subresource instead."""
+        """Server-side apply of one object (field manager ``llmfleet`` unless told another);
+        ``subresource`` (e.g. ``status``) applies to that subresource instead."""
         meta = obj.get("metadata", {})
         res = self.resource(obj["apiVersion"], obj["kind"])
         namespaced = bool(res.namespaced)
@@ -302,7 +303,7 @@ class Cluster:
         kwargs: dict[str, Any] = {
             "body": obj,
             "name": meta["name"],
-            "field_manager": FIELD_MANAGER,
+            "field_manager": field_manager,
             "force_conflicts": force,
             "_request_timeout": self.timeout,
         }

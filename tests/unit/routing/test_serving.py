@@ -130,12 +130,6 @@ def test_blend_members_round_trip_their_arrays_and_decide_the_same():
         np.testing.assert_allclose(got_trees, ref, rtol=1e-12, atol=1e-12)
 
 
-def test_fit_tier_calibrates_a_blend_router():
-    fitted = fit_tier(synthetic(900, seed=4), "blend", target_drop_points=2.0, bits=12, folds=3)
-    assert fitted.kind == "blend" and fitted.lam is not None
-    assert fitted.ucb_drop_points <= 2.0 and len(fitted.members) == 3
-
-
 def test_fit_tier_calibrates_within_the_drop_and_saves():
     fitted = fit_tier(synthetic(1200, seed=4), "quality", target_drop_points=2.0, bits=12, folds=3)
     assert fitted.lam is not None and fitted.ucb_drop_points <= 2.0
